@@ -1,0 +1,60 @@
+# Thin wrapper over CMake/ctest. Two build trees:
+#   build/          the test build: ASan + UBSan, binaries in build/bin/
+#   build-release/  optimised, datagram tools linked statically: run, bench, install
+BUILD_DIR   ?= build
+RELEASE_DIR ?= build-release
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Everything the build, the tests and the benchmarks use, from Debian.
+DEB_PACKAGES := cmake make g++ pkg-config libpoco-dev libssl-dev libcli11-dev \
+	nlohmann-json3-dev catch2 python3 python3-websockets python3-pytest \
+	python3-pytest-timeout node-ws socat hyperfine tmux
+
+.PHONY: all deps build release test bench install run clean
+
+all: build
+
+# Idempotent and quick when everything is there: dpkg-query first, and
+# apt-get (with one update before it) only for what is missing.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD_DIR)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DSMWS_SANITIZE=ON
+
+build: deps $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+$(RELEASE_DIR)/CMakeCache.txt:
+	cmake -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=Release -DSMWS_SANITIZE=OFF -DSMWS_BUILD_TESTS=OFF
+
+release: deps $(RELEASE_DIR)/CMakeCache.txt
+	cmake --build $(RELEASE_DIR) -j $(JOBS)
+
+bench: release
+	SMWS_BIN_DIR=$(CURDIR)/$(RELEASE_DIR)/bin /usr/bin/python3 bench/run.py
+
+install: release
+	DESTDIR=$(DESTDIR) cmake --install $(RELEASE_DIR) --prefix $(PREFIX)
+
+# The main job: events from the default socket, printed as NDJSON.
+run: release
+	$(RELEASE_DIR)/bin/sm-listen
+
+clean:
+	rm -rf $(BUILD_DIR) $(RELEASE_DIR)
