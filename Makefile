@@ -47,7 +47,8 @@ release: deps $(RELEASE_DIR)/CMakeCache.txt
 	cmake --build $(RELEASE_DIR) -j $(JOBS)
 
 bench: release
-	SMWS_BIN_DIR=$(CURDIR)/$(RELEASE_DIR)/bin /usr/bin/python3 bench/run.py
+	SMWS_BIN_DIR=$(CURDIR)/$(RELEASE_DIR)/bin SMWS_BENCH_DIR=$(CURDIR)/$(RELEASE_DIR)/bench \
+	  NODE_PATH=/usr/share/nodejs /usr/bin/python3 bench/run.py $(BENCH)
 
 install: release
 	DESTDIR=$(DESTDIR) cmake --install $(RELEASE_DIR) --prefix $(PREFIX)

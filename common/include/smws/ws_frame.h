@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "smws/utf8.h"
+
 namespace smws::ws {
 
 enum class Opcode : uint8_t {
@@ -115,13 +117,9 @@ class FrameReader {
   bool in_message_ = false;  // inside a fragmented data message
   Opcode message_opcode_ = Opcode::kText;
   std::string message_;      // reassembled payload so far
-  uint32_t utf8_state_ = 0;  // incremental validation of message_
+  Utf8Validator utf8_;       // incremental validation of a text message_
   uint16_t error_code_ = 0;
   std::string error_reason_;
 };
-
-// Server side of the opening handshake (RFC 6455 §4.2.2):
-// base64(SHA-1(key + GUID)).
-std::string accept_key(std::string_view client_key);
 
 }  // namespace smws::ws
