@@ -1,0 +1,201 @@
+// Human-in-the-loop: the pending-interrupt table of ws-relay, decision
+// validation, timeouts, and the two small I/O helpers around them (the audit
+// log and the reply datagram). Message shapes: docs/hitl.md.
+//
+// HitlTable is pure logic: no sockets, no threads, no clock of its own. Every
+// call takes `now` (seconds on any monotonic clock the caller chooses; the
+// relay uses steady_clock) so tests control time exactly.
+//
+// Threads: ONE thread owns a HitlTable (ws-relay's event loop); the class has
+// no lock, so a caller that shares it across threads must synchronise every
+// call itself. Because all interrupts, decisions and timeouts pass through
+// that one owner, "first valid decision wins" is simply "first call wins".
+//
+// The instant of the timeout: an interrupt whose deadline is <= now is no
+// longer decidable. on_decision(now >= deadline) refuses with "not pending"
+// (reason "timed out") and leaves the interrupt in the table so that the next
+// expire(now) resolves it as a timeout; expire(now) resolves every interrupt
+// with deadline <= now. So the outcome does not depend on whether the owner
+// calls expire() or on_decision() first for the same `now`: at the instant of
+// the deadline the timeout wins.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <deque>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace smws {
+
+// Default lifetime of an interrupt without a `timeout` field (ws-relay
+// --hitl-timeout): five minutes is long enough for a human to notice a
+// prompt and short enough that a forgotten script does not block for ever.
+constexpr double kHitlDefaultTimeout = 300.0;
+
+// Bound on the pending table: every structure in the relay is bounded. An
+// interrupt over it is refused (reported, not broadcast) rather than growing
+// memory without limit when a script loops by mistake.
+constexpr std::size_t kHitlMaxPending = 10000;
+
+// How many decided/expired ids are remembered so that a late decision gets
+// the reason "already decided"/"timed out" instead of "unknown interrupt".
+constexpr std::size_t kHitlRememberResolved = 1024;
+
+struct HitlOptions {
+  double default_timeout = kHitlDefaultTimeout;  // --hitl-timeout
+  std::size_t max_pending = kHitlMaxPending;
+};
+
+// A resolved interrupt: what to broadcast to every client, print on stdout,
+// append to the audit log, and (when reply_to is not empty) send as one
+// datagram to reply_to.
+struct HitlResolution {
+  nlohmann::json decision;
+  std::string reply_to;
+};
+
+// on_interrupt's answer.
+struct HitlInterruptResult {
+  bool ok = false;
+  // ok: the interrupt as it must be broadcast (interrupt_id and timeout
+  // filled in), audited and kept for snapshots.
+  nlohmann::json event;
+  // !ok: why it was refused, for a warning on stderr ("interrupt: ...").
+  // The event is then neither pending nor broadcast.
+  std::string error;
+};
+
+// on_decision's answer: exactly one of the two is set.
+struct HitlDecisionResult {
+  // Accepted: the interrupt is no longer pending.
+  std::optional<HitlResolution> resolved;
+  // Refused: {"type":"error","error":...,"interrupt_id"?,"reason"?} for the
+  // sender only. The interrupt (if any) stays pending.
+  nlohmann::json error;
+
+  bool accepted() const { return resolved.has_value(); }
+};
+
+class HitlTable {
+ public:
+  explicit HitlTable(HitlOptions options = {});
+
+  // An `interrupt` event read from stdin. Assigns `interrupt_id` ("i-N",
+  // never one that is pending) when missing, sets `timeout` to the default
+  // when missing, and records deadline = now + timeout. Refused: not an
+  // object, `interrupt_id` not a non-empty string or already pending,
+  // `action_requests` not a non-empty array of objects with a string `name`,
+  // `review_configs` present but malformed, `timeout` not a number >= 0,
+  // `reply_to` not a string, table full.
+  HitlInterruptResult on_interrupt(nlohmann::json event, double now);
+
+  // A `decision` message from the client at `client` ("127.0.0.1:5555").
+  // Checks, in order: an object; a string interrupt_id; pending (error
+  // "not pending", reason "already decided" | "timed out" | "unknown
+  // interrupt_id"); thread_id, when given, equal to the interrupt's;
+  // `decisions` an array with one entry per action request; each entry an
+  // object whose `type` is approve|edit|reject and allowed by the
+  // review_config of its action; edit entries carry an `edited_action`
+  // object with a non-empty string `name` and an object `args`; reject's
+  // `message`, when given, is a string. The accepted decision keeps every
+  // field the client sent (decided_by included), with type, interrupt_id and
+  // thread_id (from the interrupt) set and "client" added.
+  HitlDecisionResult on_decision(const nlohmann::json& decision,
+                                 const std::string& client, double now);
+
+  // Resolves every interrupt whose deadline is <= now as
+  // {"type":"decision","interrupt_id","thread_id"?,"decisions":[{"type":"reject",
+  //  "message":"timed out"} per action request],"timed_out":true},
+  // oldest deadline first.
+  std::vector<HitlResolution> expire(double now);
+
+  // The earliest deadline of a pending interrupt (the loop's next timer),
+  // nullopt when nothing is pending.
+  std::optional<double> next_deadline() const;
+
+  // Pending interrupts, oldest first, as broadcast, each with "expires_in"
+  // (seconds left at `now`, >= 0) added, for the snapshot's "pending" array.
+  nlohmann::json pending_json(double now) const;
+
+  std::size_t pending_count() const { return pending_.size(); }
+  bool is_pending(const std::string& interrupt_id) const;
+
+ private:
+  struct Pending {
+    nlohmann::json event;
+    double deadline = 0;
+    unsigned long long arrival = 0;
+  };
+
+  void remember_resolved(const std::string& id, const char* reason);
+
+  HitlOptions options_;
+  std::unordered_map<std::string, Pending> pending_;
+  unsigned long long next_id_ = 1;
+  unsigned long long arrivals_ = 0;
+  // Bounded memory of resolved ids and why (kHitlRememberResolved entries).
+  std::deque<std::string> resolved_order_;
+  std::unordered_map<std::string, const char*> resolved_reason_;
+};
+
+// --- helpers shared by the clients (hitl-approve) and the relay ----------
+
+// Checks an edited action: an object with a non-empty string "name" and an
+// object "args". Returns an empty string when valid, else what is wrong.
+std::string check_edited_action(const nlohmann::json& action);
+
+// Expands a short decision as scripts write it,
+//   {"interrupt_id":"i-7","type":"approve"}
+//   {"interrupt_id":"i-7","type":"reject","message":"no"}
+//   {"interrupt_id":"i-7","type":"edit","edited_action":{...}}  (one action)
+//   {"interrupt_id":"i-7","decisions":[...]}                     (already full)
+// into the full decision message for `interrupt` (one entry per action
+// request; for a multi-action interrupt approve/reject apply to every
+// action, edit is refused). `decided_by`, when not empty, is added unless
+// the short form carries one. Returns nullopt and sets error when the short
+// decision is malformed. No check against review_configs: the relay does it.
+std::optional<nlohmann::json> expand_decision(const nlohmann::json& interrupt,
+                                              const nlohmann::json& short_decision,
+                                              const std::string& decided_by,
+                                              std::string& error);
+
+// --- I/O around the table (not used by HitlTable itself) -----------------
+
+// --audit FILE: one NDJSON line per interrupt, decision and timeout, each
+// written with one write(2) and fsync(2)ed before append() returns, so a
+// record that was reported as written survives a crash. append() blocks for
+// the fsync (milliseconds); HITL traffic runs at human rates.
+// Thread-safety: none; the owner of the HitlTable owns its AuditLog.
+class AuditLog {
+ public:
+  AuditLog() = default;
+  ~AuditLog();
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  // Opens (creates, mode 0640) path for appending. Returns false and sets
+  // error ("audit file PATH: why") when it cannot; the relay exits 73.
+  bool open(const std::string& path, std::string& error);
+  bool is_open() const { return fd_ >= 0; }
+
+  // Appends record (plus "logged_at": wall-clock seconds since the epoch)
+  // as one line and fsyncs. Returns false and sets error on failure; the
+  // caller logs it and goes on.
+  bool append(const nlohmann::json& record, std::string& error);
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+// Sends payload as one datagram to the AF_UNIX SOCK_DGRAM socket at path,
+// without blocking (MSG_DONTWAIT). Returns an empty string on success, else
+// "reply to PATH: why" (the waiting sm-send has gone away, its buffer is
+// full, ...): an error to log, never fatal.
+std::string send_reply_datagram(const std::string& path, const std::string& payload);
+
+}  // namespace smws
