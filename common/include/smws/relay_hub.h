@@ -1,0 +1,181 @@
+// RelayHub: ws-relay's protocol state, without sockets, threads or POCO.
+// It validates stdin lines, stamps `seq`, keeps the machine table (snapshot)
+// and the `--history` ring, builds what a new client receives first, and
+// sorts client messages. Sending is the caller's business: every result is a
+// payload (the text of one WebSocket message) that the event loop encodes
+// once and queues for each client.
+//
+// Threading: a RelayHub is NOT thread-safe. It is owned by one thread (in
+// ws-relay, the event loop that owns the client sockets) and every method is
+// called from that thread only, or under one mutex the caller names.
+//
+// Message shapes (initial, gap, error) are in docs/protocol.md; the rules for
+// the machine table and for `?since=N` are the SPEC's "Edge rules".
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace smws::core {
+
+// The text of one WebSocket message. Shared (and immutable) because the same
+// bytes go to the history ring and to every client queue.
+using Payload = std::shared_ptr<const std::string>;
+
+struct HubOptions {
+  // --history N: how many of the latest broadcast events a new client gets
+  // after its snapshot, and how far back `?since=N` can resume. 0 = none.
+  size_t history = 0;
+  // --seq: stamp every broadcast event with "seq":N (1, 2, 3 ... per run).
+  bool seq = false;
+  // Bound on the machine table so an endless stream of new machine_ids cannot
+  // grow memory without limit; past it the least recently active machine is
+  // forgotten (counted in machines_evicted()). 100k machines is ~tens of MB.
+  size_t max_machines = 100000;
+};
+
+// What ingest() made of one stdin line.
+struct IngestResult {
+  enum class Status {
+    kBroadcast,  // valid event: send `payload` to every client
+    kBlank,      // empty or whitespace-only line: skipped silently (SPEC)
+    kInvalid,    // bad line: `error` says why (for stderr); nothing to send
+  };
+  Status status = Status::kBlank;
+  Payload payload;     // kBroadcast: the event as received (surrounding
+                       // whitespace trimmed), plus "seq":N under --seq
+  std::string type;    // kBroadcast: the event's `type`
+  uint64_t seq = 0;    // kBroadcast under --seq: the number given
+  std::string error;   // kInvalid: "line 7: not JSON: ..." (no tool prefix)
+
+  bool ok() const { return status == Status::kBroadcast; }
+};
+
+// What a message from a client asks for.
+struct ClientMessage {
+  enum class Kind {
+    kRefresh,   // {"type":"refresh"}: send that client snapshot()
+    kPong,      // {"type":"pong"}: application-level pong, consumed
+    kDecision,  // {"type":"decision",...}: for the HITL module; `json` holds it
+    kForward,   // any other JSON object: write `line` to stdout
+    kError,     // not JSON, or JSON but not an object: send `reply` to it only
+  };
+  Kind kind = Kind::kError;
+  std::string line;      // kForward: compact JSON plus '\n', ready for stdout
+  std::string reply;     // kError: {"type":"error","error":"..."}
+  nlohmann::json json;   // kDecision (and kForward): the parsed message
+};
+
+class RelayHub {
+ public:
+  explicit RelayHub(HubOptions options = {});
+
+  // One line read from stdin (with or without its '\n'). `now` is the receive
+  // time in seconds since the epoch: it becomes a machine's last_activity
+  // when the event has no numeric `timestamp`. Every call counts as one line,
+  // so error messages carry the stdin line number.
+  // A valid event is an object with a non-empty string `type`; its bytes are
+  // forwarded unchanged (the parser checked them, UTF-8 included), so only
+  // state_change events and --seq pay for more than one validating pass.
+  IngestResult ingest(std::string_view line, double now);
+
+  // A message the relay itself broadcasts (e.g. a HITL decision or timeout):
+  // a serialized JSON object, trusted. It is stamped, held in history and
+  // applied to the machine table like a stdin event, without a line number.
+  Payload publish(std::string_view json_object, double now);
+
+  // Hook for events of one `type` (HITL: "interrupt"): called on a valid
+  // event before it is stamped; a returned string replaces the event's text
+  // (it must be a JSON object, e.g. with an assigned interrupt_id); nullopt
+  // keeps it. One interceptor per type; setting another replaces it.
+  using Interceptor =
+      std::function<std::optional<std::string>(std::string_view event_json, double now)>;
+  void set_interceptor(std::string type, Interceptor fn);
+
+  // Source of the "pending" array of every snapshot: returns a serialized
+  // JSON array. Default: "[]" (no HITL module attached).
+  void set_pending_provider(std::function<std::string()> fn);
+
+  // {"type":"initial","machines":[...],"pending":[...],"timestamp":now}
+  // machines: {"id","current_state","previous_state","last_activity","data"},
+  // least recently active first. Under --seq it also carries "seq":M, the
+  // last number the snapshot reflects, so a client knows where to resume.
+  Payload snapshot(double now) const;
+
+  // What a client receives first, in order, before the live stream.
+  // since = the `?since=N` query value (nullopt when absent or when --seq is
+  // off, in which case it is ignored):
+  //   no since:             snapshot, then the held history
+  //   N >= last seq:        nothing (the client missed nothing)
+  //   all events > N held:  those events, no snapshot
+  //   some already gone:    {"type":"gap","from":N+1,"to":M} (M = newest seq
+  //                         no longer held), snapshot, held events after M
+  // An N larger than the last seq given (a client of an earlier run) is
+  // answered like no since: a fresh snapshot.
+  std::vector<Payload> on_connect(std::optional<uint64_t> since, double now) const;
+
+  // Sorts one text message from a client (already UTF-8 checked by the codec).
+  static ClientMessage classify_client_message(std::string_view text);
+
+  // Counters for /healthz and /metrics.
+  uint64_t events_in() const { return events_in_; }          // valid stdin events
+  uint64_t invalid_lines() const { return invalid_lines_; }  // bad stdin lines
+  uint64_t lines() const { return lines_; }                  // every ingest() call
+  uint64_t last_seq() const { return next_seq_ - 1; }        // 0 before the first
+  size_t machines() const { return machine_order_.size(); }
+  uint64_t machines_evicted() const { return machines_evicted_; }
+  size_t history_size() const { return history_.size(); }
+
+ private:
+  struct Machine {
+    std::string id;
+    nlohmann::json current_state;   // null until a state is seen
+    nlohmann::json previous_state;  // null when unknown
+    nlohmann::json last_activity;   // number: event timestamp or receive time
+    nlohmann::json data;            // the last event's data ({} when absent)
+  };
+  struct Held {
+    uint64_t seq;
+    Payload payload;
+  };
+
+  // Stamps, applies, holds; `machine_event` is the DOM when the text is a
+  // state_change with a machine_id (nullptr otherwise).
+  Payload commit(std::string text, const nlohmann::json* machine_event, double now,
+                 uint64_t* seq_out);
+  void apply_state_change(const nlohmann::json& event, double now);
+
+  HubOptions options_;
+  uint64_t next_seq_ = 1;
+  uint64_t events_in_ = 0;
+  uint64_t invalid_lines_ = 0;
+  uint64_t lines_ = 0;
+  uint64_t machines_evicted_ = 0;
+
+  // Machine table: list in order of last activity (front = least recent),
+  // index by id for O(1) update and move-to-back.
+  std::list<Machine> machine_order_;
+  std::unordered_map<std::string, std::list<Machine>::iterator> machine_index_;
+  // Serialized "machines" array, rebuilt lazily when the table changed, so
+  // 5,000 clients connecting at once do not re-serialize it 5,000 times.
+  mutable std::string machines_json_;
+  mutable bool machines_dirty_ = true;
+
+  std::deque<Held> history_;  // the last options_.history broadcasts, oldest first
+
+  std::unordered_map<std::string, Interceptor> interceptors_;
+  std::function<std::string()> pending_provider_;
+};
+
+}  // namespace smws::core
