@@ -51,13 +51,15 @@ struct IngestResult {
     kBroadcast,  // valid event: send `payload` to every client
     kBlank,      // empty or whitespace-only line: skipped silently (SPEC)
     kInvalid,    // bad line: `error` says why (for stderr); nothing to send
+    kRefused,    // a valid event its interceptor refused: `error` says why
   };
   Status status = Status::kBlank;
   Payload payload;     // kBroadcast: the event as received (surrounding
                        // whitespace trimmed), plus "seq":N under --seq
   std::string type;    // kBroadcast: the event's `type`
   uint64_t seq = 0;    // kBroadcast under --seq: the number given
-  std::string error;   // kInvalid: "line 7: not JSON: ..." (no tool prefix)
+  std::string error;   // kInvalid: "line 7: not JSON: ..." (no tool prefix);
+                       // kRefused: "line 7: " + the interceptor's error
 
   bool ok() const { return status == Status::kBroadcast; }
 };
@@ -96,16 +98,21 @@ class RelayHub {
   Payload publish(std::string_view json_object, double now);
 
   // Hook for events of one `type` (HITL: "interrupt"): called on a valid
-  // event before it is stamped; a returned string replaces the event's text
-  // (it must be a JSON object, e.g. with an assigned interrupt_id); nullopt
-  // keeps it. One interceptor per type; setting another replaces it.
-  using Interceptor =
-      std::function<std::optional<std::string>(std::string_view event_json, double now)>;
+  // stdin event before it is stamped. One interceptor per type; setting
+  // another replaces it.
+  struct Intercept {
+    bool ok = true;           // false: refuse the event (not broadcast, not held)
+    std::string replacement;  // ok and not empty: the event's new text, a JSON
+                              // object (e.g. with an assigned interrupt_id)
+    std::string error;        // !ok: why, for stderr
+  };
+  using Interceptor = std::function<Intercept(std::string_view event_json, double now)>;
   void set_interceptor(std::string type, Interceptor fn);
 
   // Source of the "pending" array of every snapshot: returns a serialized
-  // JSON array. Default: "[]" (no HITL module attached).
-  void set_pending_provider(std::function<std::string()> fn);
+  // JSON array, given the snapshot's `now` (wall clock; a provider on
+  // another clock reads its own). Default: "[]" (no HITL module).
+  void set_pending_provider(std::function<std::string(double now)> fn);
 
   // {"type":"initial","machines":[...],"pending":[...],"timestamp":now}
   // machines: {"id","current_state","previous_state","last_activity","data"},
@@ -175,7 +182,7 @@ class RelayHub {
   std::deque<Held> history_;  // the last options_.history broadcasts, oldest first
 
   std::unordered_map<std::string, Interceptor> interceptors_;
-  std::function<std::string()> pending_provider_;
+  std::function<std::string(double now)> pending_provider_;
 };
 
 }  // namespace smws::core
