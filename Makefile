@@ -53,9 +53,10 @@ bench: release
 install: release
 	DESTDIR=$(DESTDIR) cmake --install $(RELEASE_DIR) --prefix $(PREFIX)
 
-# The main job: events from the default socket, printed as NDJSON.
+# The main job: events from the default socket to every WebSocket client
+# (open http://127.0.0.1:3002/). Ctrl-C stops both.
 run: release
-	$(RELEASE_DIR)/bin/sm-listen
+	$(RELEASE_DIR)/bin/sm-listen | $(RELEASE_DIR)/bin/ws-relay
 
 clean:
 	rm -rf $(BUILD_DIR) $(RELEASE_DIR)

@@ -1,0 +1,40 @@
+// Protocol constants shared by the tools: defaults and limits of the wire
+// formats. Their meaning, and the message shapes, are in docs/protocol.md;
+// the user-facing contract is the SPEC. Every limit says why it is what it is.
+#pragma once
+
+#include <cstddef>
+
+namespace smws::protocol {
+
+// SM_SOCKET overrides it; --socket overrides both.
+inline constexpr const char* kDefaultSocketPath = "/tmp/statemachine-events.sock";
+inline constexpr const char* kSocketEnv = "SM_SOCKET";
+
+// One event per datagram. 64 KiB is what a Unix datagram carries without
+// raising net.core.wmem_default, and far above any state-change event.
+inline constexpr size_t kDefaultMaxEventSize = 64 * 1024;
+
+// ws-relay: loopback by default; exposing it is an explicit --listen.
+inline constexpr const char* kDefaultListen = "127.0.0.1:3002";
+inline constexpr const char* kDefaultWsPath = "/ws/events";
+
+// Per-client queue: 1024 messages absorb a burst of a few hundred ms at
+// 10k events/s before a client is judged slow.
+inline constexpr size_t kDefaultMaxQueue = 1024;
+
+// 20 s pings keep nginx's 60 s proxy_read_timeout and most NAT tables happy;
+// twice the interval before a client is declared dead.
+inline constexpr double kDefaultPingInterval = 20.0;
+
+// A slow client gets close 1013 queued; if it has not taken it within this
+// time, the TCP connection is dropped.
+inline constexpr double kSlowClientCloseGrace = 2.0;
+
+// --exit-on-eof drains client queues for at most this long.
+inline constexpr double kDefaultDrainTimeout = 5.0;
+
+// An interrupt without its own `timeout` stays pending this long.
+inline constexpr double kDefaultHitlTimeout = 300.0;
+
+}  // namespace smws::protocol
