@@ -151,15 +151,18 @@ class RelayHub {
     nlohmann::json previous_state;  // null when unknown
     nlohmann::json last_activity;   // number: event timestamp or receive time
     nlohmann::json data;            // the last event's data ({} when absent)
+    std::string json;               // this entry of the "machines" array
   };
   struct Held {
     uint64_t seq;
     Payload payload;
   };
 
-  // Stamps, applies, holds; `machine_event` is the DOM when the text is a
-  // state_change with a machine_id (nullptr otherwise).
-  Payload commit(std::string text, const nlohmann::json* machine_event, double now,
+  // Stamps (under --seq), applies a state_change to the machine table, holds
+  // in history. `dom` is the parsed event when the caller has it (nullptr
+  // otherwise); `has_seq_key`: the event already carries a top-level "seq",
+  // which is replaced rather than duplicated.
+  Payload commit(std::string text, nlohmann::json* dom, bool has_seq_key, double now,
                  uint64_t* seq_out);
   void apply_state_change(const nlohmann::json& event, double now);
 
