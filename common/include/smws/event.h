@@ -1,0 +1,107 @@
+// Events: JSON objects with a non-empty string "type" (SPEC "Events").
+//
+// Two paths:
+//  - the hot path (sm-send stdin mode, sm-listen) never builds a DOM: scan()
+//    runs nlohmann's SAX parser over the bytes to check the shape and note the
+//    top-level keys that matter, and the bytes are forwarded as received, with
+//    "timestamp"/"reply_to" spliced in before the closing brace when needed;
+//  - the argument path (sm-send TYPE FIELD...) builds an ordered DOM from the
+//    HTTPie-style field grammar, once per process.
+// Pure functions, no I/O: every caller owns its buffers.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace smws::event {
+
+// One event per datagram; the default limit (SPEC: 64 KiB, --max-size) keeps
+// a datagram within what Linux accepts with the default socket buffers
+// (net.core.wmem_default is ~208 KiB) and far above any real event.
+inline constexpr size_t kDefaultMaxSize = 64 * 1024;
+
+// What scan() learnt about a candidate event. Reuse one Scan across calls on a
+// hot path: its strings keep their capacity.
+struct Scan {
+  bool valid = false;
+  std::string error;            // why it is not an event, when !valid
+  std::string type;             // the top-level "type", when valid
+  bool has_timestamp = false;   // a top-level "timestamp" key is present
+  bool has_reply_to = false;    // a top-level "reply_to" key is present
+};
+
+// Checks that bytes hold exactly one JSON object (surrounding whitespace
+// allowed) with a non-empty string "type" at the top level, and valid UTF-8.
+// Builds no DOM. Numbers outside double range (1e400) are refused, as
+// nlohmann's parser refuses them. Returns out->valid.
+bool scan(std::string_view bytes, Scan* out);
+
+// Bytes without leading/trailing JSON whitespace (space, tab, CR, LF).
+std::string_view trim(std::string_view bytes);
+
+// Seconds since the epoch with microseconds, as a JSON number: "1729845678.123456".
+std::string now_timestamp();
+
+// Appends `event` to *out with `,"key":json_value` inserted before its closing
+// brace. Pre: event is trimmed and scan()-valid (so it ends in '}' and has at
+// least one member), key needs no JSON escaping, json_value is valid JSON.
+void append_with_field(std::string* out, std::string_view event, std::string_view key,
+                       std::string_view json_value);
+
+// A JSON string literal for s (quotes included), escaped as JSON requires.
+std::string json_quote(std::string_view s);
+
+// Appends a scan()-valid event as one NDJSON line body (no '\n'): surrounding
+// whitespace trimmed and every raw CR/LF dropped. In valid JSON a raw CR or LF
+// can only be whitespace between tokens (inside strings they must be escaped),
+// so dropping them keeps the event byte-identical otherwise.
+void append_single_line(std::string* out, std::string_view event);
+
+// Replaces (or adds) a top-level member through a DOM: the slow path, used
+// only when the event already has the key (e.g. a stale "reply_to").
+// Returns false with *error set when event is not a JSON object.
+bool set_member(std::string* event, const std::string& key, std::string_view json_value,
+                std::string* error);
+
+// One FIELD argument of sm-send, in HTTPie's grammar:
+//   key=value    "value" (a string) into "data"
+//   key:=json    raw JSON into "data" (progress:=50, tags:='["a"]')
+//   @key=value   a top-level string member
+//   @key:=json   a top-level raw JSON member
+// The separator is whichever of '=' and ':=' comes first; a backslash escapes
+// '=', ':' and '\' in the key (a\=b=c sets key "a=b").
+struct Field {
+  bool top_level = false;
+  bool raw_json = false;
+  std::string key;
+  std::string value;  // the text after the separator
+};
+
+// Parses one FIELD. Returns false with *error naming the problem (no
+// separator, empty key, ':=' value that is not JSON).
+bool parse_field(std::string_view arg, Field* out, std::string* error);
+
+// The arguments of `sm-send TYPE [FIELD ...]`.
+struct BuildSpec {
+  std::string type;
+  std::optional<std::string> machine_id;      // -m/--machine
+  std::optional<std::string> state;           // --state
+  std::optional<std::string> previous_state;  // --previous
+  std::vector<std::string> fields;
+};
+
+// Builds the event as compact JSON, members in this order: type, machine_id,
+// state, previous_state, top-level @fields (in argument order), data. Later
+// fields replace earlier ones with the same key; key=value fields need "data"
+// to be an object (an @data:=... that is not one is an error). No timestamp
+// is added here (see append_with_field). Returns false with *error set.
+bool build(const BuildSpec& spec, std::string* out, std::string* error);
+
+// Bytes made safe for a one-line diagnostic: at most max_bytes of them, with
+// control characters and invalid UTF-8 shown as \xNN, "…" when cut.
+std::string excerpt(std::string_view bytes, size_t max_bytes = 60);
+
+}  // namespace smws::event

@@ -1,0 +1,361 @@
+#include "smws/event.h"
+
+#include <time.h>
+
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "smws/utf8.h"
+
+namespace smws::event {
+namespace {
+
+using Json = nlohmann::json;
+
+// SAX handler for scan(): tracks nesting depth and looks only at the members
+// of the top-level object. Duck-typed (sax_parse is a template), so no
+// virtual calls. Aborts as soon as the top-level value is not an object.
+class ScanHandler {
+ public:
+  explicit ScanHandler(Scan* out) : out_(out) {}
+
+  bool null() { return value(Kind::kOther); }
+  bool boolean(bool) { return value(Kind::kOther); }
+  bool number_integer(Json::number_integer_t) { return value(Kind::kOther); }
+  bool number_unsigned(Json::number_unsigned_t) { return value(Kind::kOther); }
+  bool number_float(Json::number_float_t, const std::string&) { return value(Kind::kOther); }
+  bool binary(Json::binary_t&) { return value(Kind::kOther); }
+  bool string(std::string& s) {
+    if (depth_ == 1 && pending_ == Key::kType) out_->type.assign(s);
+    return value(Kind::kString);
+  }
+  bool start_object(size_t) {
+    if (depth_ == 0 && seen_top_) return not_object();
+    if (depth_ == 0) seen_top_ = true;
+    if (depth_ > 0 && !value(Kind::kOther)) return false;
+    ++depth_;
+    return true;
+  }
+  bool end_object() {
+    --depth_;
+    return true;
+  }
+  bool start_array(size_t) {
+    if (depth_ == 0) return not_object();
+    if (!value(Kind::kOther)) return false;
+    ++depth_;
+    return true;
+  }
+  bool end_array() {
+    --depth_;
+    return true;
+  }
+  bool key(std::string& k) {
+    if (depth_ != 1) return true;
+    if (k == "type") {
+      pending_ = Key::kType;
+    } else if (k == "timestamp") {
+      pending_ = Key::kOther;
+      out_->has_timestamp = true;
+    } else if (k == "reply_to") {
+      pending_ = Key::kOther;
+      out_->has_reply_to = true;
+    } else {
+      pending_ = Key::kOther;
+    }
+    return true;
+  }
+  template <class Exception>
+  bool parse_error(size_t, const std::string&, const Exception& ex) {
+    parse_error_ = ex.what();
+    return false;
+  }
+
+  bool is_not_object() const { return not_object_; }
+  bool type_is_string() const { return type_kind_ == Kind::kString; }
+  bool type_seen() const { return type_kind_ != Kind::kNone; }
+  const std::string& parse_error_text() const { return parse_error_; }
+
+ private:
+  enum class Key { kNone, kType, kOther };
+  enum class Kind { kNone, kString, kOther };
+
+  // Every value event passes here: a scalar at the top level means "not an
+  // object"; a value directly under the top-level object may be the type.
+  bool value(Kind kind) {
+    if (depth_ == 0) return not_object();
+    if (depth_ == 1 && pending_ == Key::kType) {
+      type_kind_ = kind;  // the last "type" wins, as in a DOM
+      if (kind != Kind::kString) out_->type.clear();
+    }
+    if (depth_ == 1) pending_ = Key::kNone;
+    return true;
+  }
+  bool not_object() {
+    not_object_ = true;
+    return false;
+  }
+
+  Scan* out_;
+  int depth_ = 0;
+  bool seen_top_ = false;
+  bool not_object_ = false;
+  Key pending_ = Key::kNone;
+  Kind type_kind_ = Kind::kNone;
+  std::string parse_error_;
+};
+
+// nlohmann's messages start with "[json.exception.parse_error.101] "; the tag
+// means nothing to a user.
+std::string strip_exception_tag(const std::string& what) {
+  if (!what.empty() && what[0] == '[') {
+    auto end = what.find("] ");
+    if (end != std::string::npos) return excerpt(what.substr(end + 2), 200);
+  }
+  return excerpt(what, 200);
+}
+
+bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+// Unescapes HTTPie's backslash escapes in a field key.
+std::string unescape_key(std::string_view key) {
+  std::string out;
+  out.reserve(key.size());
+  for (size_t i = 0; i < key.size(); ++i) {
+    if (key[i] == '\\' && i + 1 < key.size() &&
+        (key[i + 1] == '=' || key[i + 1] == ':' || key[i + 1] == '\\' || key[i + 1] == '@')) {
+      ++i;
+    }
+    out += key[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+bool scan(std::string_view bytes, Scan* out) {
+  out->valid = false;
+  out->error.clear();
+  out->type.clear();
+  out->has_timestamp = false;
+  out->has_reply_to = false;
+
+  ScanHandler handler(out);
+  const char* begin = bytes.data();
+  bool ok = Json::sax_parse(begin, begin + bytes.size(), &handler);
+  if (!ok) {
+    if (handler.is_not_object()) {
+      out->error = "not a JSON object";
+    } else if (!is_valid_utf8(bytes)) {
+      out->error = "not UTF-8";
+    } else {
+      out->error = "not JSON: " + strip_exception_tag(handler.parse_error_text());
+    }
+    return false;
+  }
+  if (!handler.type_seen()) {
+    out->error = "no \"type\" member";
+  } else if (!handler.type_is_string()) {
+    out->error = "\"type\" is not a string";
+  } else if (out->type.empty()) {
+    out->error = "\"type\" is empty";
+  } else {
+    out->valid = true;
+  }
+  return out->valid;
+}
+
+std::string_view trim(std::string_view bytes) {
+  size_t b = 0, e = bytes.size();
+  while (b < e && is_json_space(bytes[b])) ++b;
+  while (e > b && is_json_space(bytes[e - 1])) --e;
+  return bytes.substr(b, e - b);
+}
+
+std::string now_timestamp() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  // Integer formatting: snprintf("%.6f") of a double costs more than the rest
+  // of sm-send's per-line work, and a double would round the microseconds.
+  char buf[48];
+  int n = std::snprintf(buf, sizeof buf, "%lld.%06ld", static_cast<long long>(ts.tv_sec),
+                        static_cast<long>(ts.tv_nsec / 1000));
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+void append_with_field(std::string* out, std::string_view event, std::string_view key,
+                       std::string_view json_value) {
+  // event ends in '}' (trimmed, valid object) and is non-empty (it has "type"),
+  // so a comma before the new member is always right.
+  out->append(event.data(), event.size() - 1);
+  out->append(",\"");
+  out->append(key);
+  out->append("\":");
+  out->append(json_value);
+  out->push_back('}');
+}
+
+std::string json_quote(std::string_view s) {
+  return Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+void append_single_line(std::string* out, std::string_view event) {
+  event = trim(event);
+  const char* p = event.data();
+  const char* end = p + event.size();
+  while (p < end) {
+    const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p));
+    const void* cr = std::memchr(p, '\r', static_cast<size_t>(end - p));
+    const char* stop = end;
+    if (nl) stop = static_cast<const char*>(nl);
+    if (cr && static_cast<const char*>(cr) < stop) stop = static_cast<const char*>(cr);
+    out->append(p, static_cast<size_t>(stop - p));
+    p = stop == end ? end : stop + 1;
+  }
+}
+
+bool set_member(std::string* event, const std::string& key, std::string_view json_value,
+                std::string* error) {
+  try {
+    auto dom = nlohmann::ordered_json::parse(*event);
+    if (!dom.is_object()) {
+      *error = "not a JSON object";
+      return false;
+    }
+    dom[key] = nlohmann::ordered_json::parse(json_value);
+    *event = dom.dump();
+    return true;
+  } catch (const nlohmann::json::exception& e) {
+    *error = strip_exception_tag(e.what());
+    return false;
+  }
+}
+
+bool parse_field(std::string_view arg, Field* out, std::string* error) {
+  *out = Field{};
+  std::string_view rest = arg;
+  if (!rest.empty() && rest[0] == '@') {
+    out->top_level = true;
+    rest.remove_prefix(1);
+  }
+  // The first unescaped '=' ends the key; a ':' just before it makes it ':='.
+  size_t i = 0;
+  for (; i < rest.size(); ++i) {
+    if (rest[i] == '\\') {
+      ++i;
+      continue;
+    }
+    if (rest[i] == '=') break;
+    if (rest[i] == ':' && i + 1 < rest.size() && rest[i + 1] == '=') break;
+  }
+  if (i >= rest.size()) {
+    *error = "field '" + excerpt(arg) +
+             "' needs a separator: key=value, key:=json, @key=value or @key:=json";
+    return false;
+  }
+  out->raw_json = rest[i] == ':';
+  out->key = unescape_key(rest.substr(0, i));
+  out->value = std::string(rest.substr(i + (out->raw_json ? 2 : 1)));
+  if (out->key.empty()) {
+    *error = "field '" + excerpt(arg) + "' has an empty key";
+    return false;
+  }
+  if (!is_valid_utf8(out->key) || !is_valid_utf8(out->value)) {
+    *error = "field '" + excerpt(arg) + "' is not UTF-8";
+    return false;
+  }
+  if (out->raw_json && !Json::accept(out->value)) {
+    *error = "field '" + excerpt(arg) + "': the value after ':=' is not JSON" +
+             " (quote strings as key=value, or key:='\"text\"')";
+    return false;
+  }
+  return true;
+}
+
+bool build(const BuildSpec& spec, std::string* out, std::string* error) {
+  using Ordered = nlohmann::ordered_json;
+  if (!is_valid_utf8(spec.type)) {
+    *error = "TYPE is not UTF-8";
+    return false;
+  }
+  Ordered event = Ordered::object();
+  event["type"] = spec.type;
+  auto put_string = [&](const char* key, const std::optional<std::string>& v, const char* flag) {
+    if (!v) return true;
+    if (!is_valid_utf8(*v)) {
+      *error = std::string(flag) + " is not UTF-8";
+      return false;
+    }
+    event[key] = *v;
+    return true;
+  };
+  if (!put_string("machine_id", spec.machine_id, "--machine") ||
+      !put_string("state", spec.state, "--state") ||
+      !put_string("previous_state", spec.previous_state, "--previous")) {
+    return false;
+  }
+
+  std::vector<Field> data_fields;
+  for (const auto& arg : spec.fields) {
+    Field f;
+    if (!parse_field(arg, &f, error)) return false;
+    if (!f.top_level) {
+      data_fields.push_back(std::move(f));
+      continue;
+    }
+    event[f.key] = f.raw_json ? Ordered::parse(f.value) : Ordered(f.value);
+  }
+  if (!data_fields.empty()) {
+    auto& data = event["data"];
+    if (data.is_null()) data = Ordered::object();
+    if (!data.is_object()) {
+      *error = "key=value fields go into \"data\", but @data is not an object";
+      return false;
+    }
+    for (auto& f : data_fields) {
+      data[f.key] = f.raw_json ? Ordered::parse(f.value) : Ordered(std::move(f.value));
+    }
+  }
+  if (!event["type"].is_string() || event["type"].get_ref<const std::string&>().empty()) {
+    *error = "the event needs a non-empty string \"type\"";
+    return false;
+  }
+  *out = event.dump();
+  return true;
+}
+
+std::string excerpt(std::string_view bytes, size_t max_bytes) {
+  std::string out;
+  size_t i = 0;
+  static const char kHex[] = "0123456789abcdef";
+  auto hex = [&](unsigned char c) {
+    out += "\\x";
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  };
+  while (i < bytes.size() && i < max_bytes) {
+    auto c = static_cast<unsigned char>(bytes[i]);
+    if (c < 0x20 || c == 0x7f) {
+      hex(c);
+      ++i;
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+    } else {
+      // Copy a whole UTF-8 sequence when it is valid, else escape the byte.
+      size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+      if (len > 1 && i + len <= bytes.size() && is_valid_utf8(bytes.substr(i, len))) {
+        out.append(bytes.data() + i, len);
+        i += len;
+      } else {
+        hex(c);
+        ++i;
+      }
+    }
+  }
+  if (i < bytes.size()) out += "…";
+  return out;
+}
+
+}  // namespace smws::event
