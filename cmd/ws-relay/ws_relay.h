@@ -1,0 +1,44 @@
+// ws-relay's flags and its run function. The network core is
+// smws::net::WsServer (one epoll thread); the protocol state is
+// smws::core::RelayHub; HITL is smws::HitlTable. docs/architecture.md.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "smws/cli.h"
+
+namespace smws {
+
+struct RelayOptions {
+  std::string listen = "127.0.0.1:3002";
+  std::string path = "/ws/events";
+  size_t max_queue = 1024;
+  std::string slow_client = "disconnect";
+  size_t history = 0;
+  bool seq = false;
+  double ping_interval = 20;
+  double ping_timeout = -1;  // < 0: twice ping_interval
+  bool app_ping = false;
+  size_t max_clients = 10000;
+  size_t max_message = 1 << 20;
+  std::vector<std::string> allow_origin;
+  std::string token;
+  std::string tls_cert;
+  std::string tls_key;
+  bool exit_on_eof = false;
+  double drain_timeout = 5;
+  double hitl_timeout = 300;
+  std::string audit;
+  CommonFlags common;
+};
+
+// Declares every flag on app (tests parse an argv through it).
+void setup_ws_relay(CLI::App& app, RelayOptions& options);
+
+// Serves until SIGINT/SIGTERM (or stdin EOF with --exit-on-eof); returns the
+// exit code.
+int run_ws_relay(const RelayOptions& options);
+
+}  // namespace smws

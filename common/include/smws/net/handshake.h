@@ -1,0 +1,78 @@
+// HTTP side of the WebSocket server, socket-free so it can be unit-tested:
+// parsing a request head (POCO's HTTPRequest does the parsing), the RFC 6455
+// upgrade checks and Sec-WebSocket-Accept, Origin and token checks, and the
+// bytes of an HTTP response.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace smws::net {
+
+// A request head is refused (431) past this size: a browser's upgrade request
+// with cookies is ~1-2 KiB, so 16 KiB leaves room without letting a client
+// make us buffer without bound.
+inline constexpr size_t kMaxRequestHead = 16 * 1024;
+
+struct HttpRequest {
+  std::string method;
+  std::string target;   // as sent: path plus query
+  std::string path;     // percent-decoded path, no query
+  std::string version;  // "HTTP/1.1"
+  std::vector<std::pair<std::string, std::string>> query;  // decoded
+  std::map<std::string, std::string> headers;  // lower-case names; repeated ones joined with ", "
+  std::string peer;     // "ip:port" of the TCP peer
+
+  const std::string* header(const std::string& lower_name) const;
+  const std::string* query_param(std::string_view name) const;
+};
+
+// Position just past the "\r\n\r\n" ending the head, or npos while incomplete.
+size_t find_head_end(std::string_view bytes);
+
+// Parses a complete request head. nullopt and *error on malformed input.
+std::optional<HttpRequest> parse_request_head(std::string_view head, std::string* error);
+
+struct HttpReply {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+HttpReply text_reply(int status, std::string body);
+
+// The full response bytes, with Content-Length and "Connection: close";
+// head_only omits the body (HEAD requests).
+std::string serialize_reply(const HttpReply& reply, bool head_only);
+
+// RFC 6455 §4.2.2: base64(SHA-1(key + GUID)).
+std::string websocket_accept_key(std::string_view client_key);
+
+// True when the request asks for a WebSocket upgrade (Upgrade: websocket).
+bool is_upgrade_request(const HttpRequest& request);
+
+// RFC 6455 §4.2.1 checks of an upgrade request: GET, HTTP/1.1, Connection
+// contains "upgrade", version 13, a key that is base64 of 16 bytes.
+// Returns the refusal to send (400 or 426 naming the problem) or nullopt.
+std::optional<HttpReply> check_upgrade(const HttpRequest& request);
+
+// The 101 response completing the handshake.
+std::string switching_protocols_response(std::string_view client_key);
+
+// Origin policy for upgrades: no Origin header → allowed (non-browser
+// clients); allowed list empty → only the same host (Origin's host[:port]
+// equals the Host header); otherwise an exact match (scheme://host[:port],
+// trailing '/' ignored, case-insensitive) or "*".
+bool origin_allowed(const HttpRequest& request, const std::vector<std::string>& allowed);
+
+// Token check: "Authorization: Bearer T" or "?token=T". Empty token → allowed.
+// The comparison takes the same time for every wrong token of a given length.
+bool token_ok(const HttpRequest& request, const std::string& token);
+
+}  // namespace smws::net
