@@ -35,8 +35,6 @@ json error_reply(std::string message, const std::string& interrupt_id = {},
   return reply;
 }
 
-// The allowed decisions of the action called `name`: the first review_config
-// naming it, else all three (an interrupt without review_configs allows all).
 std::vector<std::string> allowed_for(const json& interrupt, const std::string& name) {
   auto configs = interrupt.find("review_configs");
   if (configs != interrupt.end() && configs->is_array()) {
@@ -310,6 +308,12 @@ void HitlTable::remember_resolved(const std::string& id, const char* reason) {
     resolved_reason_.erase(resolved_order_.front());
     resolved_order_.pop_front();
   }
+}
+
+std::vector<std::string> allowed_decisions(const json& interrupt, const std::string& action_name) {
+  if (!interrupt.is_object() || !check_interrupt(interrupt).empty())
+    return {std::begin(kDecisionTypes), std::end(kDecisionTypes)};
+  return allowed_for(interrupt, action_name);
 }
 
 std::string check_edited_action(const json& action) {

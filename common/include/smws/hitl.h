@@ -144,6 +144,11 @@ class HitlTable {
 
 // --- helpers shared by the clients (hitl-approve) and the relay ----------
 
+// The decision types allowed for the action called action_name: those of
+// the first review_config naming it, else all three (approve, edit, reject).
+std::vector<std::string> allowed_decisions(const nlohmann::json& interrupt,
+                                           const std::string& action_name);
+
 // Checks an edited action: an object with a non-empty string "name" and an
 // object "args". Returns an empty string when valid, else what is wrong.
 std::string check_edited_action(const nlohmann::json& action);
