@@ -1,0 +1,86 @@
+// The probe engine behind ws-probe: opens one or more WebSocket connections
+// (WsClient), then drives all of them from one poll loop on the calling
+// thread, answering pings as the protocol requires, timestamping every frame
+// in and out relative to the connection's TCP connect, and recording the
+// evidence (smws/probe_verdict.h) the verdict is built from.
+//
+// Threads: run_probe() runs on the caller's thread and owns every socket it
+// opens; hooks are called from that thread. It returns when every connection
+// has ended, the duration is over, or shutdown was requested (SIGINT/SIGTERM,
+// see smws/shutdown.h), in which case open connections are closed with 1001.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "smws/net/ws_client.h"
+#include "smws/probe_verdict.h"
+#include "smws/ws_frame.h"
+
+namespace smws::net {
+
+struct ProbeConfig {
+  WsUrl url;
+  WsClientOptions client;
+  std::optional<double> duration_s = 30.0;  // nullopt: until the connection or the input ends
+  double ping_interval_s = 0;               // --ping: 0 sends none
+  bool answer_pings = true;                 // false with --no-pong
+  bool app_pong = false;                    // answer {"type":"ping"} with {"type":"pong"}
+  std::vector<std::string> send;            // text messages sent right after the handshake
+  bool cat = false;                         // stdin lines → messages (one connection only)
+  // After the probe sends a close frame it waits this long for the server's
+  // (RFC 6455 §7.1.1); a server on any sane path answers in one RTT.
+  double close_wait_s = 2.0;
+};
+
+// One frame in or out, as the report and the -vv trace show it.
+struct FrameEvent {
+  double at_s = 0;       // since the TCP connect started
+  bool incoming = true;
+  ws::Opcode opcode = ws::Opcode::kText;
+  size_t size = 0;       // payload bytes
+  std::string detail;    // message "type", close code, ping payload...
+};
+
+struct ProbeResult {
+  size_t index = 0;                 // connection number, from 0
+  HandshakeInfo handshake;
+  core::ProbeEvidence evidence;
+  core::Verdict verdict;
+  std::vector<core::Intermediary> intermediaries;
+  std::map<std::string, size_t> types;  // histogram of the messages' "type" field
+  size_t bytes_in = 0, bytes_out = 0;   // data message payload bytes
+  std::vector<double> rtt_ms;           // --ping round trips
+  std::deque<FrameEvent> frames;        // the last kFrameLog frames
+  size_t frames_total = 0;
+  std::string tcp_error;                // errno text when the socket failed otherwise
+  size_t bad_input_lines = 0;           // --cat: stdin lines that were not UTF-8
+};
+
+// How many frames each result keeps for the report (the last ones matter most).
+inline constexpr size_t kFrameLog = 500;
+
+struct ProbeHooks {
+  // After each handshake, open or not.
+  std::function<void(const ProbeResult&)> on_open;
+  // Every frame as it happens (for a live trace).
+  std::function<void(const ProbeResult&, const FrameEvent&)> on_frame;
+  // --cat: a received data message. Return false when the output is closed
+  // (EPIPE): the probe then closes the connection with 1001 and stops.
+  std::function<bool(std::string_view)> on_message;
+  // --cat: a stdin line that could not be sent (line number, why).
+  std::function<void(size_t, const std::string&)> on_bad_input;
+};
+
+// Opens `connections` connections one after another, holds them together for
+// the duration, and returns one result per connection (verdicts decided).
+std::vector<ProbeResult> run_probe(const ProbeConfig& config, size_t connections, const ProbeHooks& hooks);
+
+}  // namespace smws::net

@@ -1,0 +1,149 @@
+// ws-probe's judgement, kept apart from sockets so every rule can be unit
+// tested: what a probe saw on one connection (ProbeEvidence) goes in, a
+// verdict with a stable cause identifier and plain-words text comes out.
+// Also pure: naming proxies/CDNs from response headers, matching a silence
+// to the idle timeouts of well-known proxies, and the "stalled server"
+// analysis of timestamped messages.
+//
+// Every rule and threshold here is written down in docs/troubleshooting-1006.md;
+// change both together. The causes are the SPEC's (Edge rules): healthy,
+// server_waits_for_client, idle_timeout, ping_timeout, handshake_refused,
+// server_closed, server_error, connection_reset, stalled_server, unreachable.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace smws::core {
+
+// Thresholds (seconds), see docs/troubleshooting-1006.md.
+// "Right after the handshake": data that arrives within this window is the
+// server's greeting (snapshot, hello); a server that stays silent after it
+// and drops a silent client is waiting for the client to speak.
+inline constexpr double kGreetingWindow = 1.0;
+// A drop counts as an idle timeout only after at least this much silence in
+// both directions: shorter gaps are ordinary traffic spacing.
+inline constexpr double kMinIdleSilence = 1.0;
+// A timestamped message later than the connection's smallest lag by more
+// than this means the sender's loop was blocked (clock offset cancels out).
+inline constexpr double kStallLag = 1.0;
+
+enum class TcpEnd { kNone, kFin, kRst };
+const char* tcp_end_name(TcpEnd end);  // "fin", "rst", "" for kNone
+
+enum class CloseBy { kNone, kServer, kClient };
+const char* close_by_name(CloseBy by);  // "none", "server", "client"
+
+// How the probe's part of the story ended.
+enum class Ending {
+  kUnreachable,       // DNS or TCP connect failed (also TLS setup failed)
+  kHandshakeTimeout,  // TCP connected, no complete handshake within --connect-timeout
+  kRefused,           // the server answered, but not with a valid 101
+  kStillOpen,         // open for the whole duration; the probe closed it (1000)
+  kInputEnded,        // --cat: stdin ended, the probe closed it (1000)
+  kInterrupted,       // SIGINT/SIGTERM: the probe closed it (1001)
+  kServerClose,       // the server sent a close frame first
+  kDropped,           // TCP ended (FIN or RST) without a close frame: 1006
+  kProtocolError,     // the server broke RFC 6455; the probe closed with 1002/1007/1009
+};
+
+// Lag analysis of messages that carry a "timestamp" (seconds since the epoch).
+struct StampedArrival {
+  double at_s = 0;   // arrival, seconds since connect
+  double lag_s = 0;  // local wall clock at arrival minus the message's timestamp
+};
+
+struct LagStats {
+  size_t stamped = 0;        // messages with a usable timestamp
+  double min_lag_s = 0;      // smallest lag: the clock offset plus the best path delay
+  double worst_excess_s = 0; // largest lag minus min_lag_s
+  double worst_at_s = 0;     // when the worst one arrived (since connect)
+  size_t late = 0;           // messages with excess > kStallLag
+  bool stalled() const { return late > 0; }
+};
+LagStats analyze_lags(const std::vector<StampedArrival>& arrivals);
+
+// Everything the verdict rests on. Times are seconds since the TCP connect
+// started; optional times are unset when the thing never happened.
+struct ProbeEvidence {
+  Ending ending = Ending::kStillOpen;
+  std::string error;          // unreachable / timeout / refusal detail
+  int status = 0;             // HTTP status of the handshake response, 0 if none
+  double handshake_done_s = 0;
+
+  bool cat_mode = false;
+  bool input_ended = false;   // --cat: stdin had ended when the connection ended
+  bool answers_pings = true;  // false with --no-pong
+  bool app_pong = false;      // --app-pong
+
+  size_t messages_in = 0;     // data messages received
+  size_t messages_out = 0;    // data messages the probe sent (--send, --cat, app pongs)
+  std::optional<double> first_message_s, last_message_s;  // incoming data
+  std::optional<double> last_frame_in_s, last_frame_out_s;  // any opcode
+  size_t pings_received = 0, pings_answered = 0;
+  std::optional<double> first_unanswered_ping_s;
+  size_t app_pings_received = 0, app_pongs_sent = 0;  // {"type":"ping"} messages
+  std::optional<double> first_unanswered_app_ping_s;
+  size_t pings_sent = 0, pongs_received = 0;          // --ping
+
+  double longest_gap_s = 0;   // longest silence between incoming frames
+  double longest_gap_at_s = 0;
+  LagStats lags;
+
+  // The end (unset fields for kUnreachable/kHandshakeTimeout/kRefused).
+  double end_s = 0;
+  CloseBy close_by = CloseBy::kNone;
+  uint16_t close_code = 0;    // 1006 when no close frame
+  std::string close_reason;
+  TcpEnd tcp_end = TcpEnd::kNone;
+  bool server_answered_close = true;  // when the probe closed first
+  std::string protocol_error;          // kProtocolError: what the server did wrong
+
+  std::string extensions;     // Sec-WebSocket-Extensions the server sent unasked
+  double duration_s = 0;      // the planned --duration (0: unlimited)
+
+  // Seconds without any frame in either direction before the end.
+  double silence_before_end_s() const;
+};
+
+// A well-known idle timeout of a proxy, load balancer or platform.
+struct KnownIdleDefault {
+  std::string_view name;     // "nginx proxy_read_timeout"
+  double seconds;
+  std::string_view fix;      // the setting to change
+};
+const std::vector<KnownIdleDefault>& known_idle_defaults();
+// Defaults within tolerance of a measured silence: |silence - d| <= max(1 s, 5% of d).
+// A proxy's timer starts at its own last activity, a little before the probe
+// saw the last frame, hence the symmetric tolerance.
+std::vector<KnownIdleDefault> match_idle_default(double silence_s);
+// "nginx proxy_read_timeout (60 s) or AWS ALB idle timeout (60 s)", or "".
+std::string describe_idle_matches(const std::vector<KnownIdleDefault>& matches);
+
+// Something standing between the probe and the application, named from the
+// response headers.
+struct Intermediary {
+  std::string name;      // "Cloudflare", "nginx", "AWS Application Load Balancer"
+  std::string evidence;  // "cf-ray: 8a1b…", "Server: nginx/1.24.0"
+};
+// headers: as received (names in any case). Each product is named once.
+std::vector<Intermediary> fingerprint(const std::vector<std::pair<std::string, std::string>>& headers);
+
+// What a close code means and what usually sends it, for reports.
+std::string explain_close_code(uint16_t code);
+
+struct Verdict {
+  std::string cause;   // stable identifier, see the list above
+  std::string text;    // plain words: what happened, the likely cause, the fix
+  std::vector<std::string> findings;  // secondary observations
+  int exit_code = 0;   // smws::ExitCode value
+};
+
+Verdict decide(const ProbeEvidence& evidence);
+
+}  // namespace smws::core

@@ -1,0 +1,436 @@
+#include "smws/probe_verdict.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+
+#include "smws/exit_code.h"
+
+namespace smws::core {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool contains(std::string_view haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string_view::npos;
+}
+
+// "1.5 s", "61 s", "0.31 s": enough digits to read, no more.
+std::string secs(double s) {
+  char buf[32];
+  if (s >= 10) {
+    std::snprintf(buf, sizeof buf, "%.1f s", s);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.2f s", s);
+  }
+  return buf;
+}
+
+std::string plural(size_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+std::string tcp_end_words(TcpEnd end) {
+  switch (end) {
+    case TcpEnd::kFin: return "TCP FIN: the peer closed the socket";
+    case TcpEnd::kRst: return "TCP RST: the peer reset the connection";
+    case TcpEnd::kNone: break;
+  }
+  return "the TCP connection ended";
+}
+
+std::string refused_text(const ProbeEvidence& e) {
+  std::string text = "The server refused the WebSocket handshake";
+  if (e.status != 0) text += " with HTTP " + std::to_string(e.status);
+  if (!e.error.empty()) text += ": " + e.error;
+  text += ". ";
+  switch (e.status) {
+    case 0: text += "The answer was not a usable HTTP response: is this a WebSocket port (TLS on a plain port, or plain on a TLS port)?"; break;
+    case 101: text += "It agreed to switch protocols but the response breaks RFC 6455, so no browser would accept it; a proxy that rewrites the response, or a hand-written server, is the likely cause."; break;
+    case 200: case 204: case 301: case 302: case 307: case 308:
+      text += "The path answers plain HTTP instead of upgrading: a wrong path, or a proxy that drops the Upgrade and Connection headers (nginx needs proxy_http_version 1.1 and proxy_set_header Upgrade $http_upgrade / Connection \"upgrade\").";
+      break;
+    case 400: text += "The server found the upgrade request malformed, or a proxy stripped headers it needs (Upgrade, Connection, Sec-WebSocket-Key)."; break;
+    case 401: case 403: text += "Authentication or Origin check: pass a token (-H 'Authorization: Bearer …') or the expected --origin."; break;
+    case 404: text += "No WebSocket endpoint at this path: check the URL's path."; break;
+    case 426: text += "The server wants a different protocol version (it asks for an upgrade the probe did not offer)."; break;
+    case 429: text += "Rate limited: too many connections from this client."; break;
+    case 500: text += "The server's handler failed while upgrading: look at its logs."; break;
+    case 502: case 504: text += "A proxy could not reach the application behind it (backend down, wrong upstream port, or upstream timeout)."; break;
+    case 503: text += "The service is unavailable or at its connection limit (ws-relay answers 503 above --max-clients)."; break;
+    default: break;
+  }
+  return text;
+}
+
+bool reason_mentions_keepalive(std::string_view reason) {
+  std::string r = lower(reason);
+  return contains(r, "ping") || contains(r, "pong") || contains(r, "keepalive") ||
+         contains(r, "keep-alive") || contains(r, "heartbeat");
+}
+
+}  // namespace
+
+const char* tcp_end_name(TcpEnd end) {
+  switch (end) {
+    case TcpEnd::kFin: return "fin";
+    case TcpEnd::kRst: return "rst";
+    case TcpEnd::kNone: break;
+  }
+  return "";
+}
+
+const char* close_by_name(CloseBy by) {
+  switch (by) {
+    case CloseBy::kServer: return "server";
+    case CloseBy::kClient: return "client";
+    case CloseBy::kNone: break;
+  }
+  return "none";
+}
+
+double ProbeEvidence::silence_before_end_s() const {
+  double last = handshake_done_s;
+  if (last_frame_in_s) last = std::max(last, *last_frame_in_s);
+  if (last_frame_out_s) last = std::max(last, *last_frame_out_s);
+  return std::max(0.0, end_s - last);
+}
+
+LagStats analyze_lags(const std::vector<StampedArrival>& arrivals) {
+  LagStats stats;
+  stats.stamped = arrivals.size();
+  if (arrivals.empty()) return stats;
+  stats.min_lag_s = arrivals.front().lag_s;
+  for (const auto& a : arrivals) stats.min_lag_s = std::min(stats.min_lag_s, a.lag_s);
+  for (const auto& a : arrivals) {
+    double excess = a.lag_s - stats.min_lag_s;
+    if (excess > stats.worst_excess_s) {
+      stats.worst_excess_s = excess;
+      stats.worst_at_s = a.at_s;
+    }
+    if (excess > kStallLag) ++stats.late;
+  }
+  return stats;
+}
+
+const std::vector<KnownIdleDefault>& known_idle_defaults() {
+  // Sorted by seconds. Sources: each product's documentation of its default.
+  static const std::vector<KnownIdleDefault> kDefaults = {
+      {"Google Cloud load balancer backend service timeout", 30, "raise the backend service timeoutSec"},
+      {"HAProxy sample configuration timeout client/server", 50, "set 'timeout tunnel 1h' for WebSocket backends"},
+      {"Heroku router idle timeout", 55, "send a message or ping at least every 50 s (not configurable)"},
+      {"nginx proxy_read_timeout (also ingress-nginx)", 60, "proxy_read_timeout 3600s; or ping more often than every 60 s"},
+      {"AWS ALB/Classic ELB idle timeout", 60, "raise the load balancer's idle_timeout.timeout_seconds attribute"},
+      {"Apache httpd Timeout (mod_proxy_wstunnel)", 60, "ProxyTimeout / ProxyWebsocketIdleTimeout"},
+      {"Cloudflare proxied WebSocket idle timeout", 100, "send a message or ping at least every 90 s (not configurable on most plans)"},
+      {"Azure Load Balancer idle timeout (4 min)", 240, "raise idleTimeoutInMinutes or ping more often"},
+      {"Envoy/Istio stream_idle_timeout (5 min)", 300, "raise stream_idle_timeout or ping more often"},
+      {"AWS NLB TCP idle timeout", 350, "raise tcp.idle_timeout.seconds or ping more often than every 350 s"},
+      {"AWS API Gateway WebSocket idle timeout (10 min)", 600, "send a message at least every 9 min (not configurable)"},
+  };
+  return kDefaults;
+}
+
+std::vector<KnownIdleDefault> match_idle_default(double silence_s) {
+  std::vector<KnownIdleDefault> out;
+  for (const auto& d : known_idle_defaults()) {
+    double tolerance = std::max(1.0, 0.05 * d.seconds);
+    if (std::fabs(silence_s - d.seconds) <= tolerance) out.push_back(d);
+  }
+  return out;
+}
+
+std::string describe_idle_matches(const std::vector<KnownIdleDefault>& matches) {
+  std::string out;
+  for (size_t i = 0; i < matches.size(); ++i) {
+    if (i > 0) out += i + 1 == matches.size() ? " or " : ", ";
+    out += std::string(matches[i].name) + " (" + std::to_string(static_cast<int>(matches[i].seconds)) + " s)";
+  }
+  return out;
+}
+
+std::vector<Intermediary> fingerprint(const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::vector<Intermediary> out;
+  auto add = [&out](std::string name, std::string evidence) {
+    for (const auto& i : out) {
+      if (i.name == name) return;
+    }
+    out.push_back({std::move(name), std::move(evidence)});
+  };
+  for (const auto& [raw_name, value] : headers) {
+    std::string name = lower(raw_name);
+    std::string v = lower(value);
+    std::string evidence = raw_name + ": " + value;
+    if (evidence.size() > 80) evidence = evidence.substr(0, 77) + "...";
+    if (name == "server") {
+      if (contains(v, "cloudflare")) add("Cloudflare", evidence);
+      else if (contains(v, "awselb")) add("AWS Elastic Load Balancer", evidence);
+      else if (contains(v, "openresty")) add("OpenResty (nginx)", evidence);
+      else if (contains(v, "nginx")) add("nginx", evidence);
+      else if (contains(v, "istio-envoy")) add("Istio (Envoy)", evidence);
+      else if (contains(v, "envoy")) add("Envoy", evidence);
+      else if (contains(v, "caddy")) add("Caddy", evidence);
+      else if (contains(v, "apache")) add("Apache httpd", evidence);
+      else if (contains(v, "microsoft-iis")) add("Microsoft IIS", evidence);
+      else if (contains(v, "akamai")) add("Akamai", evidence);
+      else if (contains(v, "haproxy")) add("HAProxy", evidence);
+      else if (contains(v, "traefik")) add("Traefik", evidence);
+      else if (contains(v, "fly/")) add("Fly.io proxy", evidence);
+      else if (contains(v, "vercel")) add("Vercel", evidence);
+      else if (contains(v, "google frontend") || contains(v, "gfe")) add("Google Front End", evidence);
+      else add("origin server " + value, evidence);  // the application server itself
+    } else if (name == "via") {
+      if (contains(v, "cloudfront")) add("Amazon CloudFront", evidence);
+      else if (contains(v, "vegur")) add("Heroku router", evidence);
+      else if (contains(v, "google")) add("Google Cloud load balancer", evidence);
+      else if (contains(v, "varnish")) add("Varnish", evidence);
+      else if (contains(v, "kong")) add("Kong", evidence);
+      else if (contains(v, "squid")) add("Squid", evidence);
+      else add("a proxy (Via)", evidence);
+    } else if (name == "cf-ray" || name == "cf-cache-status") {
+      add("Cloudflare", evidence);
+    } else if (name == "x-amz-cf-id" || name == "x-amz-cf-pop") {
+      add("Amazon CloudFront", evidence);
+    } else if (name == "x-amzn-requestid" || name == "x-amz-apigw-id") {
+      add("AWS API Gateway", evidence);
+    } else if (name.rfind("x-amz", 0) == 0) {
+      add("AWS", evidence);
+    } else if (name == "x-served-by" || name == "x-fastly-request-id" || name == "fastly-debug-digest") {
+      add(contains(v, "cache-") || name != "x-served-by" ? "Fastly" : "a CDN (X-Served-By)", evidence);
+    } else if (name == "x-azure-ref" || name == "x-msedge-ref") {
+      add("Azure Front Door", evidence);
+    } else if (name.rfind("x-envoy-", 0) == 0) {
+      add("Envoy", evidence);
+    } else if (name.rfind("x-kong-", 0) == 0) {
+      add("Kong", evidence);
+    } else if (name == "x-varnish") {
+      add("Varnish", evidence);
+    } else if (name.rfind("x-akamai", 0) == 0) {
+      add("Akamai", evidence);
+    } else if (name == "x-vercel-id") {
+      add("Vercel", evidence);
+    } else if (name == "fly-request-id") {
+      add("Fly.io proxy", evidence);
+    } else if (name == "x-render-origin-server") {
+      add("Render", evidence);
+    } else if (name == "x-cache") {
+      add("a caching proxy (X-Cache)", evidence);
+    }
+  }
+  return out;
+}
+
+std::string explain_close_code(uint16_t code) {
+  switch (code) {
+    case 1000: return "normal closure: the server ended the session on purpose (end of stream, logout, replaced session)";
+    case 1001: return "going away: the server (or a proxy) is shutting down or restarting, e.g. a deploy or a config reload; clients should reconnect with backoff";
+    case 1002: return "protocol error: the server says the client broke RFC 6455 (or a proxy mangled the frames)";
+    case 1003: return "unsupported data: the server does not accept this kind of message (e.g. binary on a text-only endpoint)";
+    case 1005: return "no status code: a close frame without a code";
+    case 1006: return "abnormal closure: the connection dropped without a close frame";
+    case 1007: return "invalid payload: a message did not match its type (e.g. text that is not UTF-8, or JSON the server rejects)";
+    case 1008: return "policy violation: a generic refusal (authentication, origin, token expiry, or a keepalive the client missed: ws-relay closes unanswered pings with 1008 \"ping timeout\")";
+    case 1009: return "message too big: a message the client sent exceeded the server's limit";
+    case 1010: return "mandatory extension: an extension the client required was not negotiated";
+    case 1011: return "internal error: the server hit an unexpected condition (an exception in its handler); its logs at that time say what";
+    case 1012: return "service restart: the server is restarting; reconnect after a short delay";
+    case 1013: return "try again later: the server is overloaded or shed this client (ws-relay closes a client whose queue overflowed, a slow consumer, with 1013)";
+    case 1014: return "bad gateway: a gateway or proxy got an invalid response from the server behind it";
+    case 1015: return "TLS handshake failure (never sent on the wire)";
+    default: break;
+  }
+  if (code >= 3000 && code <= 3999) return "a code registered by a library or framework (3000 is often 'unauthorized', 3003 'forbidden'): see the reason";
+  if (code >= 4000 && code <= 4999) return "an application-defined code: the server's own protocol; its reason and docs say what it means";
+  return "an unassigned close code";
+}
+
+Verdict decide(const ProbeEvidence& e) {
+  Verdict v;
+
+  // Before the connection was open: the three handshake outcomes.
+  switch (e.ending) {
+    case Ending::kUnreachable:
+      v.cause = "unreachable";
+      v.exit_code = kExitUnavailable;
+      v.text = "Cannot reach the endpoint: " + (e.error.empty() ? std::string("connect failed") : e.error) +
+               ". Check the host, the port, DNS and any firewall; is the server running and listening on that address?";
+      return v;
+    case Ending::kHandshakeTimeout:
+      v.cause = "unreachable";
+      v.exit_code = kExitTempFail;
+      v.text = "TCP connected, but the WebSocket handshake did not complete in time" +
+               (e.error.empty() ? std::string() : ": " + e.error) +
+               ". The server accepted the connection and never answered the upgrade: an overloaded or blocked "
+               "server, a TLS/plain mismatch (ws:// to a TLS port), or a proxy waiting for its upstream.";
+      return v;
+    case Ending::kRefused:
+      v.cause = "handshake_refused";
+      v.exit_code = kExitNegative;
+      v.text = refused_text(e);
+      return v;
+    default:
+      break;
+  }
+
+  // Secondary observations, whatever the main cause.
+  if (!e.extensions.empty()) {
+    v.findings.push_back("The server answered with Sec-WebSocket-Extensions: " + e.extensions +
+                         " although the probe offered none (RFC 6455 §9.1 forbids this; browsers fail such a "
+                         "connection). The server or a proxy forces compression: make it honour the client's offer.");
+  }
+  if (e.lags.stalled() && e.ending != Ending::kStillOpen && e.ending != Ending::kInputEnded &&
+      e.ending != Ending::kInterrupted) {
+    v.findings.push_back("Also, " + plural(e.lags.late, "message", "messages") + " arrived up to " +
+                         secs(e.lags.worst_excess_s) + " later than their timestamps suggest: the server's loop stalled.");
+  }
+  if (e.pings_sent > 0 && e.pongs_received == 0) {
+    v.findings.push_back("The server answered none of the " + plural(e.pings_sent, "ping", "pings") +
+                         " the probe sent (RFC 6455 §5.5.2 requires a pong).");
+  }
+  if (!e.server_answered_close &&
+      (e.ending == Ending::kStillOpen || e.ending == Ending::kInputEnded || e.ending == Ending::kInterrupted)) {
+    v.findings.push_back("The server did not answer the probe's close frame with its own (RFC 6455 §5.5.1).");
+  }
+
+  const double silence = e.silence_before_end_s();
+  const std::string when = secs(e.end_s) + " after connect";
+
+  if (e.ending == Ending::kProtocolError) {
+    v.cause = "server_error";
+    v.exit_code = kExitNegative;
+    v.text = "The server broke the WebSocket protocol: " + e.protocol_error + " (" + when +
+             "); the probe closed the connection with " + std::to_string(e.close_code) +
+             ". A browser would drop it too. Fix the server's framing (or the proxy that alters it).";
+    return v;
+  }
+
+  if (e.ending == Ending::kStillOpen || e.ending == Ending::kInputEnded || e.ending == Ending::kInterrupted ||
+      (e.ending == Ending::kServerClose && e.cat_mode && e.input_ended &&
+       (e.close_code == 1000 || e.close_code == 1001))) {
+    if (e.lags.stalled()) {
+      v.cause = "stalled_server";
+      v.exit_code = kExitNegative;
+      v.text = plural(e.lags.late, "message", "messages") + " arrived more than " + secs(kStallLag) +
+               " later than their timestamps, relative to the smallest lag on this connection (worst " +
+               secs(e.lags.worst_excess_s) + " late, at +" + secs(e.lags.worst_at_s) + "; longest gap between frames " +
+               secs(e.longest_gap_s) + " ending at +" + secs(e.longest_gap_at_s) +
+               "). The server stamped them on time but sent them in a burst: its event loop or send path was "
+               "blocked (a synchronous call, a slow client write, GC, or CPU starvation). Profile the server "
+               "around those times; never block its loop on I/O.";
+      return v;
+    }
+    v.cause = "healthy";
+    v.exit_code = kExitOk;
+    if (e.ending == Ending::kStillOpen) {
+      v.text = "The connection stayed open for the whole probe (" + secs(e.end_s - e.handshake_done_s) + ")";
+    } else if (e.ending == Ending::kInterrupted) {
+      v.text = "The connection stayed open until the probe was interrupted (" + secs(e.end_s - e.handshake_done_s) + ")";
+    } else {
+      v.text = "Input ended and the connection closed cleanly";
+    }
+    v.text += "; " + plural(e.messages_in, "message", "messages") + " received";
+    if (e.pings_received > 0) v.text += ", " + plural(e.pings_received, "ping", "pings") + " from the server";
+    v.text += ".";
+    if (e.messages_in == 0 && e.pings_received == 0 && e.end_s - e.handshake_done_s >= 10) {
+      v.findings.push_back("The server sent nothing, not even a keepalive ping: behind a proxy with an idle "
+                           "timeout (nginx and AWS ALB: 60 s) a listen-only client would be dropped. Have the "
+                           "server ping every ~20 s.");
+    }
+    return v;
+  }
+
+  // The server or the path ended it: close frame (kServerClose) or none (kDropped).
+  v.exit_code = kExitNegative;
+  const bool unanswered_ping = e.first_unanswered_ping_s && *e.first_unanswered_ping_s <= e.end_s;
+  const bool unanswered_app_ping =
+      !e.app_pong && e.first_unanswered_app_ping_s && *e.first_unanswered_app_ping_s <= e.end_s;
+  const bool keepalive_reason = e.ending == Ending::kServerClose && reason_mentions_keepalive(e.close_reason);
+  const std::string how = e.ending == Ending::kServerClose
+                              ? "closed with " + std::to_string(e.close_code) +
+                                    (e.close_reason.empty() ? std::string() : " \"" + e.close_reason + "\"")
+                              : "dropped without a close frame (1006, " + tcp_end_words(e.tcp_end) + ")";
+
+  if (unanswered_ping || unanswered_app_ping || keepalive_reason) {
+    v.cause = "ping_timeout";
+    if (unanswered_ping) {
+      v.text = "The server sent " + plural(e.pings_received, "ping", "pings") + ", the probe answered " +
+               std::to_string(e.pings_answered) + " (--no-pong), and the server " + how + " " +
+               secs(e.end_s - *e.first_unanswered_ping_s) + " after the first unanswered ping. ";
+    } else if (unanswered_app_ping) {
+      v.text = "The server sent " + plural(e.app_pings_received, "application ping", "application pings") +
+               " ({\"type\":\"ping\"}), the probe did not answer them (try --app-pong), and the server " + how +
+               " " + secs(e.end_s - *e.first_unanswered_app_ping_s) + " after the first. ";
+    } else {
+      v.text = "The server " + how + " and names a keepalive as the reason, although the probe answered " +
+               std::to_string(e.pings_answered) + " of " + std::to_string(e.pings_received) + " pings. ";
+    }
+    v.text += "The server's keepalive works as designed: clients that do not answer pings are dropped. "
+              "Make sure real clients answer (browsers answer protocol pings by themselves; an application-level "
+              "ping needs an application-level pong) and that the ping timeout is longer than the worst RTT.";
+    return v;
+  }
+
+  if (e.ending == Ending::kServerClose) {
+    v.cause = (e.close_code == 1011 || e.close_code == 1014) ? "server_error" : "server_closed";
+    v.text = "The server " + how + " " + when + ", " + secs(silence) + " after the last frame: " +
+             explain_close_code(e.close_code) + ".";
+    if (e.close_code == 1011) v.text += " Fix the server's exception; the reconnecting client only repeats it.";
+    if (e.close_code == 1013) v.text += " Make the client read faster, or raise the server's queue/limit.";
+    return v;
+  }
+
+  // kDropped: no close frame at all.
+  const auto matches = match_idle_default(silence);
+  const bool greeting_only =
+      !e.last_message_s || *e.last_message_s - e.handshake_done_s <= kGreetingWindow;
+  const bool probe_silent = e.messages_out == 0;
+  if (greeting_only && probe_silent && matches.empty()) {
+    v.cause = "server_waits_for_client";
+    v.text = "The server " + how + " " + secs(e.end_s - e.handshake_done_s) + " after the handshake, having sent " +
+             (e.messages_in == 0 ? std::string("nothing")
+                                 : plural(e.messages_in, "message", "messages") + " only in the first " +
+                                       secs(kGreetingWindow)) +
+             ", while the probe sent nothing. The server most likely blocks waiting for client input: a handler "
+             "that awaits a receive (or an auth/subscribe message) and gives up when none comes, or returns "
+             "after its first send. Fix: run the send loop independently of receiving; if the client must "
+             "speak first, say so with a close frame (1008 and a reason) instead of dropping. Confirm with "
+             "--send '<first message>'.";
+    return v;
+  }
+  if (silence >= kMinIdleSilence) {
+    v.cause = "idle_timeout";
+    v.text = "The connection was " + how + " after " + secs(silence) + " with no frame in either direction (" +
+             when + "): an idle timeout on the path. ";
+    if (!matches.empty()) {
+      v.text += "That matches " + describe_idle_matches(matches) + ". Fix: " + std::string(matches.front().fix) + ".";
+    } else {
+      v.text += "It matches no well-known default (nginx/AWS ALB 60 s, Cloudflare 100 s, Azure LB 240 s, "
+                "AWS NLB 350 s): look for a timeout of about " + secs(silence) +
+                " in the server's or a proxy's configuration.";
+    }
+    if (e.pings_received == 0) {
+      v.text += " The server sent no ping during the silence: a ping every ~20 s (shorter than any idle timeout "
+                "on the path) keeps the connection alive.";
+    }
+    return v;
+  }
+  if (e.tcp_end == TcpEnd::kRst) {
+    v.cause = "connection_reset";
+    v.text = "The connection was reset (TCP RST, no close frame) " + when + ", " + secs(silence) +
+             " after the last frame. The server process crashed or was killed, closed its socket with "
+             "unread data, or a firewall/NAT/proxy dropped the flow. Check the server's logs and restarts at that time.";
+    return v;
+  }
+  v.cause = "server_closed";
+  v.text = "The server (or a proxy) closed the TCP connection without a WebSocket close frame (1006, FIN) " + when +
+           ", " + secs(silence) + " after the last frame. It tore the socket down instead of closing the "
+           "WebSocket: a handler that returned or threw, or a proxy reload. Close with a code and reason instead.";
+  return v;
+}
+
+}  // namespace smws::core
