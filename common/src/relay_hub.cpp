@@ -2,20 +2,13 @@
 
 #include <utility>
 
+#include "smws/event.h"
+
 namespace smws::core {
 
 using nlohmann::json;
 
 namespace {
-
-constexpr std::string_view kWhitespace = " \t\r\n";
-
-std::string_view trim(std::string_view s) {
-  const auto first = s.find_first_not_of(kWhitespace);
-  if (first == std::string_view::npos) return {};
-  const auto last = s.find_last_not_of(kWhitespace);
-  return s.substr(first, last - first + 1);
-}
 
 // nlohmann's messages start "[json.exception.parse_error.101] parse error at
 // line 1, column 5: syntax error ..."; a stdin line is one line, so keep
@@ -37,101 +30,6 @@ const char* json_kind(const json& j) {
   }
 }
 
-// Validates an event without building a DOM: an object whose top-level
-// "type" is a non-empty string. Also notes whether a top-level "seq" exists.
-// Strings are UTF-8-checked by nlohmann's lexer, so a line that passes is
-// safe to send as a WebSocket text frame byte for byte.
-class EventSax {
- public:
-  using number_integer_t = json::number_integer_t;
-  using number_unsigned_t = json::number_unsigned_t;
-  using number_float_t = json::number_float_t;
-  using string_t = json::string_t;
-  using binary_t = json::binary_t;
-
-  bool null() { return scalar(); }
-  bool boolean(bool) { return scalar(); }
-  bool number_integer(number_integer_t) { return scalar(); }
-  bool number_unsigned(number_unsigned_t) { return scalar(); }
-  bool number_float(number_float_t, const string_t&) { return scalar(); }
-  bool binary(binary_t&) { return scalar(); }
-  bool string(string_t& value) {
-    if (depth_ == 1 && key_is_type_) {
-      type_ = std::move(value);
-      type_is_string_ = true;
-      key_is_type_ = false;
-      return true;
-    }
-    return scalar();
-  }
-  bool start_object(std::size_t) {
-    if (depth_ == 0) root_is_object_ = true;
-    if (depth_ == 1 && key_is_type_) {
-      type_is_string_ = false;
-      type_.clear();
-    }
-    ++depth_;
-    key_is_type_ = false;
-    return true;
-  }
-  bool end_object() {
-    --depth_;
-    return true;
-  }
-  bool start_array(std::size_t) {
-    if (depth_ == 1 && key_is_type_) {
-      type_is_string_ = false;
-      type_.clear();
-    }
-    ++depth_;
-    key_is_type_ = false;
-    return true;
-  }
-  bool end_array() {
-    --depth_;
-    return true;
-  }
-  bool key(string_t& k) {
-    if (depth_ == 1) {
-      key_is_type_ = (k == "type");
-      if (key_is_type_) type_seen_ = true;
-      if (k == "seq") has_seq_ = true;
-    }
-    return true;
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) {
-    error_ = describe_parse_error(ex.what());
-    return false;
-  }
-
-  std::string error_;
-  std::string type_;
-  bool root_is_object_ = false;
-  bool type_seen_ = false;
-  bool type_is_string_ = false;
-  bool has_seq_ = false;
-
- private:
-  bool scalar() {
-    if (depth_ == 1 && key_is_type_) {  // "type" is a number, bool or null
-      type_is_string_ = false;
-      type_.clear();
-    }
-    key_is_type_ = false;
-    return true;
-  }
-  int depth_ = 0;
-  bool key_is_type_ = false;
-};
-
-// What is wrong with an event's `type`, or "" when it is a non-empty string.
-std::string check_type(bool seen, bool is_string, const std::string& type) {
-  if (!seen) return "no \"type\" field";
-  if (!is_string) return "\"type\" is not a string";
-  if (type.empty()) return "\"type\" is empty";
-  return {};
-}
-
 std::string error_reply(std::string_view why) {
   return json{{"type", "error"}, {"error", why}}.dump();
 }
@@ -148,51 +46,36 @@ void RelayHub::set_pending_provider(std::function<std::string(double)> fn) {
   pending_provider_ = std::move(fn);
 }
 
-IngestResult RelayHub::ingest(std::string_view line, double now) {
+IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_number) {
   ++lines_;
+  const uint64_t number = line_number > 0 ? line_number : lines_;
   IngestResult result;
-  const auto text = trim(line);
+  const auto text = event::trim(line);
   if (text.empty()) return result;  // kBlank
 
-  auto invalid = [&](std::string why) {
+  auto invalid = [&](const std::string& why) {
     ++invalid_lines_;
     result.status = IngestResult::Status::kInvalid;
-    result.error = "line " + std::to_string(lines_) + ": " + why;
+    result.error = "line " + std::to_string(number) + ": " + why;
     return result;
   };
 
-  // Hot path: a SAX pass validates without allocating a DOM. Only an event
-  // that may update the machine table (its text mentions state_change) is
-  // parsed into a DOM instead, since its state and data are needed anyway.
+  // Hot path: event::scan validates with nlohmann's SAX parser (UTF-8
+  // included) and builds no DOM. A DOM is built only when it is needed:
+  // a state_change (its state and data go into the machine table), or under
+  // --seq an event that may already carry a top-level "seq" (the substring
+  // test is cheap; "\u" covers a key written with escapes).
+  if (!event::scan(text, &scan_)) return invalid(scan_.error);
+  result.type = scan_.type;
   json dom;
   bool have_dom = false;
   bool has_seq_key = false;
-  if (text.find("state_change") != std::string_view::npos) {
-    try {
-      dom = json::parse(text);
-    } catch (const json::parse_error& e) {
-      return invalid("not JSON: " + describe_parse_error(e.what()));
-    }
-    if (!dom.is_object()) return invalid(std::string("not a JSON object (") + json_kind(dom) + ")");
-    const auto it = dom.find("type");
-    const bool seen = it != dom.end();
-    const bool is_string = seen && it->is_string();
-    result.type = is_string ? it->get<std::string>() : std::string();
-    if (auto why = check_type(seen, is_string, result.type); !why.empty()) return invalid(why);
-    has_seq_key = dom.contains("seq");
+  const bool may_have_seq = options_.seq && (text.find("\"seq\"") != std::string_view::npos ||
+                                             text.find("\\u") != std::string_view::npos);
+  if (result.type == "state_change" || may_have_seq) {
+    dom = json::parse(text);  // cannot throw: scan() accepted the same bytes
     have_dom = true;
-  } else {
-    EventSax sax;
-    if (!json::sax_parse(text, &sax)) return invalid("not JSON: " + sax.error_);
-    if (!sax.root_is_object_) {
-      // Rare: name the kind for the message.
-      return invalid(std::string("not a JSON object (") + json_kind(json::parse(text)) + ")");
-    }
-    if (auto why = check_type(sax.type_seen_, sax.type_is_string_, sax.type_); !why.empty()) {
-      return invalid(why);
-    }
-    result.type = std::move(sax.type_);
-    has_seq_key = sax.has_seq_;
+    has_seq_key = dom.contains("seq");
   }
 
   std::string event(text);
@@ -200,7 +83,7 @@ IngestResult RelayHub::ingest(std::string_view line, double now) {
     auto verdict = hook->second(event, now);
     if (!verdict.ok) {
       result.status = IngestResult::Status::kRefused;
-      result.error = "line " + std::to_string(lines_) + ": " + verdict.error;
+      result.error = "line " + std::to_string(number) + ": " + verdict.error;
       return result;
     }
     if (!verdict.replacement.empty()) {

@@ -27,6 +27,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "smws/event.h"
+
 namespace smws::core {
 
 // The text of one WebSocket message. Shared (and immutable) because the same
@@ -85,12 +87,13 @@ class RelayHub {
 
   // One line read from stdin (with or without its '\n'). `now` is the receive
   // time in seconds since the epoch: it becomes a machine's last_activity
-  // when the event has no numeric `timestamp`. Every call counts as one line,
-  // so error messages carry the stdin line number.
+  // when the event has no numeric `timestamp`. line_number names the line in
+  // error messages; pass the reader's number (ndjson::LineReader skips blank
+  // lines, so the hub cannot count them). 0: the hub counts ingest() calls.
   // A valid event is an object with a non-empty string `type`; its bytes are
   // forwarded unchanged (the parser checked them, UTF-8 included), so only
   // state_change events and --seq pay for more than one validating pass.
-  IngestResult ingest(std::string_view line, double now);
+  IngestResult ingest(std::string_view line, double now, uint64_t line_number = 0);
 
   // A message the relay itself broadcasts (e.g. a HITL decision or timeout):
   // a serialized JSON object, trusted. It is stamped, held in history and
@@ -184,6 +187,7 @@ class RelayHub {
 
   std::deque<Held> history_;  // the last options_.history broadcasts, oldest first
 
+  event::Scan scan_;  // reused by ingest() so its strings keep their capacity
   std::unordered_map<std::string, Interceptor> interceptors_;
   std::function<std::string(double now)> pending_provider_;
 };

@@ -1,0 +1,333 @@
+"""ws-relay: how it treats each client — messages from clients, slow and
+silent clients, pings, limits, origin and token checks, shutdown. Clients
+are python3-websockets and Node's ws, plus a raw-socket client
+(relay_support.RawWs) where a misbehaving peer is needed: one that stops
+reading or never answers a ping, which the libraries will not do."""
+import asyncio
+import json
+import signal
+import time
+
+import pytest
+import websockets
+
+from relay_support import (HandshakeRefused, NodeClient, RawWs, Relay, event, expect_close,
+                           recv_json, recv_until, run, ws_connect)
+from smws_test import wait_for
+
+
+def metric(relay, name):
+    """The value of one Prometheus sample on /metrics."""
+    status, _, body = relay.http_get("/metrics")
+    assert status == 200, (status, body)
+    for line in body.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics:\n{body}")
+
+
+def padded_lines(n, size):
+    """n events of about `size` bytes each, numbered 1..n."""
+    return [json.dumps(event(i, pad="x" * size), separators=(",", ":")) for i in range(1, n + 1)]
+
+
+def lines_to_overflow(max_queue, size):
+    """Enough events of `size` bytes to overflow a stalled client's queue even
+    after the kernel buffers between us took their share (the relay's send
+    buffer may autotune to net.ipv4.tcp_wmem's max; our SO_RCVBUF is tiny)."""
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        wmem_max = int(f.read().split()[2])
+    return (2 * wmem_max) // size + 4 * max_queue + 100
+
+
+# --- client messages ----------------------------------------------------------
+
+def test_a_client_json_object_is_printed_on_stdout_as_one_compact_line():
+    with Relay() as relay:
+        async def scenario():
+            async with ws_connect(relay.url) as ws:
+                await recv_json(ws)
+                sent = {"type": "chat", "text": "héllo \"you\"", "nested": {"a": [1, 2.5, None]}}
+                await ws.send(json.dumps(sent, indent=2))
+                line = await asyncio.get_running_loop().run_in_executor(None, relay.stdout_line)
+                assert "\n" not in line and "  " not in line
+                assert json.loads(line) == sent
+        run(scenario())
+        with NodeClient(relay.url) as node:
+            node.wait(lambda e: "message" in e)
+            node.send('{"from":"node","n":1}')
+            assert json.loads(relay.stdout_line()) == {"from": "node", "n": 1}
+
+
+@pytest.mark.parametrize("text", ["hello", "[1,2]", "42", '"a string"', "null", '{"type":'])
+def test_non_json_and_json_non_objects_get_an_error_reply_and_the_client_stays(text):
+    with Relay() as relay:
+        async def scenario():
+            async with ws_connect(relay.url) as ws:
+                await recv_json(ws)
+                await ws.send(text)
+                reply = await recv_json(ws)
+                assert reply["type"] == "error"
+                assert isinstance(reply["error"], str) and reply["error"]
+                relay.send(event(1))
+                assert (await recv_json(ws))["n"] == 1
+                await ws.send('{"type":"after"}')
+                line = await asyncio.get_running_loop().run_in_executor(None, relay.stdout_line)
+                assert json.loads(line) == {"type": "after"}  # the bad one printed nothing
+        run(scenario())
+
+
+# --- slow clients ---------------------------------------------------------------
+
+def test_a_client_that_stops_reading_is_closed_1013_and_the_fast_one_gets_everything():
+    with Relay("--max-queue", "16") as relay:
+        slow = RawWs(relay.port, rcvbuf=4096)
+        assert slow.recv_json()["type"] == "initial"
+        with NodeClient(relay.url) as fast:
+            fast.wait(lambda e: "message" in e)
+            n = lines_to_overflow(16, 1000)
+            writer = relay.send_in_background(padded_lines(n, 1000))
+            # The slow client reads nothing until the relay has given up on it...
+            wait_for(lambda: metric(relay, "ws_relay_slow_client_closes_total") >= 1, timeout=60,
+                     what="the slow client to be closed")
+            # ...while the fast one gets every event, in order.
+            got = fast.messages_until(lambda m: m.get("n") == n, timeout=60)
+            assert [m["n"] for m in got] == list(range(1, n + 1))
+            writer.join(10)
+        # Reading now, within the 2 s the relay waits, it finds the close 1013.
+        while True:
+            msg = slow.recv(timeout=10)
+            if msg[0] == "close":
+                break
+        assert msg[1] == 1013, msg
+
+
+def test_under_slow_client_drop_every_event_is_delivered_or_counted():
+    with Relay("--slow-client", "drop", "--max-queue", "16", "--seq") as relay:
+        slow = RawWs(relay.port, rcvbuf=4096)
+        assert slow.recv_json()["type"] == "initial"
+        with NodeClient(relay.url) as fast:
+            fast.wait(lambda e: "message" in e)
+            n = lines_to_overflow(16, 1000)
+            writer = relay.send_in_background(padded_lines(n, 1000))
+            got = fast.messages_until(lambda m: m.get("n") == n, timeout=60)
+            assert [m["n"] for m in got] == list(range(1, n + 1))
+            writer.join(10)
+            relay.send(event(n + 1))  # the newest event is never the one dropped
+            fast.messages_until(lambda m: m.get("n") == n + 1)
+        delivered, dropped = [], 0
+        while True:
+            m = slow.recv_json(timeout=30)
+            if m["type"] == "dropped":
+                assert m["count"] > 0
+                dropped += m["count"]
+            else:
+                delivered.append(m["n"])
+                if m["n"] == n + 1:
+                    break
+        assert delivered == sorted(delivered)  # order kept among what was delivered
+        assert dropped > 0, "the slow client was never slow: raise n"
+        assert len(delivered) + dropped == n + 1
+        assert relay.healthz()["dropped"] == dropped
+        slow.close_socket()
+
+
+# --- keepalive --------------------------------------------------------------------
+
+def test_a_silent_client_that_answers_pings_survives_many_ping_intervals():
+    with Relay("--ping-interval", "0.2") as relay:
+        with NodeClient(relay.url) as node:
+            pings = 0
+            while pings < 8:  # 8 intervals: 4x the default --ping-timeout
+                ev = node.next(timeout=10)
+                assert "close" not in ev and "eof" not in ev, ev
+                pings += 1 if ev.get("ping") else 0
+            relay.send(event(1))
+            got = node.messages_until(lambda m: m.get("n") == 1)
+            assert got[-1]["n"] == 1
+            assert metric(relay, "ws_relay_ping_timeouts_total") == 0
+
+
+def test_a_client_that_never_answers_pings_is_closed_1008_ping_timeout():
+    with Relay("--ping-interval", "0.2") as relay:
+        async def scenario():
+            async with ws_connect(relay.url) as healthy:  # websockets answers pings
+                await recv_json(healthy)
+                mute = RawWs(relay.port)
+                loop = asyncio.get_running_loop()
+                msg = await loop.run_in_executor(None, lambda: _until_close(mute, pong=False))
+                assert msg == ("close", 1008, "ping timeout")
+                assert mute.pings >= 1
+                relay.send(event(1))
+                assert (await recv_json(healthy))["n"] == 1
+        run(scenario())
+        assert metric(relay, "ws_relay_ping_timeouts_total") == 1
+
+
+def _until_close(raw, pong):
+    while True:
+        msg = raw.recv(timeout=10, pong=pong)
+        if msg[0] == "close":
+            return msg
+
+
+# --- limits ------------------------------------------------------------------------
+
+def test_max_clients_refuses_one_more_with_503():
+    with Relay("--max-clients", "2") as relay:
+        a = RawWs(relay.port)
+        b = RawWs(relay.port)
+        with pytest.raises(HandshakeRefused) as refused:
+            RawWs(relay.port)
+        assert refused.value.status == 503
+        a.send_close()
+        assert _until_close(a, pong=True)[1] == 1000
+        a.close_socket()
+
+        def third_gets_in():
+            try:
+                return RawWs(relay.port)
+            except HandshakeRefused:
+                return None
+        c = wait_for(third_gets_in, timeout=10, what="a freed slot")
+        assert c.recv_json()["type"] == "initial"
+        for raw in (b, c):
+            raw.close_socket()
+
+
+def test_a_message_over_max_message_closes_that_client_1009_only():
+    with Relay("--max-message", "100") as relay:
+        async def scenario():
+            async with ws_connect(relay.url) as bystander, ws_connect(relay.url) as big:
+                await recv_json(bystander)
+                await recv_json(big)
+                exact = json.dumps({"type": "fits", "pad": ""})
+                exact = json.dumps({"type": "fits", "pad": "x" * (100 - len(exact))})
+                assert len(exact) == 100
+                await big.send(exact)
+                line = await asyncio.get_running_loop().run_in_executor(None, relay.stdout_line)
+                assert json.loads(line)["type"] == "fits"  # the limit is inclusive
+                await big.send(exact[:-2] + 'x"}')  # 101 bytes
+                code, _ = await expect_close(big)
+                assert code == 1009
+                relay.send(event(1))
+                assert (await recv_json(bystander))["n"] == 1
+        run(scenario())
+
+
+# --- security -------------------------------------------------------------------------
+
+def test_allow_origin_refuses_other_origins_with_403_but_not_clients_without_origin():
+    with Relay("--allow-origin", "http://good.example") as relay:
+        with pytest.raises(HandshakeRefused) as refused:
+            RawWs(relay.port, headers={"Origin": "http://evil.example"})
+        assert refused.value.status == 403
+        assert RawWs(relay.port, headers={"Origin": "http://good.example"}).recv_json()["type"] == "initial"
+        assert RawWs(relay.port).recv_json()["type"] == "initial"  # no Origin: not a browser
+
+        async def library_client():
+            with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
+                async with ws_connect(relay.url, origin="http://evil.example"):
+                    pass
+            assert e.value.status_code == 403
+            async with ws_connect(relay.url, origin="http://good.example") as ws:
+                assert (await recv_json(ws))["type"] == "initial"
+        run(library_client())
+
+
+def test_by_default_only_the_same_host_origin_is_allowed():
+    with Relay() as relay:
+        same = f"http://127.0.0.1:{relay.port}"
+        assert RawWs(relay.port, headers={"Origin": same}).recv_json()["type"] == "initial"
+        with pytest.raises(HandshakeRefused) as refused:
+            RawWs(relay.port, headers={"Origin": "http://evil.example"})
+        assert refused.value.status == 403
+
+
+def test_token_is_required_on_the_websocket_path_and_pages_but_not_healthz():
+    with Relay("--token", "s3cret") as relay:
+        async def scenario():
+            with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
+                async with ws_connect(relay.url):
+                    pass
+            assert e.value.status_code == 401
+            with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
+                async with ws_connect(relay.url, extra_headers={"Authorization": "Bearer wrong"}):
+                    pass
+            assert e.value.status_code == 401
+            async with ws_connect(relay.url, extra_headers={"Authorization": "Bearer s3cret"}) as ws:
+                assert (await recv_json(ws))["type"] == "initial"
+            async with ws_connect(relay.url + "?token=s3cret") as ws:
+                assert (await recv_json(ws))["type"] == "initial"
+        run(scenario())
+        assert relay.http_get("/healthz")[0] == 200
+        for path in ("/", "/metrics"):
+            assert relay.http_get(path)[0] == 401, path
+            assert relay.http_get(path, headers={"Authorization": "Bearer s3cret"})[0] == 200, path
+            assert relay.http_get(path + "?token=s3cret")[0] == 200, path
+
+
+def test_token_from_the_environment():
+    with Relay(env={"WS_RELAY_TOKEN": "from-env"}) as relay:
+        with pytest.raises(HandshakeRefused) as refused:
+            RawWs(relay.port)
+        assert refused.value.status == 401
+        assert RawWs(relay.port, path="/ws/events?token=from-env").recv_json()["type"] == "initial"
+
+
+# --- shutdown ---------------------------------------------------------------------------
+
+def test_sigterm_closes_every_client_with_1001_and_exits_0():
+    with Relay() as relay:
+        async def scenario():
+            async with ws_connect(relay.url) as ws:
+                await recv_json(ws)
+                with NodeClient(relay.url) as node:
+                    node.wait(lambda e: "message" in e)
+                    relay.terminate()
+                    code, _ = await expect_close(ws)
+                    assert code == 1001
+                    closed = node.wait(lambda e: "close" in e)[-1]
+                    assert closed["close"] == 1001
+        run(scenario())
+        assert relay.wait() == 0
+
+
+def test_exit_on_eof_delivers_everything_then_closes_1001_and_exits_0():
+    with Relay("--exit-on-eof") as relay:
+        async def scenario():
+            async with ws_connect(relay.url) as ws:
+                await recv_json(ws)
+                relay.send(*[event(i) for i in range(1, 501)])
+                relay.close_stdin()
+                got = [(await recv_json(ws))["n"] for _ in range(500)]
+                assert got == list(range(1, 501))
+                code, _ = await expect_close(ws)
+                assert code == 1001
+        run(scenario())
+        assert relay.wait() == 0
+
+
+def test_exit_on_eof_does_not_wait_for_ever_on_a_client_that_stopped_reading():
+    with Relay("--exit-on-eof", "--drain-timeout", "0.5", "--max-queue", "100000") as relay:
+        stalled = RawWs(relay.port, rcvbuf=4096)
+        assert stalled.recv_json()["type"] == "initial"
+        relay.send_in_background(padded_lines(lines_to_overflow(16, 1000), 1000)).join(60)
+        relay.close_stdin()
+        assert relay.wait(timeout=30) == 0
+        stalled.close_socket()
+
+
+def test_without_exit_on_eof_the_relay_keeps_serving_the_last_state():
+    with Relay() as relay:
+        async def scenario():
+            async with ws_connect(relay.url) as ws:
+                await recv_json(ws)
+                relay.send({"type": "state_change", "machine_id": "m", "state": "final"})
+                relay.close_stdin()
+                assert (await recv_json(ws))["state"] == "final"
+            async with ws_connect(relay.url) as late:
+                snap = await recv_json(late)
+                assert [m["current_state"] for m in snap["machines"]] == ["final"]
+        run(scenario())
+        assert relay.proc.p.poll() is None

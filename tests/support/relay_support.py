@@ -1,0 +1,416 @@
+"""Helpers for the ws-relay integration tests.
+
+- Relay: runs `ws-relay --listen 127.0.0.1:0 ...` with stdin a pipe, reads
+  its stderr and stdout on threads (so neither pipe can fill up and stall
+  it) and learns the bound port from the line
+  "ws-relay: listening on ws://127.0.0.1:PORT/ws/events".
+- ws_connect / recv_json: Debian's python3-websockets (10.x, asyncio).
+- NodeClient: Node's `ws` package as a second, independent client
+  (tests/support/relay_node_client.js).
+- RawWs: a minimal blocking RFC 6455 client on a plain socket, for what
+  the libraries will not do: stop reading, ignore pings, count frames.
+- http_get: plain HTTP requests to the relay's port.
+
+Every wait takes a timeout; every process is killed when its context ends.
+"""
+import asyncio
+import base64
+import hashlib
+import http.client
+import json
+import os
+import queue
+import re
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import websockets
+
+from smws_test import Proc, tool, SOURCE_DIR
+
+LISTEN_RE = re.compile(r"listening on (wss?)://([^\s/]+):(\d+)(/\S*)")
+NODE = "/usr/bin/node"
+NODE_CLIENT = os.path.join(os.path.abspath(SOURCE_DIR), "tests", "support", "relay_node_client.js")
+
+
+class Relay:
+    """ws-relay listening on 127.0.0.1 (kernel-chosen port). Context manager."""
+
+    def __init__(self, *args, env=None, listen="127.0.0.1:0", timeout=15.0):
+        self.args = [tool("ws-relay"), "--listen", listen, *args]
+        self.proc = Proc(self.args, stdin=subprocess.PIPE, env=env)
+        self._stderr = []
+        self._stderr_cond = threading.Condition()
+        self._stdout = queue.Queue()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        try:
+            line = self.wait_stderr(LISTEN_RE, timeout=timeout)
+        except TimeoutError:
+            self.proc.kill()
+            raise
+        m = LISTEN_RE.search(line)
+        self.scheme, self.host, self.port, self.path = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+        self.url = f"{self.scheme}://{self.host}:{self.port}{self.path}"
+
+    # --- process -----------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+
+    @property
+    def pid(self):
+        return self.proc.p.pid
+
+    def _read_stderr(self):
+        for raw in self.proc.p.stderr:
+            with self._stderr_cond:
+                self._stderr.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._stderr_cond.notify_all()
+
+    def _read_stdout(self):
+        for raw in self.proc.p.stdout:
+            self._stdout.put(raw.decode("utf-8", "replace"))
+        self._stdout.put(None)  # EOF
+
+    def stderr_text(self):
+        with self._stderr_cond:
+            return "\n".join(self._stderr)
+
+    def wait_stderr(self, pattern, timeout=10.0):
+        """Returns the first stderr line matching pattern (a regex or str)."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        with self._stderr_cond:
+            while True:
+                for line in self._stderr:
+                    if rx.search(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no stderr line matching {rx.pattern!r}; stderr so far:\n"
+                                       + "\n".join(self._stderr))
+                if self.proc.p.poll() is not None and not self._stderr_cond.wait(0.2):
+                    raise TimeoutError(f"ws-relay exited {self.proc.p.returncode} without "
+                                       f"{rx.pattern!r}; stderr:\n" + "\n".join(self._stderr))
+                self._stderr_cond.wait(min(left, 0.2))
+
+    def stdout_line(self, timeout=10.0):
+        """Next line ws-relay printed on stdout (without '\\n'); None at EOF."""
+        try:
+            line = self._stdout.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no stdout line within {timeout}s") from None
+        return None if line is None else line.rstrip("\n")
+
+    def stdout_pending(self):
+        """Lines already printed and not yet taken (without waiting)."""
+        out = []
+        while True:
+            try:
+                line = self._stdout.get_nowait()
+            except queue.Empty:
+                return out
+            if line is None:
+                self._stdout.put(None)
+                return out
+            out.append(line.rstrip("\n"))
+
+    # --- stdin -------------------------------------------------------------
+    def send(self, *events):
+        """Writes each event (a dict, or a str sent as is) as one stdin line."""
+        data = "".join((e if isinstance(e, str) else json.dumps(e, separators=(",", ":"))) + "\n"
+                       for e in events)
+        self.send_raw(data.encode())
+
+    def send_raw(self, data):
+        self.proc.p.stdin.write(data)
+        self.proc.p.stdin.flush()
+
+    def send_in_background(self, lines):
+        """Writes many lines from a thread (a pipe write may block while the
+        relay catches up; an asyncio test must keep reading meanwhile)."""
+        data = "".join(line + "\n" for line in lines).encode()
+        t = threading.Thread(target=self.send_raw, args=(data,), daemon=True)
+        t.start()
+        return t
+
+    def close_stdin(self):
+        self.proc.p.stdin.close()
+
+    def terminate(self):
+        self.proc.signal(15)
+
+    def wait(self, timeout=15.0):
+        return self.proc.wait(timeout=timeout)
+
+    # --- HTTP ----------------------------------------------------------------
+    def http_get(self, path, headers=None, timeout=10.0, method="GET"):
+        """(status, headers dict with lower-case names, body str)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, headers=headers or {})
+            resp = conn.getresponse()
+            body = resp.read().decode("utf-8", "replace")
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+        finally:
+            conn.close()
+
+    def healthz(self):
+        status, _, body = self.http_get("/healthz")
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+
+def event(n, **fields):
+    """A small test event with a sequence number of the test's own."""
+    return {"type": "tick", "n": n, **fields}
+
+
+# --- python3-websockets ------------------------------------------------------
+
+def ws_connect(url, **kw):
+    """websockets.connect with bounded timeouts and no client-side pings
+    (the relay's keepalive is what is under test)."""
+    kw.setdefault("ping_interval", None)
+    kw.setdefault("max_size", None)
+    kw.setdefault("open_timeout", 10)
+    kw.setdefault("close_timeout", 5)
+    return websockets.connect(url, **kw)
+
+
+async def recv_json(ws, timeout=10.0):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def recv_until(ws, predicate, timeout=10.0):
+    """Receives messages until predicate(msg) is true; returns all of them."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"predicate not met; got {got[-5:]}")
+        msg = await recv_json(ws, left)
+        got.append(msg)
+        if predicate(msg):
+            return got
+
+
+async def expect_close(ws, timeout=10.0):
+    """Reads until the relay closes the connection; returns (code, reason)."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except websockets.exceptions.ConnectionClosed as e:
+        return e.code, e.reason
+
+
+def run(coro, timeout=60.0):
+    """Runs one async scenario with an overall bound."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+# --- Node's ws -----------------------------------------------------------------
+
+class NodeClient:
+    """A Node `ws` client in its own process; reports what it sees as NDJSON
+    (open, message, ping, close, status, error). Context manager."""
+
+    def __init__(self, url, headers=None):
+        env = {"NODE_PATH": os.environ.get("NODE_PATH", "/usr/share/nodejs")}
+        args = [NODE, NODE_CLIENT, url]
+        if headers:
+            args.append(json.dumps(headers))
+        self.proc = Proc(args, stdin=subprocess.PIPE, env=env)
+        self.events = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+
+    def _read(self):
+        for raw in self.proc.p.stdout:
+            self.events.put(json.loads(raw))
+        self.events.put({"eof": True})
+
+    def next(self, timeout=10.0):
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"node client reported nothing within {timeout}s") from None
+
+    def wait(self, predicate, timeout=10.0):
+        """Returns every report up to and including the first that matches."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = self.next(max(0.01, deadline - time.monotonic()))
+            seen.append(ev)
+            if predicate(ev):
+                return seen
+            if ev.get("eof"):
+                raise AssertionError(f"node client ended before the condition; saw {seen[-5:]}")
+
+    def messages_until(self, predicate, timeout=10.0):
+        """Parsed messages received until one matches predicate."""
+        out = []
+        for ev in self.wait(lambda e: "message" in e and predicate(json.loads(e["message"]))
+                            or "close" in e, timeout):
+            if "close" in ev:
+                raise AssertionError(f"closed {ev} before the expected message; got {out[-5:]}")
+            if "message" in ev:
+                out.append(json.loads(ev["message"]))
+        return out
+
+    def send(self, text):
+        self.proc.p.stdin.write((text + "\n").encode())
+        self.proc.p.stdin.flush()
+
+
+# --- a raw RFC 6455 client -------------------------------------------------------
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+
+
+class HandshakeRefused(Exception):
+    def __init__(self, status, head):
+        super().__init__(f"handshake refused with HTTP {status}")
+        self.status = status
+        self.head = head
+
+
+class RawWs:
+    """Blocking WebSocket client on a plain socket. It answers nothing by
+    itself: the test decides whether to read, to pong, to close."""
+
+    def __init__(self, port, path="/ws/events", headers=None, rcvbuf=None, timeout=10.0,
+                 host="127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            # Before connect, so the window the relay sees is small from the start.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.pings = 0
+        self.last_fin = True
+        self.sock.connect((host, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        head = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
+                "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+        for k, v in (headers or {}).items():
+            head.append(f"{k}: {v}")
+        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed during the handshake")
+            self.buf += chunk
+        raw_head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = raw_head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        if self.status != 101:
+            raise HandshakeRefused(self.status, raw_head.decode("latin-1"))
+        accept = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC11B85").encode()).digest()).decode()
+        assert self.headers.get("sec-websocket-accept") == accept
+
+    def close_socket(self):
+        self.sock.close()
+
+    def _fill(self, n, deadline):
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no complete frame in time")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("connection ended (FIN) without a close frame")
+            self.buf += chunk
+
+    def recv_frame(self, timeout=10.0):
+        """(opcode, payload bytes) of the next frame."""
+        deadline = time.monotonic() + timeout
+        self._fill(2, deadline)
+        b0, b1 = self.buf[0], self.buf[1]
+        assert not b1 & 0x80, "server frames must not be masked"
+        n, off = b1 & 0x7F, 2
+        if n == 126:
+            self._fill(4, deadline)
+            n, off = struct.unpack(">H", self.buf[2:4])[0], 4
+        elif n == 127:
+            self._fill(10, deadline)
+            n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+        self._fill(off + n, deadline)
+        payload = self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        self.last_fin = bool(b0 & 0x80)
+        return b0 & 0x0F, payload
+
+    def recv(self, timeout=10.0, pong=True):
+        """Next data message as ("text", str) / ("binary", bytes), or
+        ("close", code, reason). Pings are answered when pong is true and
+        skipped otherwise; pongs are skipped."""
+        deadline = time.monotonic() + timeout
+        parts, kind = [], None
+        while True:
+            op, payload = self.recv_frame(max(0.0, deadline - time.monotonic()))
+            if op == OP_PING:
+                self.pings += 1
+                if pong:
+                    self.send_frame(OP_PONG, payload)
+                continue
+            if op == OP_PONG:
+                continue
+            if op == OP_CLOSE:
+                code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+                return ("close", code, payload[2:].decode("utf-8", "replace"))
+            if op in (OP_TEXT, OP_BINARY):
+                kind = op
+            parts.append(payload)
+            if not self.last_fin:
+                continue  # fragmented message: continuation frames follow
+            data = b"".join(parts)
+            return ("text", data.decode("utf-8")) if kind == OP_TEXT else ("binary", data)
+
+    def recv_json(self, timeout=10.0, pong=True):
+        msg = self.recv(timeout, pong)
+        assert msg[0] == "text", msg
+        return json.loads(msg[1])
+
+    def send_frame(self, opcode, payload, fin=True, mask=True):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        head = bytes([(0x80 if fin else 0) | opcode])
+        n = len(payload)
+        mbit = 0x80 if mask else 0
+        if n < 126:
+            head += bytes([mbit | n])
+        elif n < 65536:
+            head += bytes([mbit | 126]) + struct.pack(">H", n)
+        else:
+            head += bytes([mbit | 127]) + struct.pack(">Q", n)
+        if mask:
+            key = os.urandom(4)
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            head += key
+        self.sock.sendall(head + payload)
+
+    def send_text(self, text):
+        self.send_frame(OP_TEXT, text)
+
+    def send_close(self, code=1000, reason=""):
+        self.send_frame(OP_CLOSE, struct.pack(">H", code) + reason.encode())
