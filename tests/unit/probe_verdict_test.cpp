@@ -1,0 +1,364 @@
+// ws-probe's verdict rules (smws/probe_verdict.h), one case per rule and
+// threshold of docs/troubleshooting-1006.md.
+#include <catch2/catch.hpp>
+
+#include "smws/exit_code.h"
+#include "smws/probe_verdict.h"
+
+using namespace smws::core;
+
+namespace {
+
+// An open connection: handshake done at 10 ms, nothing else yet.
+ProbeEvidence open_connection() {
+  ProbeEvidence e;
+  e.handshake_done_s = 0.01;
+  e.duration_s = 30;
+  return e;
+}
+
+void receive(ProbeEvidence& e, double t) {
+  ++e.messages_in;
+  if (!e.first_message_s) e.first_message_s = t;
+  e.last_message_s = t;
+  e.last_frame_in_s = t;
+}
+
+void drop(ProbeEvidence& e, double t, TcpEnd end) {
+  e.ending = Ending::kDropped;
+  e.close_by = CloseBy::kNone;
+  e.close_code = 1006;
+  e.tcp_end = end;
+  e.end_s = t;
+}
+
+void server_close(ProbeEvidence& e, double t, uint16_t code, std::string reason) {
+  e.ending = Ending::kServerClose;
+  e.close_by = CloseBy::kServer;
+  e.close_code = code;
+  e.close_reason = std::move(reason);
+  e.end_s = t;
+}
+
+bool mentions(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("a connection open for the whole duration is healthy and exits 0", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.05);
+  receive(e, 12.0);
+  e.ending = Ending::kStillOpen;
+  e.close_by = CloseBy::kClient;
+  e.close_code = 1000;
+  e.end_s = 30.01;
+  auto v = decide(e);
+  CHECK(v.cause == "healthy");
+  CHECK(v.exit_code == smws::kExitOk);
+}
+
+TEST_CASE("a quiet server is healthy, with a note about keepalives", "[probe]") {
+  auto e = open_connection();
+  e.ending = Ending::kStillOpen;
+  e.end_s = 30.01;
+  auto v = decide(e);
+  CHECK(v.cause == "healthy");
+  REQUIRE(v.findings.size() == 1);
+  CHECK(mentions(v.findings[0], "ping"));
+}
+
+TEST_CASE("dropped right after the greeting while the probe is silent: server waits for client", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.05);
+  drop(e, 0.55, TcpEnd::kFin);
+  auto v = decide(e);
+  CHECK(v.cause == "server_waits_for_client");
+  CHECK(v.exit_code == smws::kExitNegative);
+  CHECK(mentions(v.text, "FIN"));
+}
+
+TEST_CASE("a reset right after the greeting is also the server waiting for the client", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.05);
+  drop(e, 0.4, TcpEnd::kRst);
+  CHECK(decide(e).cause == "server_waits_for_client");
+}
+
+TEST_CASE("data arriving after the first second rules out server_waits_for_client", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.05);
+  receive(e, 1.2);  // 1.19 s after the handshake: beyond the greeting window
+  drop(e, 1.5, TcpEnd::kFin);
+  auto v = decide(e);
+  CHECK(v.cause == "server_closed");  // FIN, 0.3 s of silence: not idle either
+}
+
+TEST_CASE("when the probe spoke, an early drop is not server_waits_for_client", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.05);
+  e.messages_out = 1;
+  e.last_frame_out_s = 0.02;
+  drop(e, 0.3, TcpEnd::kFin);
+  CHECK(decide(e).cause == "server_closed");
+}
+
+TEST_CASE("a drop after >= 1 s of silence following spread traffic is an idle timeout", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.0);
+  receive(e, 0.6);
+  receive(e, 1.2);
+  drop(e, 2.7, TcpEnd::kFin);
+  auto v = decide(e);
+  CHECK(v.cause == "idle_timeout");
+  CHECK(mentions(v.text, "1.50 s"));
+  CHECK(mentions(v.text, "matches no well-known default"));
+  CHECK(mentions(v.text, "no ping"));
+}
+
+TEST_CASE("0.9 s of silence is below the idle threshold", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.6);
+  receive(e, 1.5);
+  drop(e, 2.4, TcpEnd::kRst);
+  CHECK(decide(e).cause == "connection_reset");
+}
+
+TEST_CASE("an idle drop at 60 s names nginx and AWS ALB", "[probe]") {
+  auto e = open_connection();
+  receive(e, 5.0);
+  e.last_frame_in_s = 5.0;
+  drop(e, 65.2, TcpEnd::kFin);
+  auto v = decide(e);
+  CHECK(v.cause == "idle_timeout");
+  CHECK(mentions(v.text, "nginx"));
+  CHECK(mentions(v.text, "AWS ALB"));
+}
+
+TEST_CASE("greeting only, then a drop at a known proxy default, is an idle timeout, not a waiting server", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.05);
+  drop(e, 100.3, TcpEnd::kFin);
+  auto v = decide(e);
+  CHECK(v.cause == "idle_timeout");
+  CHECK(mentions(v.text, "Cloudflare"));
+}
+
+TEST_CASE("pings the probe did not answer, then a close, is a ping timeout", "[probe]") {
+  auto e = open_connection();
+  e.answers_pings = false;
+  e.pings_received = 2;
+  e.first_unanswered_ping_s = 0.3;
+  e.last_frame_in_s = 0.6;
+  server_close(e, 0.9, 1008, "ping timeout");
+  auto v = decide(e);
+  CHECK(v.cause == "ping_timeout");
+  CHECK(v.exit_code == smws::kExitNegative);
+  CHECK(mentions(v.text, "0.60 s after the first unanswered ping"));
+}
+
+TEST_CASE("unanswered pings followed by a silent drop are a ping timeout too", "[probe]") {
+  auto e = open_connection();
+  e.answers_pings = false;
+  e.pings_received = 1;
+  e.first_unanswered_ping_s = 5;
+  e.last_frame_in_s = 5;
+  drop(e, 15, TcpEnd::kFin);
+  CHECK(decide(e).cause == "ping_timeout");
+}
+
+TEST_CASE("unanswered application pings point to --app-pong", "[probe]") {
+  auto e = open_connection();
+  e.app_pings_received = 2;
+  e.first_unanswered_app_ping_s = 0.3;
+  receive(e, 0.6);
+  server_close(e, 0.9, 1008, "no pong");
+  auto v = decide(e);
+  CHECK(v.cause == "ping_timeout");
+  CHECK(mentions(v.text, "--app-pong"));
+}
+
+TEST_CASE("answered application pings are not a ping timeout", "[probe]") {
+  auto e = open_connection();
+  e.app_pong = true;
+  e.app_pings_received = 2;
+  e.app_pongs_sent = 2;
+  e.messages_out = 2;
+  receive(e, 0.6);
+  server_close(e, 0.9, 1011, "");
+  CHECK(decide(e).cause == "server_error");
+}
+
+TEST_CASE("a close reason naming a keepalive is a ping timeout even when pongs were sent", "[probe]") {
+  auto e = open_connection();
+  e.pings_received = 3;
+  e.pings_answered = 3;
+  server_close(e, 5, 1001, "Heartbeat timeout");
+  CHECK(decide(e).cause == "ping_timeout");
+}
+
+TEST_CASE("close 1011 and 1014 are server errors; 1008, 1013, 1000 are server closes", "[probe]") {
+  for (uint16_t code : {1011, 1014}) {
+    auto e = open_connection();
+    server_close(e, 1, code, "");
+    CHECK(decide(e).cause == "server_error");
+  }
+  for (uint16_t code : {1000, 1001, 1008, 1013, 4001}) {
+    auto e = open_connection();
+    server_close(e, 1, code, "");
+    auto v = decide(e);
+    CHECK(v.cause == "server_closed");
+    CHECK(v.exit_code == smws::kExitNegative);
+  }
+  auto e = open_connection();
+  server_close(e, 1, 1013, "try again later");
+  CHECK(mentions(decide(e).text, "overloaded"));
+}
+
+TEST_CASE("--cat: the server's 1000 after input ended is healthy", "[probe]") {
+  auto e = open_connection();
+  e.cat_mode = true;
+  e.input_ended = true;
+  e.messages_out = 2;
+  server_close(e, 1, 1000, "");
+  CHECK(decide(e).cause == "healthy");
+  e.input_ended = false;
+  CHECK(decide(e).cause == "server_closed");
+}
+
+TEST_CASE("the handshake outcomes map to the documented exit codes", "[probe]") {
+  ProbeEvidence e;
+  e.ending = Ending::kUnreachable;
+  e.error = "Connection refused";
+  auto v = decide(e);
+  CHECK(v.cause == "unreachable");
+  CHECK(v.exit_code == smws::kExitUnavailable);
+
+  e.ending = Ending::kHandshakeTimeout;
+  v = decide(e);
+  CHECK(v.cause == "unreachable");
+  CHECK(v.exit_code == smws::kExitTempFail);
+
+  e.ending = Ending::kRefused;
+  e.status = 403;
+  v = decide(e);
+  CHECK(v.cause == "handshake_refused");
+  CHECK(v.exit_code == smws::kExitNegative);
+  CHECK(mentions(v.text, "403"));
+
+  e.status = 200;
+  CHECK(mentions(decide(e).text, "Upgrade"));
+}
+
+TEST_CASE("a protocol violation by the server is a server error", "[probe]") {
+  auto e = open_connection();
+  e.ending = Ending::kProtocolError;
+  e.protocol_error = "RSV1 set without a negotiated extension";
+  e.close_code = 1002;
+  e.close_by = CloseBy::kClient;
+  e.end_s = 0.2;
+  auto v = decide(e);
+  CHECK(v.cause == "server_error");
+  CHECK(mentions(v.text, "RSV1"));
+}
+
+TEST_CASE("lag analysis ignores the clock offset and finds the burst", "[probe]") {
+  std::vector<StampedArrival> arrivals;
+  const double offset = 1234.5;  // the server's clock is 20 minutes off
+  for (int i = 0; i < 5; ++i) arrivals.push_back({0.1 * i, offset + 0.002});
+  // Stamped during a 1.5 s stall, all sent at +2.0 s.
+  for (int i = 0; i < 10; ++i) arrivals.push_back({2.0, offset + 0.002 + 1.5 - 0.1 * i});
+  auto stats = analyze_lags(arrivals);
+  CHECK(stats.stamped == 15);
+  CHECK(stats.min_lag_s == Approx(offset + 0.002));
+  CHECK(stats.worst_excess_s == Approx(1.5));
+  CHECK(stats.worst_at_s == Approx(2.0));
+  CHECK(stats.late == 5);  // excess 1.5, 1.4, 1.3, 1.2, 1.1
+  CHECK(stats.stalled());
+
+  std::vector<StampedArrival> steady;
+  for (int i = 0; i < 10; ++i) steady.push_back({0.1 * i, -50.0 + 0.01 * (i % 3)});
+  CHECK_FALSE(analyze_lags(steady).stalled());
+  CHECK_FALSE(analyze_lags({}).stalled());
+}
+
+TEST_CASE("a stalled sender on an otherwise open connection is stalled_server, exit 1", "[probe]") {
+  auto e = open_connection();
+  receive(e, 3.0);
+  e.ending = Ending::kStillOpen;
+  e.end_s = 3.5;
+  e.longest_gap_s = 1.6;
+  e.longest_gap_at_s = 2.0;
+  e.lags = analyze_lags({{0.1, 0.0}, {2.0, 1.5}});
+  auto v = decide(e);
+  CHECK(v.cause == "stalled_server");
+  CHECK(v.exit_code == smws::kExitNegative);
+  CHECK(mentions(v.text, "1.60 s"));
+  CHECK(mentions(v.text, "1.50 s"));
+}
+
+TEST_CASE("a stall on a connection that then dropped is a finding, the drop is the cause", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.2);
+  receive(e, 2.0);
+  drop(e, 2.1, TcpEnd::kRst);
+  e.lags = analyze_lags({{0.2, 0.0}, {2.0, 1.5}});
+  auto v = decide(e);
+  CHECK(v.cause == "connection_reset");
+  REQUIRE_FALSE(v.findings.empty());
+  CHECK(mentions(v.findings[0], "stalled"));
+}
+
+TEST_CASE("a forced permessage-deflate is reported as a finding", "[probe]") {
+  auto e = open_connection();
+  e.extensions = "permessage-deflate";
+  e.ending = Ending::kStillOpen;
+  e.end_s = 1;
+  auto v = decide(e);
+  CHECK(v.cause == "healthy");
+  REQUIRE_FALSE(v.findings.empty());
+  CHECK(mentions(v.findings[0], "permessage-deflate"));
+}
+
+TEST_CASE("idle defaults match within max(1 s, 5%)", "[probe]") {
+  auto names = [](double s) {
+    std::string out;
+    for (const auto& m : match_idle_default(s)) out += std::string(m.name) + "|";
+    return out;
+  };
+  CHECK(mentions(names(60), "nginx"));
+  CHECK(mentions(names(60), "AWS ALB"));
+  CHECK(mentions(names(57.1), "nginx"));       // 60 - 5%
+  CHECK_FALSE(mentions(names(56.9), "nginx"));
+  CHECK(mentions(names(55), "Heroku"));
+  CHECK(mentions(names(100), "Cloudflare"));
+  CHECK(mentions(names(350), "NLB"));
+  CHECK(names(1.5).empty());
+  CHECK(names(20).empty());
+  CHECK(mentions(describe_idle_matches(match_idle_default(60)), " or "));
+}
+
+TEST_CASE("fingerprints name proxies and CDNs once each", "[probe]") {
+  auto found = fingerprint({{"Server", "cloudflare"},
+                            {"CF-RAY", "8a1b2c3d4e5f-FRA"},
+                            {"Via", "1.1 abc.cloudfront.net (CloudFront)"},
+                            {"X-Amz-Cf-Id", "xyz"},
+                            {"Via", "1.1 vegur"},
+                            {"x-served-by", "cache-fra-1234"}});
+  std::vector<std::string> names;
+  for (const auto& i : found) names.push_back(i.name);
+  CHECK(names == std::vector<std::string>{"Cloudflare", "Amazon CloudFront", "Heroku router", "Fastly"});
+  CHECK(found[0].evidence == "Server: cloudflare");
+
+  auto nginx = fingerprint({{"server", "nginx/1.24.0"}, {"Content-Type", "text/plain"}});
+  REQUIRE(nginx.size() == 1);
+  CHECK(nginx[0].name == "nginx");
+  CHECK(fingerprint({{"Upgrade", "websocket"}}).empty());
+}
+
+TEST_CASE("close codes are explained in words", "[probe]") {
+  CHECK(mentions(explain_close_code(1011), "internal error"));
+  CHECK(mentions(explain_close_code(1013), "try again later"));
+  CHECK(mentions(explain_close_code(1008), "policy"));
+  CHECK(mentions(explain_close_code(4001), "application-defined"));
+  CHECK(mentions(explain_close_code(3000), "library"));
+}
