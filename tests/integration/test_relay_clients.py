@@ -79,13 +79,16 @@ def test_non_json_and_json_non_objects_get_an_error_reply_and_the_client_stays(t
 
 # --- slow clients ---------------------------------------------------------------
 
+# These use the default --max-queue (1024): stdin is read in large chunks, so
+# a queue much smaller than one chunk's worth of events is a different test
+# (test_relay_broadcast's burst test).
 def test_a_client_that_stops_reading_is_closed_1013_and_the_fast_one_gets_everything():
-    with Relay("--max-queue", "16") as relay:
+    with Relay() as relay:
         slow = RawWs(relay.port, rcvbuf=4096)
         assert slow.recv_json()["type"] == "initial"
         with NodeClient(relay.url) as fast:
             fast.wait(lambda e: "message" in e)
-            n = lines_to_overflow(16, 1000)
+            n = lines_to_overflow(1024, 1000)
             writer = relay.send_in_background(padded_lines(n, 1000))
             # The slow client reads nothing until the relay has given up on it...
             wait_for(lambda: metric(relay, "ws_relay_slow_client_closes_total") >= 1, timeout=60,
@@ -103,12 +106,12 @@ def test_a_client_that_stops_reading_is_closed_1013_and_the_fast_one_gets_everyt
 
 
 def test_under_slow_client_drop_every_event_is_delivered_or_counted():
-    with Relay("--slow-client", "drop", "--max-queue", "16", "--seq") as relay:
+    with Relay("--slow-client", "drop", "--seq") as relay:
         slow = RawWs(relay.port, rcvbuf=4096)
         assert slow.recv_json()["type"] == "initial"
         with NodeClient(relay.url) as fast:
             fast.wait(lambda e: "message" in e)
-            n = lines_to_overflow(16, 1000)
+            n = lines_to_overflow(1024, 1000)
             writer = relay.send_in_background(padded_lines(n, 1000))
             got = fast.messages_until(lambda m: m.get("n") == n, timeout=60)
             assert [m["n"] for m in got] == list(range(1, n + 1))
