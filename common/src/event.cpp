@@ -2,7 +2,6 @@
 
 #include <time.h>
 
-#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -173,15 +172,32 @@ std::string_view trim(std::string_view bytes) {
   return bytes.substr(b, e - b);
 }
 
-std::string now_timestamp() {
+size_t format_now_timestamp(char (&buf)[32]) {
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);
-  // Integer formatting: snprintf("%.6f") of a double costs more than the rest
-  // of sm-send's per-line work, and a double would round the microseconds.
-  char buf[48];
-  int n = std::snprintf(buf, sizeof buf, "%lld.%06ld", static_cast<long long>(ts.tv_sec),
-                        static_cast<long>(ts.tv_nsec / 1000));
-  return std::string(buf, static_cast<size_t>(n));
+  // Integer digits by hand: printf("%.6f") of a double costs more than the
+  // rest of sm-send's per-line work, and a double would round the microseconds.
+  char digits[24];
+  size_t n = 0;
+  auto secs = static_cast<unsigned long long>(ts.tv_sec < 0 ? 0 : ts.tv_sec);
+  do {
+    digits[n++] = static_cast<char>('0' + secs % 10);
+    secs /= 10;
+  } while (secs > 0);
+  size_t len = 0;
+  while (n > 0) buf[len++] = digits[--n];
+  buf[len++] = '.';
+  auto micros = static_cast<unsigned long>(ts.tv_nsec / 1000);
+  for (int i = 5; i >= 0; --i) {
+    buf[len + static_cast<size_t>(i)] = static_cast<char>('0' + micros % 10);
+    micros /= 10;
+  }
+  return len + 6;
+}
+
+std::string now_timestamp() {
+  char buf[32];
+  return std::string(buf, format_now_timestamp(buf));
 }
 
 void append_with_field(std::string* out, std::string_view event, std::string_view key,

@@ -16,12 +16,13 @@
 #include <string_view>
 #include <vector>
 
+#include "smws/protocol.h"
+
 namespace smws::event {
 
-// One event per datagram; the default limit (SPEC: 64 KiB, --max-size) keeps
-// a datagram within what Linux accepts with the default socket buffers
-// (net.core.wmem_default is ~208 KiB) and far above any real event.
-inline constexpr size_t kDefaultMaxSize = 64 * 1024;
+// One event per datagram, at most this many bytes by default (--max-size);
+// the reason for the figure is in protocol.h.
+inline constexpr size_t kDefaultMaxSize = protocol::kDefaultMaxEventSize;
 
 // What scan() learnt about a candidate event. Reuse one Scan across calls on a
 // hot path: its strings keep their capacity.
@@ -44,6 +45,8 @@ std::string_view trim(std::string_view bytes);
 
 // Seconds since the epoch with microseconds, as a JSON number: "1729845678.123456".
 std::string now_timestamp();
+// The same into buf without allocating (hot path); returns its length.
+size_t format_now_timestamp(char (&buf)[32]);
 
 // Appends `event` to *out with `,"key":json_value` inserted before its closing
 // brace. Pre: event is trimmed and scan()-valid (so it ends in '}' and has at

@@ -1,0 +1,269 @@
+#include "sm_listen.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include "smws/exit_code.h"
+#include "smws/log.h"
+#include "smws/ndjson.h"
+#include "smws/protocol.h"
+#include "smws/shutdown.h"
+#include "smws/unix_datagram.h"
+
+namespace smws {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// recvmmsg batch: the kernel queues at most net.unix.max_dgram_qlen (10 by
+// default) datagrams per socket, so 64 slots always take all that is pending.
+constexpr size_t kBatchSize = 64;
+
+// A sender waits while our queue is full (see unix_datagram.h); a large
+// receive buffer lets the kernel hold bursts of large events. The kernel caps
+// it at net.core.rmem_max unless we may force it.
+constexpr int kReceiveBuffer = 8 << 20;
+
+// Invalid datagrams are reported one by one up to this many per second; the
+// rest are counted and summarised, so a misbehaving sender cannot flood
+// stderr (or slow the good events down).
+constexpr int kReportsPerWindow = 10;
+constexpr auto kReportWindow = std::chrono::seconds(1);
+
+int exit_code_for(const SocketStatus& st) {
+  switch (st.code) {
+    case SocketStatus::kInUse: return kExitUnavailable;
+    case SocketStatus::kPermission: return kExitNoPerm;
+    case SocketStatus::kPathTooLong: return kExitUsage;
+    default: return kExitCantCreate;
+  }
+}
+
+// Rate-limited reports of invalid datagrams.
+class InvalidReporter {
+ public:
+  void report(uint64_t number, size_t size, const std::string& why, std::string_view bytes) {
+    auto now = Clock::now();
+    if (now - window_start_ >= kReportWindow) roll(now);
+    if (shown_ < kReportsPerWindow) {
+      ++shown_;
+      log::warn("invalid datagram #" + std::to_string(number) + " (" + std::to_string(size) +
+                " bytes): " + why + (bytes.empty() ? "" : ": " + event::excerpt(bytes)));
+    } else {
+      ++suppressed_;
+    }
+  }
+
+  // Reports what the window held back once it is over; `force` at exit.
+  void tick(bool force) {
+    auto now = Clock::now();
+    if (force || now - window_start_ >= kReportWindow) roll(now);
+  }
+
+  // How long until tick() has something to say; -1 when nothing is held back.
+  int pending_ms() const {
+    if (suppressed_ == 0) return -1;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        window_start_ + kReportWindow - Clock::now());
+    return static_cast<int>(std::max<int64_t>(left.count(), 0)) + 1;
+  }
+
+ private:
+  void roll(Clock::time_point now) {
+    if (suppressed_ > 0) {
+      log::warn(std::to_string(suppressed_) + " more invalid datagrams not shown");
+    }
+    window_start_ = now;
+    shown_ = 0;
+    suppressed_ = 0;
+  }
+
+  Clock::time_point window_start_{};
+  int shown_ = 0;
+  uint64_t suppressed_ = 0;
+};
+
+bool parse_mode(const std::string& text, mode_t* mode) {
+  if (text.empty() || text.size() > 5) return false;
+  char* end = nullptr;
+  long v = std::strtol(text.c_str(), &end, 8);
+  if (*end != '\0' || v < 0 || v > 07777) return false;
+  *mode = static_cast<mode_t>(v);
+  return true;
+}
+
+class Listener {
+ public:
+  explicit Listener(const SmListenOptions& o)
+      : o_(o), out_(STDOUT_FILENO, 64 * 1024, &shutdown::requested), batch_(kBatchSize, o.max_size) {}
+
+  int run() {
+    mode_t mode = 0;
+    if (!parse_mode(o_.mode, &mode)) {
+      log::error("--mode '" + o_.mode + "' is not an octal file mode (e.g. 0660)");
+      return kExitUsage;
+    }
+    const std::string path = o_.socket.empty() ? protocol::kDefaultSocketPath : o_.socket;
+    auto st = UnixDatagramSocket::bind(path, mode, &sock_);
+    if (!st.ok()) {
+      log::error(st.message);
+      return exit_code_for(st);
+    }
+    int granted = sock_.set_receive_buffer(kReceiveBuffer);
+    log::note(1, "listening on " + path + " (receive buffer " + std::to_string(granted) + " bytes)");
+
+    int code = loop();
+    invalid_reporter_.tick(true);
+    log::note(1, "received " + std::to_string(received_) + " datagrams: " +
+                     std::to_string(printed_) + " printed, " + std::to_string(filtered_) +
+                     " filtered out by --type, " + std::to_string(invalid_) + " invalid");
+    return code;  // sock_'s destructor removes the socket file
+  }
+
+ private:
+  int loop() {
+    auto idle = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(std::max(o_.idle_timeout, 0.0)));
+    auto idle_deadline = Clock::now() + idle;
+    for (;;) {
+      if (shutdown::requested()) return finish();
+      size_t n = 0;
+      auto st = batch_.receive(sock_, &n);
+      if (!st.ok()) {
+        log::error(st.message);
+        return kExitIoErr;
+      }
+      if (n == 0) {
+        // Nothing pending: this is when output goes out.
+        if (int code = flush(); code >= 0) return code;
+        invalid_reporter_.tick(false);
+        int timeout = -1;
+        if (o_.idle_timeout >= 0) {
+          auto left = std::chrono::duration<double, std::milli>(idle_deadline - Clock::now()).count();
+          if (left <= 0) {
+            log::note(1, "no event for " + std::to_string(o_.idle_timeout).substr(0, 8) +
+                             " s (--idle-timeout)");
+            return kExitOk;
+          }
+          timeout = static_cast<int>(std::min(std::ceil(left), 1e9));
+        }
+        int report = invalid_reporter_.pending_ms();
+        if (report >= 0 && (timeout < 0 || report < timeout)) timeout = report;
+        pollfd fds[2] = {{sock_.fd(), POLLIN, 0}, {shutdown::fd(), POLLIN, 0}};
+        ::poll(fds, shutdown::fd() >= 0 ? 2 : 1, timeout);
+        continue;
+      }
+      for (size_t i = 0; i < n; ++i) {
+        if (handle(i)) {
+          idle_deadline = Clock::now() + idle;
+          if (o_.count > 0 && printed_ >= o_.count) {
+            log::note(1, "printed " + std::to_string(printed_) + " events (--count)");
+            return finish();
+          }
+        }
+        if (out_.status() != ndjson::Writer::Status::kOk) return finish();
+      }
+    }
+  }
+
+  // One datagram; true when it was printed.
+  bool handle(size_t i) {
+    ++received_;
+    if (batch_.truncated(i)) {
+      ++invalid_;
+      invalid_reporter_.report(received_, batch_.length(i),
+                               "over the " + std::to_string(o_.max_size) + "-byte limit (--max-size)",
+                               {});
+      return false;
+    }
+    auto bytes = batch_.message(i);
+    if (!event::scan(bytes, &scan_)) {
+      ++invalid_;
+      invalid_reporter_.report(received_, bytes.size(), scan_.error, bytes);
+      return false;
+    }
+    if (!o_.types.empty() &&
+        std::find(o_.types.begin(), o_.types.end(), scan_.type) == o_.types.end()) {
+      ++filtered_;
+      return false;
+    }
+    auto text = event::trim(bytes);
+    if (text.find_first_of("\r\n") == std::string_view::npos) {
+      out_.write_line(text);
+    } else {
+      event::append_single_line(&out_.buffer(), text);
+      out_.end_line();
+    }
+    ++printed_;
+    return true;
+  }
+
+  // Flushes stdout; returns the exit code when the run must end, else -1.
+  int flush() {
+    auto st = out_.flush();
+    if (st == ndjson::Writer::Status::kOk) return -1;
+    return finish();
+  }
+
+  // The exit code once the loop ends: a closed stdout (EPIPE) or a signal is
+  // a clean end (0); another write error is 74.
+  int finish() {
+    auto st = out_.flush();
+    if (st == ndjson::Writer::Status::kClosed) {
+      log::note(1, "stdout closed; exiting");
+      return kExitOk;
+    }
+    if (st == ndjson::Writer::Status::kError) {
+      log::error("cannot write stdout: " + log::errno_text(out_.error()));
+      return kExitIoErr;
+    }
+    return kExitOk;
+  }
+
+  const SmListenOptions& o_;
+  UnixDatagramSocket sock_;
+  ndjson::Writer out_;
+  DatagramBatch batch_;
+  event::Scan scan_;
+  InvalidReporter invalid_reporter_;
+  uint64_t received_ = 0, printed_ = 0, filtered_ = 0, invalid_ = 0;
+};
+
+}  // namespace
+
+void setup_sm_listen(CLI::App& app, SmListenOptions& o) {
+  app.footer(
+      "Exit: 0 done (--count, --idle-timeout, SIGINT/SIGTERM, stdout closed), 64 usage,\n"
+      "69 socket in use by a live listener, 73 cannot create the socket (or the path is\n"
+      "not a socket), 74 cannot write stdout, 77 permission denied.");
+  app.add_option("--socket", o.socket,
+                 std::string("Datagram socket to bind (default ") + protocol::kDefaultSocketPath + ")")
+      ->envname(protocol::kSocketEnv)
+      ->type_name("PATH");
+  app.add_option("--mode", o.mode, "File mode of the socket, octal (default 0660)")
+      ->type_name("MODE");
+  app.add_option("--type", o.types, "Print only events of this type (repeatable)")
+      ->type_name("TYPE")
+      ->allow_extra_args(false);  // one TYPE per --type
+  app.add_option("--count", o.count, "Exit after printing N events")
+      ->type_name("N")
+      ->check(CLI::Range(uint64_t{1}, UINT64_MAX).description(""));
+  app.add_option("--idle-timeout", o.idle_timeout, "Exit after SECONDS without an event")
+      ->type_name("SECONDS")
+      ->check(CLI::Validator(kSeconds).description(""));
+  app.add_option("--max-size", o.max_size,
+                 "Largest datagram accepted, in bytes (default 65536); larger ones are invalid")
+      ->type_name("BYTES")
+      ->check(CLI::Range(size_t{1}, size_t{64} << 20).description(""));
+  add_common_flags(app, o.common);
+}
+
+int run_sm_listen(const SmListenOptions& o) { return Listener(o).run(); }
+
+}  // namespace smws

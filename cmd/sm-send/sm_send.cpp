@@ -1,0 +1,533 @@
+#include "sm_send.h"
+
+#include <poll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "smws/exit_code.h"
+#include "smws/log.h"
+#include "smws/ndjson.h"
+#include "smws/protocol.h"
+#include "smws/shutdown.h"
+#include "smws/unix_datagram.h"
+
+namespace smws {
+namespace {
+
+// A datagram batch goes out when it holds this many events or this many
+// bytes, or when stdin has nothing more buffered (so a slow producer's lines
+// are never held back). 256 events keep sendmmsg's per-call cost small
+// against the per-datagram cost; 1 MiB bounds the memory a batch takes.
+constexpr size_t kBatchEvents = 256;
+constexpr size_t kBatchBytes = 1 << 20;
+
+// The reply to --wait-reply is one datagram; a decision carrying an edited
+// action could exceed an event's 64 KiB only in theory, so leave room.
+constexpr size_t kMaxReplySize = 1 << 20;
+
+int usage_error(const std::string& message) {
+  log::error(message);
+  std::fprintf(stderr, "Run 'sm-send --help' for usage.\n");
+  return kExitUsage;
+}
+
+// The SPEC's exit code for a socket failure.
+int exit_code_for(const SocketStatus& st) {
+  switch (st.code) {
+    case SocketStatus::kOk: return kExitOk;
+    case SocketStatus::kInUse:
+    case SocketStatus::kNoListener: return kExitUnavailable;
+    case SocketStatus::kPermission: return kExitNoPerm;
+    case SocketStatus::kTooBig: return kExitDataErr;
+    case SocketStatus::kPathTooLong: return kExitUsage;
+    case SocketStatus::kCancelled: return kExitOk;
+    case SocketStatus::kNotSocket:
+    case SocketStatus::kSystem: return kExitCantCreate;
+  }
+  return kExitSoftware;
+}
+
+std::string socket_path(const SmSendOptions& o) {
+  return o.socket.empty() ? protocol::kDefaultSocketPath : o.socket;
+}
+
+// Opens the sending socket; large events need a send buffer to match
+// (the kernel refuses a datagram larger than the sender's SO_SNDBUF).
+SocketStatus open_sender(const SmSendOptions& o, UnixDatagramSocket* sock) {
+  auto st = UnixDatagramSocket::open(sock);
+  if (st.ok() && o.max_size > event::kDefaultMaxSize) {
+    int bytes = static_cast<int>(std::min<size_t>(o.max_size * 2 + 4096, 1u << 30));
+    ::setsockopt(sock->fd(), SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  }
+  return st;
+}
+
+std::string too_big_message(size_t size, size_t max) {
+  return "event is " + std::to_string(size) + " bytes as sent, over the " + std::to_string(max) +
+         "-byte limit (--max-size); not sent";
+}
+
+void write_stdout(std::string_view text) {
+  while (!text.empty()) {
+    ssize_t n = ::write(STDOUT_FILENO, text.data(), text.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // EPIPE or worse: the exit code still tells the answer
+    text.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// --wait-reply: a private socket for the answer.
+
+// A path that no one else uses: pid plus 64 random bits, in $TMPDIR when it
+// is short enough for a socket path, else /tmp.
+std::string reply_socket_path() {
+  std::string dir = "/tmp";
+  if (const char* t = std::getenv("TMPDIR"); t && *t && std::strlen(t) < 60) dir = t;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  uint64_t r = 0;
+  if (::getrandom(&r, sizeof r, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof r)) {
+    r = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+        (static_cast<uint64_t>(::getpid()) << 32);
+  }
+  char name[64];
+  std::snprintf(name, sizeof name, "/sm-reply-%d-%016llx.sock", static_cast<int>(::getpid()),
+                static_cast<unsigned long long>(r));
+  return dir + name;
+}
+
+SocketStatus bind_reply_socket(UnixDatagramSocket* reply) {
+  SocketStatus st;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    // 0600: only this user (and root) can answer.
+    st = UnixDatagramSocket::bind(reply_socket_path(), 0600, reply);
+    if (st.code != SocketStatus::kInUse) return st;
+  }
+  return st;
+}
+
+// The exit code a decision stands for (SPEC "sm-send", Edge rules):
+// 0 every entry approves or edits, 1 any rejects, 75 the relay timed it out.
+int decision_exit_code(const nlohmann::json& reply) {
+  auto timed_out = reply.find("timed_out");
+  if (timed_out != reply.end() && timed_out->is_boolean() && timed_out->get<bool>()) {
+    log::warn("nobody answered: the request timed out at the relay");
+    return kExitTempFail;
+  }
+  auto decisions = reply.find("decisions");
+  if (decisions == reply.end() || !decisions->is_array() || decisions->empty()) {
+    log::error("the reply is a decision without a \"decisions\" list");
+    return kExitDataErr;
+  }
+  bool rejected = false;
+  for (const auto& d : *decisions) {
+    std::string type = d.is_object() && d.contains("type") && d["type"].is_string()
+                           ? d["type"].get<std::string>()
+                           : std::string();
+    if (type == "reject") {
+      rejected = true;
+      std::string why = d.contains("message") && d["message"].is_string()
+                            ? ": " + d["message"].get<std::string>()
+                            : std::string();
+      log::note(1, "rejected" + why);
+    } else if (type != "approve" && type != "edit") {
+      log::error("the reply holds a decision of unknown type '" + event::excerpt(type) + "'");
+      return kExitDataErr;
+    }
+  }
+  if (!rejected) log::note(1, "approved");
+  return rejected ? kExitNegative : kExitOk;
+}
+
+// Waits for the decision on `reply`; prints it on stdout.
+int wait_for_reply(const SmSendOptions& o, const UnixDatagramSocket& reply,
+                   const std::string& interrupt_id) {
+  using Clock = std::chrono::steady_clock;
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(o.wait_reply));
+  DatagramBatch batch(1, kMaxReplySize);
+  for (;;) {
+    if (shutdown::requested()) {
+      // Not 0: a script running `sm-send --wait-reply ... && deploy` must not
+      // go on when the wait was interrupted. 75 is "nobody answered".
+      log::warn("interrupted while waiting for a reply");
+      return kExitTempFail;
+    }
+    auto left = std::chrono::duration<double, std::milli>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      log::error("no reply within " + std::to_string(o.wait_reply).substr(0, 8) + " s (--wait-reply)");
+      return kExitTempFail;
+    }
+    pollfd fds[2] = {{reply.fd(), POLLIN, 0}, {shutdown::fd(), POLLIN, 0}};
+    int timeout_ms = static_cast<int>(std::min(std::ceil(left), 1e9));
+    int r = ::poll(fds, shutdown::fd() >= 0 ? 2 : 1, timeout_ms);
+    if (r <= 0) continue;  // timeout, or EINTR: the loop re-checks both
+    size_t n = 0;
+    auto st = batch.receive(reply, &n);
+    if (!st.ok()) {
+      log::error("reply socket: " + st.message);
+      return kExitIoErr;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (batch.truncated(i)) {
+        log::warn("ignoring a reply of " + std::to_string(batch.length(i)) + " bytes (too large)");
+        continue;
+      }
+      auto text = event::trim(batch.message(i));
+      auto j = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+      if (j.is_discarded() || !j.is_object()) {
+        log::warn("ignoring a reply that is not a JSON object: " + event::excerpt(text));
+        continue;
+      }
+      auto type = j.find("type");
+      if (type == j.end() || !type->is_string() || *type != "decision") {
+        log::warn("ignoring a reply that is not a decision: " + event::excerpt(text));
+        continue;
+      }
+      auto id = j.find("interrupt_id");
+      if (!interrupt_id.empty() && id != j.end() && id->is_string() && *id != interrupt_id) {
+        log::warn("ignoring a decision for another interrupt (" +
+                  event::excerpt(id->get<std::string>()) + ")");
+        continue;
+      }
+      std::string line;
+      event::append_single_line(&line, text);
+      line += '\n';
+      write_stdout(line);
+      return decision_exit_code(j);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// One event from the arguments (TYPE FIELD... or --json).
+
+int send_one(const SmSendOptions& o) {
+  std::string source;
+  std::string error;
+  if (o.json) {
+    source = std::string(event::trim(*o.json));
+  } else {
+    event::BuildSpec spec;
+    spec.type = o.type;
+    spec.machine_id = o.machine_id;
+    spec.state = o.state;
+    spec.previous_state = o.previous_state;
+    spec.fields = o.fields;
+    if (!event::build(spec, &source, &error)) return usage_error(error);
+  }
+  event::Scan scan;
+  if (!event::scan(source, &scan)) {
+    log::error((o.json ? "--json: " : "event: ") + scan.error);
+    return kExitDataErr;
+  }
+
+  std::string datagram;
+  if (scan.has_timestamp) {
+    datagram = source;
+  } else {
+    char ts[32];
+    event::append_with_field(&datagram, source, "timestamp",
+                             {ts, event::format_now_timestamp(ts)});
+  }
+
+  UnixDatagramSocket reply;
+  std::string interrupt_id;
+  if (o.wait_reply >= 0) {
+    auto st = bind_reply_socket(&reply);
+    if (!st.ok()) {
+      log::error("cannot create the reply socket: " + st.message);
+      return st.code == SocketStatus::kPermission ? kExitNoPerm : kExitCantCreate;
+    }
+    auto quoted = event::json_quote(reply.path());
+    if (scan.has_reply_to) {
+      if (!event::set_member(&datagram, "reply_to", quoted, &error)) {
+        log::error("event: " + error);
+        return kExitDataErr;
+      }
+    } else {
+      std::string with_reply;
+      event::append_with_field(&with_reply, datagram, "reply_to", quoted);
+      datagram.swap(with_reply);
+    }
+    auto j = nlohmann::json::parse(datagram, nullptr, false);
+    if (j.is_object() && j.contains("interrupt_id") && j["interrupt_id"].is_string()) {
+      interrupt_id = j["interrupt_id"].get<std::string>();
+    }
+  }
+
+  if (datagram.size() > o.max_size) {
+    log::error(too_big_message(datagram.size(), o.max_size));
+    return kExitDataErr;
+  }
+
+  const std::string path = socket_path(o);
+  UnixDatagramSocket sock;
+  auto st = open_sender(o, &sock);
+  if (st.ok()) st = sock.connect(path);
+  if (st.ok()) st = sock.send(datagram, &shutdown::requested);
+  if (!st.ok()) {
+    if (st.code == SocketStatus::kCancelled) return o.wait_reply >= 0 ? kExitTempFail : kExitOk;
+    if (st.code == SocketStatus::kNoListener && !o.strict && o.wait_reply < 0) {
+      log::note(1, st.message + "; event dropped (--strict makes this an error)");
+      return kExitOk;
+    }
+    if (st.code == SocketStatus::kTooBig) {
+      log::error("event of " + std::to_string(datagram.size()) + " bytes: " + st.message);
+    } else if (st.code == SocketStatus::kNoListener && o.wait_reply >= 0) {
+      log::error(st.message + "; nobody can answer --wait-reply");
+    } else {
+      log::error(st.message);
+    }
+    return exit_code_for(st);
+  }
+  log::note(2, "sent " + std::to_string(datagram.size()) + " bytes to " + path);
+  if (o.wait_reply < 0) return kExitOk;
+  return wait_for_reply(o, reply, interrupt_id);
+}
+
+// ---------------------------------------------------------------------------
+// Stdin mode: NDJSON lines → one datagram each, batched with sendmmsg.
+
+class StdinSender {
+ public:
+  explicit StdinSender(const SmSendOptions& o) : o_(o), path_(socket_path(o)) {
+    entries_.reserve(kBatchEvents);
+    views_.reserve(kBatchEvents);
+    arena_.reserve(kBatchBytes + o.max_size + 64);
+  }
+
+  int run() {
+    auto st = open_sender(o_, &sock_);
+    if (!st.ok()) {
+      log::error(st.message);
+      return exit_code_for(st);
+    }
+    ndjson::LineReader reader(STDIN_FILENO, o_.max_size, 256 * 1024, &shutdown::requested);
+    ndjson::LineReader::Line line;
+    event::Scan scan;
+    for (;;) {
+      if (fatal_ != kExitOk) return fatal_;
+      if (stopped_) break;
+      auto status = reader.next(&line);
+      if (status == ndjson::LineReader::Status::kLine) {
+        add(line, &scan);
+        if (entries_.size() >= kBatchEvents || arena_.size() >= kBatchBytes) flush();
+        continue;
+      }
+      if (status == ndjson::LineReader::Status::kTooLong) {
+        bad(line.number, "longer than " + std::to_string(o_.max_size) +
+                             " bytes, the --max-size limit; skipped");
+        continue;
+      }
+      // kNeedRead or kEof: stdin has nothing more buffered, so whatever is
+      // batched goes out now (the views point into the reader's buffer, which
+      // fill() may move).
+      flush();
+      if (fatal_ != kExitOk) return fatal_;
+      if (stopped_ || status == ndjson::LineReader::Status::kEof) break;
+      auto fill = reader.fill();
+      if (fill == ndjson::LineReader::Fill::kCancelled) break;
+      if (fill == ndjson::LineReader::Fill::kError) {
+        log::error("cannot read stdin: " + log::errno_text(reader.error()));
+        return kExitIoErr;
+      }
+    }
+    log::note(1, "sent " + std::to_string(sent_) + " events, " + std::to_string(bad_) +
+                     " bad lines, " + std::to_string(dropped_) + " dropped (no listener)");
+    return bad_ > 0 ? kExitDataErr : kExitOk;
+  }
+
+ private:
+  // A batched datagram: either a view of the stdin buffer (the line already
+  // had a timestamp) or a slice of arena_ (the line with one spliced in).
+  struct Entry {
+    const char* data;  // nullptr: in arena_ at offset
+    size_t offset;
+    size_t size;
+    size_t line;
+  };
+
+  void add(const ndjson::LineReader::Line& line, event::Scan* scan) {
+    auto text = event::trim(line.text);
+    if (!event::scan(text, scan)) {
+      bad(line.number, scan->error + "; skipped");
+      return;
+    }
+    if (scan->has_timestamp) {
+      if (text.size() > o_.max_size) return bad(line.number, too_big(text.size()));
+      entries_.push_back({text.data(), 0, text.size(), line.number});
+      return;
+    }
+    char ts[32];
+    size_t offset = arena_.size();
+    event::append_with_field(&arena_, text, "timestamp", {ts, event::format_now_timestamp(ts)});
+    size_t size = arena_.size() - offset;
+    if (size > o_.max_size) {
+      arena_.resize(offset);
+      return bad(line.number, too_big(size));
+    }
+    entries_.push_back({nullptr, offset, size, line.number});
+  }
+
+  std::string too_big(size_t size) const {
+    return "event is " + std::to_string(size) + " bytes as sent, over the " +
+           std::to_string(o_.max_size) + "-byte limit (--max-size); skipped";
+  }
+
+  void bad(size_t line, const std::string& why) {
+    ++bad_;
+    log::error("line " + std::to_string(line) + ": " + why);
+  }
+
+  // Sends the batch; on return it is empty. Sets fatal_ to stop the run.
+  void flush() {
+    if (entries_.empty()) return;
+    views_.clear();
+    for (const auto& e : entries_) {
+      views_.emplace_back(e.data ? e.data : arena_.data() + e.offset, e.size);
+    }
+    size_t done = 0;
+    while (done < views_.size() && fatal_ == kExitOk) {
+      if (!connected_ && !connect()) {
+        dropped_ += views_.size() - done;
+        break;
+      }
+      size_t n = 0;
+      auto st = sock_.send_batch(views_.data() + done, views_.size() - done, &n, &shutdown::requested);
+      done += n;
+      sent_ += n;
+      if (st.ok()) break;
+      switch (st.code) {
+        case SocketStatus::kNoListener:
+          // The listener went away (or was replaced): connect again, once.
+          connected_ = false;
+          if (!connect()) {
+            dropped_ += views_.size() - done;
+            done = views_.size();
+          }
+          break;
+        case SocketStatus::kTooBig:
+          bad(entries_[done].line, "the socket refused " + std::to_string(views_[done].size()) +
+                                       " bytes (" + st.message + "); skipped");
+          ++done;
+          break;
+        case SocketStatus::kCancelled:
+          stopped_ = true;  // SIGINT/SIGTERM: end as if stdin had ended
+          done = views_.size();
+          break;
+        default:
+          log::error(st.message);
+          fatal_ = exit_code_for(st);
+          break;
+      }
+    }
+    entries_.clear();
+    arena_.clear();
+  }
+
+  bool connect() {
+    auto st = sock_.connect(path_);
+    if (st.ok()) {
+      connected_ = true;
+      if (warned_no_listener_) log::note(1, "listener back on " + path_);
+      warned_no_listener_ = false;
+      return true;
+    }
+    if (st.code == SocketStatus::kNoListener && !o_.strict) {
+      if (!warned_no_listener_) {
+        log::note(1, st.message + "; dropping events until one binds it");
+        warned_no_listener_ = true;
+      }
+      return false;
+    }
+    log::error(st.message);
+    fatal_ = exit_code_for(st);
+    return false;
+  }
+
+  const SmSendOptions& o_;
+  const std::string path_;
+  UnixDatagramSocket sock_;
+  bool connected_ = false;
+  bool warned_no_listener_ = false;
+  bool stopped_ = false;
+  int fatal_ = kExitOk;
+  std::vector<Entry> entries_;
+  std::vector<std::string_view> views_;
+  std::string arena_;
+  size_t sent_ = 0, bad_ = 0, dropped_ = 0;
+};
+
+}  // namespace
+
+void setup_sm_send(CLI::App& app, SmSendOptions& o) {
+  app.footer(
+      "FIELD forms (HTTPie): key=value (string into \"data\"), key:=json (raw JSON into \"data\"),\n"
+      "@key=value / @key:=json (top-level members). A timestamp is added when missing.\n"
+      "Exit: 0 sent (or no listener), 1 rejected, 64 usage, 65 bad event, 69 no listener\n"
+      "(--strict, --wait-reply), 73 cannot create the reply socket, 75 no reply in time, 77 permission.");
+  app.add_option("TYPE", o.type, "Event type, or - to send NDJSON lines from stdin")
+      ->type_name("");
+  app.add_option("FIELD", o.fields, "key=value, key:=json, @key=value, @key:=json")
+      ->type_name("");
+  app.add_option_function<std::string>(
+      "-m,--machine", [&o](const std::string& v) { o.machine_id = v; }, "machine_id of the event")
+      ->type_name("ID");
+  app.add_option_function<std::string>(
+      "--state", [&o](const std::string& v) { o.state = v; }, "state of the event")
+      ->type_name("S");
+  app.add_option_function<std::string>(
+      "--previous", [&o](const std::string& v) { o.previous_state = v; }, "previous_state of the event")
+      ->type_name("S");
+  app.add_option_function<std::string>(
+      "--json", [&o](const std::string& v) { o.json = v; },
+      "Send this JSON object as is (a timestamp is added when missing)")
+      ->type_name("JSON");
+  app.add_option("--socket", o.socket,
+                 std::string("Datagram socket to send to (default ") + protocol::kDefaultSocketPath + ")")
+      ->envname(protocol::kSocketEnv)
+      ->type_name("PATH");
+  app.add_flag("--strict", o.strict, "Exit 69 when no listener is bound to the socket");
+  app.add_option("--max-size", o.max_size, "Largest datagram sent, in bytes (default 65536)")
+      ->type_name("BYTES")
+      ->check(CLI::Range(size_t{1}, size_t{64} << 20).description(""));
+  app.add_option("--wait-reply", o.wait_reply,
+                 "Wait up to SECONDS for a reply (a HITL decision) and print it")
+      ->type_name("SECONDS")
+      ->check(CLI::Validator(kSeconds).description(""));
+  add_common_flags(app, o.common);
+}
+
+int run_sm_send(const SmSendOptions& o) {
+  const bool stdin_mode = o.type == "-";
+  const bool has_event_flags = o.machine_id || o.state || o.previous_state || !o.fields.empty();
+  if (o.json && !o.type.empty()) {
+    return usage_error("give either TYPE or --json, not both");
+  }
+  if (o.json && has_event_flags) {
+    return usage_error("--json sends the object as is: FIELD, -m, --state and --previous do not apply");
+  }
+  if (!o.json && o.type.empty()) {
+    return usage_error("nothing to send: give TYPE [FIELD ...], --json JSON, or - for NDJSON on stdin");
+  }
+  if (stdin_mode && has_event_flags) {
+    return usage_error("stdin mode (-) sends each line as is: FIELD, -m, --state and --previous do not apply");
+  }
+  if (stdin_mode && o.wait_reply >= 0) {
+    return usage_error("--wait-reply waits for one answer, so it needs a single event, not stdin mode");
+  }
+  if (stdin_mode) return StdinSender(o).run();
+  return send_one(o);
+}
+
+}  // namespace smws
