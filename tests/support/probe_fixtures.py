@@ -405,6 +405,47 @@ def handler(mode, arg):
     return table[mode]
 
 
+def read_line(stream, timeout, what):
+    """One line from a child's pipe, waiting at most timeout seconds for it."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    fd = stream.fileno()
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no line from {what} within {timeout}s (got {data!r})")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1)
+        if not chunk:
+            raise EOFError(f"{what} closed its output (got {data!r})")
+        data += chunk
+    return data.decode()
+
+
+class FixtureServer:
+    """Context manager: runs this file as a fixture server; .url is its ws:// URL."""
+
+    def __init__(self, mode, arg=None, path="/ws"):
+        from smws_test import Proc  # only needed by tests, not by the server itself
+        args = ["/usr/bin/python3", os.path.abspath(__file__), mode] + ([str(arg)] if arg is not None else [])
+        self.proc = Proc(args)
+        try:
+            line = read_line(self.proc.p.stdout, 10, f"fixture server {mode}")
+        except Exception:
+            self.proc.kill()
+            raise
+        self.port = int(line.split()[1])
+        self.url = f"ws://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+
+
 def main():
     mode = sys.argv[1]
     arg = sys.argv[2] if len(sys.argv) > 2 else None
