@@ -437,6 +437,30 @@ def test_reconnects_with_backoff_after_the_relay_restarts():
             approver.kill()
 
 
+def test_wss_with_insecure_decides_and_an_unverified_certificate_is_refused():
+    tmp = short_tmpdir()
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True, timeout=60)
+        with Stack("--tls-cert", cert, "--tls-key", key, listener=False) as s, ReplySocket() as reply:
+            assert s.url.startswith("wss://")
+            s.feed(deploy_interrupt("i-tls", reply_to=reply.path))
+            r = hitl_approve("--list", "--insecure", s.url)
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout)["interrupt_id"] == "i-tls"
+            r = hitl_approve("--insecure", "--decisions", "-", s.url,
+                             input='{"interrupt_id":"i-tls","type":"approve"}\n')
+            assert r.returncode == 0, r.stderr
+            assert reply.recv()["interrupt_id"] == "i-tls"
+            # A self-signed certificate is not trusted without --insecure.
+            r = hitl_approve("--list", s.url)
+            assert r.returncode == 69 and "hitl-approve: error:" in r.stderr
+    finally:
+        rmtree(tmp)
+
+
 def test_connection_refused_exits_69_and_usage_errors_exit_64():
     r = hitl_approve(f"ws://127.0.0.1:{free_port()}/ws/events", "--decisions", "-", input="")
     assert r.returncode == 69

@@ -31,7 +31,7 @@ import websockets
 
 from smws_test import Proc, short_tmpdir, rmtree, tool, wait_for
 
-LISTEN_RE = re.compile(r"listening on (ws://[^\s/]+:\d+/\S*)")
+LISTEN_RE = re.compile(r"listening on (wss?://[^\s/]+:\d+/\S*)")
 
 
 def compact(obj):
