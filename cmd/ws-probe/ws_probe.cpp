@@ -149,7 +149,7 @@ json report_json(const ProbeResult& r, const std::string& url) {
       {"longest_gap_at_s", r3(e.longest_gap_at_s)},
       {"timestamp_lag", {{"stamped", e.lags.stamped}, {"min_lag_s", r3(e.lags.min_lag_s)},
                          {"worst_excess_s", r3(e.lags.worst_excess_s)}, {"worst_at_s", r3(e.lags.worst_at_s)},
-                         {"late", e.lags.late}}},
+                         {"late", e.lags.late}, {"ignored", e.lags.ignored}}},
       {"close", close},
       {"frames", frames},
       {"frames_total", r.frames_total},
@@ -250,7 +250,10 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
     if (e.lags.stamped > 0) {
       line(out, "lag", std::to_string(e.lags.stamped) + " timestamped messages; worst " + secs(e.lags.worst_excess_s) +
                            " over the smallest lag (at +" + secs(e.lags.worst_at_s) + "), " +
-                           std::to_string(e.lags.late) + " more than 1 s late");
+                           std::to_string(e.lags.late) + " more than 1 s late" +
+                           (e.lags.ignored ? "; " + std::to_string(e.lags.ignored) +
+                                                 " stamped before the connection (history) left out"
+                                           : std::string()));
     }
     std::string ended;
     if (e.close_by == smws::core::CloseBy::kNone) {

@@ -109,6 +109,10 @@ LagStats analyze_lags(const std::vector<StampedArrival>& arrivals) {
   for (const auto& a : arrivals) stats.min_lag_s = std::min(stats.min_lag_s, a.lag_s);
   for (const auto& a : arrivals) {
     double excess = a.lag_s - stats.min_lag_s;
+    if (excess > a.at_s) {
+      ++stats.ignored;
+      continue;
+    }
     if (excess > stats.worst_excess_s) {
       stats.worst_excess_s = excess;
       stats.worst_at_s = a.at_s;

@@ -281,6 +281,17 @@ TEST_CASE("lag analysis ignores the clock offset and finds the burst", "[probe]"
   CHECK_FALSE(analyze_lags({}).stalled());
 }
 
+TEST_CASE("messages stamped before the connection existed are not a stall", "[probe]") {
+  // ws-relay's --history replay at connect, then a producer forwarding a
+  // two-year-old event in the middle of the live stream.
+  std::vector<StampedArrival> arrivals = {{0.02, 30.0}, {0.02, 20.0}, {0.03, 0.01}, {1.0, 0.01},
+                                          {2.0, 6.3e7}, {3.0, 0.02}};
+  auto stats = analyze_lags(arrivals);
+  CHECK(stats.ignored == 3);
+  CHECK(stats.worst_excess_s == Approx(0.01));
+  CHECK_FALSE(stats.stalled());
+}
+
 TEST_CASE("a stalled sender on an otherwise open connection is stalled_server, exit 1", "[probe]") {
   auto e = open_connection();
   receive(e, 3.0);

@@ -58,8 +58,13 @@ struct StampedArrival {
   double lag_s = 0;  // local wall clock at arrival minus the message's timestamp
 };
 
+// A message whose excess lag is larger than its arrival time since connect
+// was stamped before the connection existed: replayed history, or a producer
+// that forwards old events. It says nothing about this connection's sender
+// loop and is left out (counted in `ignored`).
 struct LagStats {
-  size_t stamped = 0;        // messages with a usable timestamp
+  size_t stamped = 0;        // messages with a usable timestamp, ignored ones included
+  size_t ignored = 0;        // stamped before the connection started (see above)
   double min_lag_s = 0;      // smallest lag: the clock offset plus the best path delay
   double worst_excess_s = 0; // largest lag minus min_lag_s
   double worst_at_s = 0;     // when the worst one arrived (since connect)
