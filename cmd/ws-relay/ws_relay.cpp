@@ -203,7 +203,7 @@ void Relay::read_stdin(int stop_fd) {
     auto st = reader.next(&line);
     if (st == ndjson::LineReader::Status::kLine) {
       if (!lock.owns_lock()) lock.lock();
-      core::IngestResult r = hub_.ingest(line.text, wall_now());
+      core::IngestResult r = hub_.ingest(line.text, wall_now(), line.number);
       if (r.ok()) {
         inbox_.push_back(net::make_text_frame(*r.payload));
         posted = true;
@@ -213,8 +213,6 @@ void Relay::read_stdin(int stop_fd) {
       continue;
     }
     if (st == ndjson::LineReader::Status::kTooLong) {
-      if (!lock.owns_lock()) lock.lock();
-      hub_.ingest("", wall_now());  // keeps the hub's line numbers in step
       log::warn("stdin line " + std::to_string(line.number) + ": longer than " +
                 std::to_string(kMaxStdinLine) + " bytes; skipped");
       continue;

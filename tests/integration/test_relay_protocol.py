@@ -1,0 +1,247 @@
+"""ws-relay at the byte level: RFC 6455 violations get their close codes,
+fragmented messages are reassembled, control frames are answered, the
+handshake is checked, and wss keeps the same guarantees.
+
+Clients here are raw sockets (tests/support/ws_raw.py) for what a library
+would refuse to send, and Debian's python3-websockets for the wss client."""
+import asyncio
+import json
+import os
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+
+from smws_test import rmtree, short_tmpdir
+from ws_raw import RawClient, Relay, frame
+
+TEXT, BINARY, CLOSE, PING, PONG, CONT = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
+
+
+@pytest.fixture
+def relay():
+    with Relay("--ping-interval", "0") as r:
+        yield r
+
+
+def opened(relay, **kw):
+    c = RawClient(relay.port, **kw)
+    assert c.status == 101, c.head
+    op, payload = c.recv_frame()
+    assert op == TEXT and json.loads(payload)["type"] == "initial"
+    return c
+
+
+def assert_closed_with(client, code):
+    got, reason = client.close_code()
+    assert got == code, (got, reason)
+    # The server then ends the TCP connection (after our close or its grace).
+    client.send(frame(CLOSE, b"\x03\xe8"))
+    assert client.wait_eof()
+
+
+def test_unmasked_client_frame_is_closed_1002(relay):
+    with opened(relay) as c:
+        c.send(frame(TEXT, '{"type":"x"}', mask=False))
+        assert_closed_with(c, 1002)
+
+
+def test_unknown_opcode_is_closed_1002(relay):
+    with opened(relay) as c:
+        c.send(frame(0x3, "?"))
+        assert_closed_with(c, 1002)
+
+
+def test_reserved_bits_without_extension_are_closed_1002(relay):
+    with opened(relay) as c:
+        c.send(frame(TEXT, '{"type":"x"}', rsv=0b100))
+        assert_closed_with(c, 1002)
+
+
+def test_control_frame_over_125_bytes_is_closed_1002(relay):
+    with opened(relay) as c:
+        c.send(frame(PING, b"p" * 126))
+        assert_closed_with(c, 1002)
+
+
+def test_fragmented_control_frame_is_closed_1002(relay):
+    with opened(relay) as c:
+        c.send(frame(PING, b"p", fin=False))
+        assert_closed_with(c, 1002)
+
+
+def test_continuation_without_a_start_is_closed_1002(relay):
+    with opened(relay) as c:
+        c.send(frame(CONT, "abc"))
+        assert_closed_with(c, 1002)
+
+
+def test_invalid_utf8_text_is_closed_1007(relay):
+    with opened(relay) as c:
+        c.send(frame(TEXT, b'{"type":"\xc3\x28"}'))
+        assert_closed_with(c, 1007)
+
+
+def test_message_over_max_message_is_closed_1009():
+    with Relay("--ping-interval", "0", "--max-message", "100") as r:
+        with opened(r) as c:
+            c.send(frame(TEXT, json.dumps({"type": "x", "pad": "y" * 120})))
+            assert_closed_with(c, 1009)
+        # A message of exactly the limit is fine.
+        with opened(r) as c:
+            msg = json.dumps({"type": "x", "pad": ""})
+            msg = msg[:-2] + "y" * (100 - len(msg)) + '"}'
+            assert len(msg) == 100
+            c.send(frame(TEXT, msg))
+            assert json.loads(r.stdout_line()) == json.loads(msg)
+
+
+def test_fragmented_message_is_reassembled_with_pings_between(relay):
+    with opened(relay) as c:
+        c.send(frame(TEXT, '{"type":"he', fin=False))
+        c.send(frame(PING, b"mid"))
+        c.send(frame(CONT, 'llo","n":', fin=False))
+        c.send(frame(CONT, "42}"))
+        assert c.recv_until(PONG) == b"mid"
+        assert json.loads(relay.stdout_line()) == {"type": "hello", "n": 42}
+
+
+def test_text_split_inside_a_utf8_character_is_accepted(relay):
+    with opened(relay) as c:
+        data = '{"type":"caf\u00e9"}'.encode()
+        cut = data.index(b"\xc3") + 1
+        c.send(frame(TEXT, data[:cut], fin=False))
+        c.send(frame(CONT, data[cut:]))
+        assert json.loads(relay.stdout_line()) == {"type": "caf\u00e9"}
+
+
+def test_ping_is_answered_with_the_same_payload(relay):
+    with opened(relay) as c:
+        c.send(frame(PING, b"abc"))
+        assert c.recv_until(PONG) == b"abc"
+
+
+def test_client_close_is_echoed_then_tcp_closed(relay):
+    with opened(relay) as c:
+        c.send(frame(CLOSE, b"\x03\xe8bye"))
+        code, _ = c.close_code()
+        assert code == 1000
+        assert c.wait_eof()
+
+
+def test_bad_close_code_is_a_protocol_error(relay):
+    with opened(relay) as c:
+        c.send(frame(CLOSE, b"\x03\xed"))  # 1005 may not be sent
+        assert_closed_with(c, 1002)
+
+
+def test_violation_closes_only_the_offender(relay):
+    with opened(relay) as good, opened(relay) as bad:
+        bad.send(frame(TEXT, "x", mask=False))
+        assert_closed_with(bad, 1002)
+        relay.send_stdin('{"type":"still","n":1}\n')
+        op, payload = good.recv_frame()
+        assert (op, json.loads(payload)) == (TEXT, {"type": "still", "n": 1})
+
+
+def test_frames_sent_with_the_handshake_are_not_lost(relay):
+    import socket
+    s = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
+    req = (f"GET /ws/events HTTP/1.1\r\nHost: 127.0.0.1:{relay.port}\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode()
+    s.sendall(req + frame(TEXT, '{"type":"early"}'))
+    assert json.loads(relay.stdout_line()) == {"type": "early"}
+    s.close()
+
+
+def test_handshake_without_key_is_400(relay):
+    with RawClient(relay.port, key=None) as c:
+        assert c.status == 400
+        assert "Sec-WebSocket-Key" in c.buf.decode()
+
+
+def test_handshake_with_wrong_version_is_426(relay):
+    with RawClient(relay.port, version="8") as c:
+        assert c.status == 426
+        assert "Sec-WebSocket-Version: 13" in c.head
+
+
+def test_plain_get_on_the_websocket_path_is_426(relay):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{relay.port}/ws/events", timeout=10)
+        assert False, "expected an HTTP error"
+    except urllib.error.HTTPError as e:
+        assert e.code == 426
+
+
+def test_garbage_instead_of_http_gets_400(relay):
+    import socket
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as s:
+        s.sendall(b"HELLO THERE\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 400 ")
+
+
+@pytest.fixture
+def tls_files():
+    d = short_tmpdir()
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=60)
+    yield cert, key
+    rmtree(d)
+
+
+def test_wss_broadcast_ping_and_violation(tls_files):
+    cert, key = tls_files
+    with Relay("--tls-cert", cert, "--tls-key", key, "--ping-interval", "0.2") as r:
+        assert r.url.startswith("wss://")
+        ctx = ssl.create_default_context(cafile=cert)
+        ctx.check_hostname = False
+
+        async def session():
+            async with websockets.connect(r.url, ssl=ctx) as ws:
+                first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert first["type"] == "initial"
+                events = [{"type": "e", "n": i, "pad": "x" * 3000} for i in range(300)]
+                r.send_stdin("".join(json.dumps(e) + "\n" for e in events))
+                for e in events:
+                    assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == e
+                await ws.send('{"type":"from-tls"}')
+                # Pings (every 0.2 s) are answered by the library: still open after 1 s.
+                await asyncio.sleep(1.0)
+                pong = await ws.ping()
+                await asyncio.wait_for(pong, 10)
+
+        asyncio.run(session())
+        assert json.loads(r.stdout_line()) == {"type": "from-tls"}
+        with RawClient(r.port, tls=True) as c:
+            assert c.status == 101
+            c.recv_frame()
+            c.send(frame(TEXT, b"\xff"))
+            assert_closed_with(c, 1007)
+        # https on the same port
+        hctx = ssl.create_default_context(cafile=cert)
+        hctx.check_hostname = False
+        with urllib.request.urlopen(f"https://127.0.0.1:{r.port}/healthz", context=hctx,
+                                    timeout=10) as resp:
+            assert json.loads(resp.read())["status"] == "ok"
+
+
+def test_missing_tls_key_file_is_reported(tls_files):
+    cert, _ = tls_files
+    from smws_test import run, tool
+    res = run([tool("ws-relay"), "--listen", "127.0.0.1:0", "--tls-cert", cert,
+               "--tls-key", "/nonexistent/key.pem"], timeout=10)
+    assert res.returncode == 66
+    assert "/nonexistent/key.pem" in res.stderr

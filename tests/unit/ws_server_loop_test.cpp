@@ -1,0 +1,200 @@
+// WsServer's event loop with real sockets on 127.0.0.1: the loop runs on its
+// own thread, a raw client (our frame codec, client role) drives it.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "smws/net/ws_server.h"
+#include "smws/ws_frame.h"
+
+using namespace smws;
+using namespace smws::net;
+
+namespace {
+
+// Broadcasts `count` events when woken the first time, shuts down on the second.
+class Broadcaster : public WsServerHandler {
+ public:
+  WsServer* server = nullptr;
+  int count = 0;
+  size_t pad = 0;
+  std::atomic<int> opened{0};
+  std::atomic<bool> broadcast_done{false};
+  std::atomic<int> wakes{0};
+
+  HttpReply on_http(const HttpRequest&) override { return text_reply(404, "no"); }
+  void on_open(const ClientInfo&) override { ++opened; }
+  void on_message(ClientId, std::string_view, bool) override {}
+  void on_close(ClientId) override {}
+  void on_wake() override {
+    if (wakes++ == 0) {
+      std::string padding(pad, 'x');
+      for (int i = 0; i < count; ++i) {
+        server->broadcast(make_text_frame(R"({"type":"e","n":)" + std::to_string(i) +
+                                          R"(,"pad":")" + padding + "\"}"));
+      }
+      broadcast_done = true;
+    } else {
+      server->begin_shutdown(1);
+    }
+  }
+};
+
+class RawClient {
+ public:
+  explicit RawClient(uint16_t port) : reader_(ws::Role::kClient, 1 << 24) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    std::string req =
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    REQUIRE(::write(fd_, req.data(), req.size()) == static_cast<ssize_t>(req.size()));
+    std::string head;
+    while (find_head_end(head) == std::string_view::npos) {
+      REQUIRE(fill(&head));
+    }
+    size_t end = find_head_end(head);
+    REQUIRE(head.rfind("HTTP/1.1 101", 0) == 0);
+    reader_.feed(head.data() + end, head.size() - end);
+  }
+  ~RawClient() { ::close(fd_); }
+
+  // Next message (pings answered), or nullopt at EOF / timeout.
+  std::optional<ws::Message> next(int timeout_ms = 10000) {
+    for (;;) {
+      ws::Message m;
+      auto st = reader_.next(&m);
+      REQUIRE(st != ws::FrameReader::Status::kError);
+      if (st == ws::FrameReader::Status::kMessage) {
+        if (m.opcode == ws::Opcode::kPing) {
+          uint8_t key[4] = {1, 2, 3, 4};
+          std::string pong = ws::encode_frame(ws::Opcode::kPong, m.payload, true, key);
+          (void)!::write(fd_, pong.data(), pong.size());
+          continue;
+        }
+        return m;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, timeout_ms) <= 0) return std::nullopt;
+      std::string chunk;
+      if (!fill(&chunk)) return std::nullopt;
+      reader_.feed(chunk);
+    }
+  }
+
+ private:
+  bool fill(std::string* out) {
+    char buf[65536];
+    ssize_t n = ::read(fd_, buf, sizeof buf);
+    if (n <= 0) return false;
+    out->append(buf, static_cast<size_t>(n));
+    return true;
+  }
+  int fd_ = -1;
+  ws::FrameReader reader_;
+};
+
+template <typename Pred>
+void wait_until(Pred pred) {
+  for (int i = 0; i < 1000 && !pred(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(pred());
+}
+
+}  // namespace
+
+TEST_CASE("under drop, every broadcast is delivered or counted, in order", "[ws_server]") {
+  Broadcaster handler;
+  handler.count = 20000;
+  handler.pad = 1000;  // 20 MB: far more than the socket buffers hold
+  ServerOptions options;
+  options.port = 0;
+  options.path = "/ws";
+  options.max_queue = 16;
+  options.slow_client = SlowClientPolicy::kDrop;
+  options.ping_interval = 0;
+  WsServer server(options, &handler);
+  handler.server = &server;
+  std::string error;
+  REQUIRE(server.open(&error));
+  std::thread loop([&] { server.run(); });
+
+  {
+    RawClient client(server.bound_port());
+    wait_until([&] { return handler.opened.load() == 1; });
+    server.wake();  // broadcast everything while the client reads nothing
+    wait_until([&] { return handler.broadcast_done.load(); });
+
+    int delivered = 0;
+    uint64_t counted = 0;
+    int last_n = -1;
+    while (last_n < handler.count - 1) {
+      auto m = client.next();
+      REQUIRE(m);
+      auto j = nlohmann::json::parse(m->payload);
+      if (j["type"] == "dropped") {
+        REQUIRE(j["count"].get<uint64_t>() > 0);
+        counted += j["count"].get<uint64_t>();
+      } else {
+        int n = j["n"].get<int>();
+        REQUIRE(n > last_n);
+        // What is missing between two delivered events was announced.
+        REQUIRE(static_cast<uint64_t>(n) == static_cast<uint64_t>(delivered) + counted);
+        last_n = n;
+        ++delivered;
+      }
+    }
+    CHECK(counted > 0);
+    CHECK(delivered + counted == static_cast<uint64_t>(handler.count));
+  }
+  server.wake();  // second wake: shut down
+  loop.join();
+  CHECK(server.stats().dropped > 0);
+}
+
+TEST_CASE("under disconnect, a client whose queue overflows is closed with 1013", "[ws_server]") {
+  Broadcaster handler;
+  handler.count = 20000;
+  handler.pad = 1000;
+  ServerOptions options;
+  options.port = 0;
+  options.path = "/ws";
+  options.max_queue = 16;
+  options.ping_interval = 0;
+  WsServer server(options, &handler);
+  handler.server = &server;
+  std::string error;
+  REQUIRE(server.open(&error));
+  std::thread loop([&] { server.run(); });
+  {
+    RawClient client(server.bound_port());
+    wait_until([&] { return handler.opened.load() == 1; });
+    server.wake();
+    wait_until([&] { return handler.broadcast_done.load(); });
+    std::optional<ws::Message> m;
+    while ((m = client.next()) && m->opcode == ws::Opcode::kText) {
+    }
+    REQUIRE(m);
+    REQUIRE(m->opcode == ws::Opcode::kClose);
+    uint16_t code = 0;
+    std::string reason;
+    REQUIRE(ws::parse_close_payload(m->payload, &code, &reason));
+    CHECK(code == 1013);
+    CHECK(reason == "try again later");
+  }
+  server.wake();
+  loop.join();
+  CHECK(server.stats().slow_client_closes == 1);
+}
