@@ -628,31 +628,52 @@ int find_idle_timeout(const ProbeOptions& o, const smws::net::ProbeConfig& base)
   return exit_code;
 }
 
+// The help shows each flag's own type name ("SECONDS", "N"), not the
+// validator's label appended to it.
+CLI::Validator unlabelled(CLI::Validator v) {
+  v.description("");
+  return v;
+}
+
 }  // namespace
 
 void setup_ws_probe(CLI::App& app, ProbeOptions& o) {
   app.add_option("URL", o.url, "ws:// or wss:// URL of the endpoint")->required();
   o.duration_option = app.add_option("--duration", o.duration,
                                      "Seconds to hold the connection (default 30; with --cat: until input ends)")
-                          ->check(smws::kSeconds);
-  app.add_option("--ping", o.ping, "Send a ping every S seconds and report the RTT")->check(smws::kSeconds);
+                          ->check(unlabelled(smws::kSeconds))
+                          ->type_name("SECONDS");
+  app.add_option("--ping", o.ping, "Send a ping every S seconds and report the RTT")
+      ->check(unlabelled(smws::kSeconds))
+      ->type_name("S");
   app.add_flag("--no-pong", o.no_pong, "Do not answer the server's pings");
   app.add_flag("--app-pong", o.app_pong, R"(Answer {"type":"ping"} messages with {"type":"pong"})");
-  app.add_option("--send", o.send, "Send this text message after connecting (repeatable)")->allow_extra_args(false);
-  app.add_option("-H,--header", o.headers, "Extra request header 'Name: value' (repeatable)")->allow_extra_args(false);
-  app.add_option("--origin", o.origin, "Origin header to send");
-  app.add_option("--subprotocol", o.subprotocols, "Subprotocol to offer (repeatable or comma-separated)")->allow_extra_args(false);
+  app.add_option("--send", o.send, "Send this text message after connecting (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("TEXT");
+  app.add_option("-H,--header", o.headers, "Extra request header 'Name: value' (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("'K: V'");
+  app.add_option("--origin", o.origin, "Origin header to send")->type_name("ORIGIN");
+  app.add_option("--subprotocol", o.subprotocols, "Subprotocol to offer (repeatable or comma-separated)")
+      ->allow_extra_args(false)
+      ->type_name("NAME");
   app.add_flag("--insecure", o.insecure, "wss: skip certificate and host name checks");
   app.add_option("--connect-timeout", o.connect_timeout, "Seconds for TCP connect + TLS + upgrade (default 10)")
-      ->check(smws::kSeconds);
+      ->check(unlabelled(smws::kSeconds))
+      ->type_name("SECONDS");
   app.add_option("--connections", o.connections, "Hold N connections at once and summarise how they ended")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--repeat", o.repeat, "Connect N times in a row and summarise")->check(CLI::PositiveNumber);
+      ->check(unlabelled(CLI::PositiveNumber))
+      ->type_name("N");
+  app.add_option("--repeat", o.repeat, "Connect N times in a row and summarise")
+      ->check(unlabelled(CLI::PositiveNumber))
+      ->type_name("N");
   app.add_flag("--cat", o.cat, "Stdin lines become messages, messages become stdout lines");
   app.add_flag("--json", o.json, "Print the report as one JSON object");
   app.add_option("--find-idle-timeout", o.find_idle_timeout,
                  "Measure the path's idle timeout, up to MAX seconds, with silent connections")
-      ->check(smws::kSeconds);
+      ->check(unlabelled(smws::kSeconds))
+      ->type_name("MAX");
   smws::add_common_flags(app, o.common);
 }
 
