@@ -270,7 +270,13 @@ void Approver::drain_inbox() {
         if (!reconnect(item.why)) return;
         break;  // the old connection's remaining items are stale
       }
-      handle(item.message);
+      try {
+        handle(item.message);
+      } catch (const json::exception& e) {
+        // A relay (or something posing as one) sent a field of the wrong
+        // type: skip that message, keep the rest.
+        log::warn("ignoring a message from the relay: " + std::string(e.what()));
+      }
       if (done_) return;
     }
   }
@@ -328,11 +334,21 @@ void Approver::on_interrupt(const json& interrupt, std::optional<double> expires
   std::string id = id_of(interrupt);
   if (id.empty()) return;
   if (pending_.count(id)) return;  // already known (snapshot then history)
+  // The UI relies on this shape (ws-relay checks it too): anything else is
+  // skipped here rather than half-shown.
+  const json& actions = actions_of(interrupt);
+  bool well_formed = !actions.empty();
+  for (const auto& action : actions)
+    if (!action.is_object() || !action.contains("name") || !action["name"].is_string()) well_formed = false;
+  if (!well_formed) {
+    log::warn(id + ": ignoring an interrupt without well-formed action_requests");
+    return;
+  }
   Item item;
   item.interrupt = interrupt;
   item.interrupt.erase("expires_in");
-  item.timeout = interrupt.value("timeout", kHitlDefaultTimeout);
-  if (!interrupt.contains("timeout") || !interrupt["timeout"].is_number()) item.timeout = kHitlDefaultTimeout;
+  item.timeout = kHitlDefaultTimeout;
+  if (interrupt.contains("timeout") && interrupt["timeout"].is_number()) item.timeout = interrupt["timeout"].get<double>();
   item.deadline = after(Clock::now(), expires_in ? *expires_in : item.timeout);
   pending_[id] = std::move(item);
   order_.push_back(id);

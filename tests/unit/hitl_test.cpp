@@ -371,3 +371,12 @@ TEST_CASE("a reply datagram reaches a bound socket; a vanished one is an error v
   CHECK_FALSE(smws::send_reply_datagram(std::string(200, 'a'), "x").empty());
   ::rmdir(dir_template);
 }
+
+TEST_CASE("allowed decisions come from the first review_config naming the action", "[hitl]") {
+  json interrupt = two_action_interrupt();
+  interrupt["review_configs"].push_back({{"action_name", "drop_table"}, {"allowed_decisions", {"approve"}}});
+  CHECK(smws::allowed_decisions(interrupt, "drop_table") == std::vector<std::string>{"reject"});
+  CHECK(smws::allowed_decisions(interrupt, "deploy") == std::vector<std::string>{"approve", "edit", "reject"});
+  // A malformed interrupt does not throw: everything is allowed, the relay decides.
+  CHECK(smws::allowed_decisions(json::array(), "x").size() == 3);
+}
