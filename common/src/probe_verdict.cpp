@@ -261,8 +261,16 @@ Verdict decide(const ProbeEvidence& e) {
     case Ending::kUnreachable:
       v.cause = "unreachable";
       v.exit_code = kExitUnavailable;
-      v.text = "Cannot reach the endpoint: " + (e.error.empty() ? std::string("connect failed") : e.error) +
-               ". Check the host, the port, DNS and any firewall; is the server running and listening on that address?";
+      v.text = "Cannot reach the endpoint: " + (e.error.empty() ? std::string("connect failed") : e.error) + ". ";
+      if (contains(lower(e.error), "certificate")) {
+        v.text += "The server's TLS certificate was not accepted: expired, self-signed, missing its chain, or "
+                  "issued for another host name. Fix the certificate; --insecure probes the rest anyway.";
+      } else if (contains(e.error, "TLS")) {
+        v.text += "TCP connected but TLS failed: is this port serving TLS (wss://) at all, and with a protocol "
+                  "version and ciphers a current OpenSSL accepts?";
+      } else {
+        v.text += "Check the host, the port, DNS and any firewall; is the server running and listening on that address?";
+      }
       return v;
     case Ending::kHandshakeTimeout:
       v.cause = "unreachable";

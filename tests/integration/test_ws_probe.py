@@ -9,7 +9,7 @@ cases apart."""
 import json
 import os
 import re
-import select
+import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +17,7 @@ import time
 import pytest
 
 from probe_fixtures import FixtureServer, read_line
-from smws_test import Proc, SOURCE_DIR, free_port, run, tool
+from smws_test import Proc, SOURCE_DIR, free_port, rmtree, run, short_tmpdir, tool
 
 CAUSES = {"healthy", "server_waits_for_client", "idle_timeout", "ping_timeout", "handshake_refused",
           "server_closed", "server_error", "connection_reset", "stalled_server", "unreachable"}
@@ -425,3 +425,44 @@ def test_200_connections_to_ws_relay_all_end_healthy():
     assert report["summary"]["causes"] == {"healthy": 200}
     assert report["summary"]["close_codes"] == {"1000": 200}
     assert all(r["types"].get("initial") == 1 for r in report["results"])
+
+
+# --- wss:// -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def self_signed():
+    """A throwaway self-signed certificate for 127.0.0.1 (openssl CLI)."""
+    if not shutil.which("openssl"):
+        pytest.skip("the openssl command is not installed (needed to make a test certificate)")
+    directory = short_tmpdir()
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    made = run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                "-days", "1", "-keyout", key, "-out", cert], timeout=60)
+    assert made.returncode == 0, made.stderr
+    yield cert, key
+    rmtree(directory)
+
+
+def test_wss_with_insecure_is_healthy(self_signed):
+    with FixtureServer("healthy", tls=self_signed) as server:
+        report, code, _ = probe_checked(server.url, "--insecure", "--duration", "0.5")
+    assert code == 0, report["verdict"]
+    assert report["messages"] >= 2 and report["close"]["server_answered_close"] is True
+
+
+def test_wss_with_an_untrusted_certificate_exits_69_and_names_it(self_signed):
+    with FixtureServer("healthy", tls=self_signed) as server:
+        report, code, _ = probe_checked(server.url, "--duration", "0.5")
+    assert code == 69
+    assert report["verdict"]["cause"] == "unreachable"
+    assert "certificate" in report["verdict"]["text"] and "--insecure" in report["verdict"]["text"]
+
+
+@pytest.mark.parametrize("mode,arg,cause,tcp_end", [("idle", 1.2, "idle_timeout", "fin"),
+                                                    ("rst", None, "connection_reset", "rst")])
+def test_wss_tells_fin_from_rst(self_signed, mode, arg, cause, tcp_end):
+    with FixtureServer(mode, arg, tls=self_signed) as server:
+        report, code, _ = probe_checked(server.url, "--insecure", "--duration", "5")
+    assert code == 1
+    assert report["verdict"]["cause"] == cause
+    assert report["close"]["code"] == 1006 and report["close"]["tcp_end"] == tcp_end

@@ -1,6 +1,6 @@
 """Misbehaving WebSocket servers for ws-probe's tests, one per failure mode.
 
-Run as a script: `/usr/bin/python3 probe_fixtures.py MODE [ARG]`. The server
+Run as a script: `/usr/bin/python3 probe_fixtures.py MODE [ARG] [--tls CERT KEY]`. The server
 binds 127.0.0.1 port 0, prints "PORT <n>" on stdout, and serves every
 connection in its own thread until killed. Raw sockets, not a WebSocket
 library, because the point is to misbehave precisely: drop with FIN or RST,
@@ -121,9 +121,11 @@ class Reader:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([self.conn], [], [], left)
-            if not ready:
-                return None
+            tls_buffered = hasattr(self.conn, "pending") and self.conn.pending() > 0
+            if not tls_buffered:
+                ready, _, _ = select.select([self.conn], [], [], left)
+                if not ready:
+                    return None
             try:
                 chunk = self.conn.recv(65536)
             except OSError:
@@ -427,9 +429,12 @@ def read_line(stream, timeout, what):
 class FixtureServer:
     """Context manager: runs this file as a fixture server; .url is its ws:// URL."""
 
-    def __init__(self, mode, arg=None, path="/ws"):
+    def __init__(self, mode, arg=None, path="/ws", tls=None):
+        """tls: (cert file, key file) to serve wss://."""
         from smws_test import Proc  # only needed by tests, not by the server itself
         args = ["/usr/bin/python3", os.path.abspath(__file__), mode] + ([str(arg)] if arg is not None else [])
+        if tls:
+            args += ["--tls", *tls]
         self.proc = Proc(args)
         try:
             line = read_line(self.proc.p.stdout, 10, f"fixture server {mode}")
@@ -437,7 +442,7 @@ class FixtureServer:
             self.proc.kill()
             raise
         self.port = int(line.split()[1])
-        self.url = f"ws://127.0.0.1:{self.port}{path}"
+        self.url = f"{'wss' if tls else 'ws'}://127.0.0.1:{self.port}{path}"
 
     def __enter__(self):
         return self
@@ -447,8 +452,16 @@ class FixtureServer:
 
 
 def main():
-    mode = sys.argv[1]
-    arg = sys.argv[2] if len(sys.argv) > 2 else None
+    argv = sys.argv[1:]
+    tls = None
+    if "--tls" in argv:  # --tls CERT KEY: serve wss://
+        i = argv.index("--tls")
+        import ssl
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(argv[i + 1], argv[i + 2])
+        del argv[i:i + 3]
+    mode = argv[0]
+    arg = argv[1] if len(argv) > 1 else None
     serve = handler(mode, arg)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -459,6 +472,10 @@ def main():
     def run(conn):
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls:
+                conn.settimeout(5)
+                conn = tls.wrap_socket(conn, server_side=True)
+                conn.settimeout(None)
             serve(conn)
         except OSError:
             pass
