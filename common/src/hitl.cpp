@@ -430,6 +430,9 @@ bool AuditLog::append(const json& record, std::string& error) {
   return true;
 }
 
+// Plain POSIX rather than UnixDatagramSocket: that class's send() waits while
+// the receiver's queue is full, and the relay's loop must never wait on a
+// reply socket; a full or vanished one is an error to log.
 std::string send_reply_datagram(const std::string& path, const std::string& payload) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
