@@ -25,6 +25,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -63,7 +64,9 @@ double mono_now() { return net::WsServer::now(); }
 class OutputThread {
  public:
   explicit OutputThread(AuditLog* audit) : audit_(audit), thread_([this] { run(); }) {}
-  ~OutputThread() { stop(); }
+  ~OutputThread() {
+    if (!stop()) std::_Exit(kExitOk);  // see stop(); nothing else is left to do
+  }
 
   // Any thread. line: one NDJSON line with its '\n'.
   void line(std::string line) { push(Item{std::move(line), {}, false}); }
@@ -71,15 +74,20 @@ class OutputThread {
     if (audit_ && audit_->is_open()) push(Item{{}, std::move(record), true});
   }
 
-  // Writes what is queued, then ends the thread.
-  void stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
+  // Writes what is queued, then ends the thread. Returns false when that
+  // did not finish within `seconds` (stdout is a pipe nobody reads): the
+  // thread is then left blocked in write(2) and the caller must _exit.
+  bool stop(double seconds = 2.0) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!thread_.joinable()) return true;
+    stopping_ = true;
     cv_.notify_one();
+    bool done = cv_done_.wait_for(lock, std::chrono::duration<double>(seconds),
+                                  [&] { return finished_; });
+    lock.unlock();
+    if (!done) return false;
     thread_.join();
+    return true;
   }
 
  private:
@@ -129,13 +137,18 @@ class OutputThread {
       }
     }
     if (stdout_open) out.flush();
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+    cv_done_.notify_all();
   }
 
   AuditLog* audit_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;       // wakes the thread: items_ or stopping_
+  std::condition_variable cv_done_;  // wakes stop(): finished_
   std::deque<Item> items_;  // guarded by mu_
   bool stopping_ = false;   // guarded by mu_
+  bool finished_ = false;   // guarded by mu_
   size_t dropped_ = 0;      // guarded by mu_
   std::thread thread_;
 };
@@ -159,7 +172,12 @@ class Relay : public net::WsServerHandler {
   void read_stdin(int stop_fd);
 
   // --- main thread, after run() ---
-  void finish() { output_.stop(); }
+  void finish() {
+    if (!output_.stop()) {
+      log::warn("stdout is not being read; exiting without writing the rest");
+      std::_Exit(kExitOk);
+    }
+  }
 
   // --- loop thread (WsServerHandler) ---
   net::HttpReply on_http(const net::HttpRequest& request) override;
@@ -491,16 +509,19 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
   app.add_option("--listen", o.listen, "Address to listen on, HOST:PORT (port 0: any free port)")
       ->type_name("HOST:PORT")
       ->capture_default_str();
-  app.add_option("--path", o.path, "WebSocket path")->capture_default_str();
+  app.add_option("--path", o.path, "WebSocket path")->type_name("PATH")->capture_default_str();
   app.add_option("--max-queue", o.max_queue, "Messages queued per client before it counts as slow")
-      ->check(CLI::Range(size_t{1}, size_t{1} << 24))
+      ->check(CLI::Range(size_t{1}, size_t{1} << 24).description(""))
+      ->type_name("N")
       ->capture_default_str();
   app.add_option("--slow-client", o.slow_client,
                  "What to do with a client whose queue is full: disconnect (close 1013) or drop "
                  "(oldest messages, then a 'dropped' notice)")
-      ->check(CLI::IsMember({"disconnect", "drop"}))
+      ->check(CLI::IsMember({"disconnect", "drop"}).description(""))
+      ->type_name("disconnect|drop")
       ->capture_default_str();
   app.add_option("--history", o.history, "Events replayed to a new client after its snapshot")
+      ->type_name("N")
       ->capture_default_str();
   app.add_flag("--seq", o.seq, "Stamp every broadcast event with \"seq\":N; enables ?since=N");
   app.add_option("--ping-interval", o.ping_interval, "Seconds between WebSocket pings (0: none)")
@@ -511,14 +532,17 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
       ->check(kSeconds);
   app.add_flag("--app-ping", o.app_ping, "Also send {\"type\":\"ping\"} messages at each ping");
   app.add_option("--max-clients", o.max_clients, "Most WebSocket clients at once (then HTTP 503)")
-      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20).description(""))
+      ->type_name("N")
       ->capture_default_str();
   app.add_option("--max-message", o.max_message, "Largest client message in bytes (then close 1009)")
-      ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+      ->check(CLI::Range(size_t{1}, size_t{1} << 30).description(""))
+      ->type_name("BYTES")
       ->capture_default_str();
   app.add_option("--allow-origin", o.allow_origin,
                  "Origin allowed to connect (repeatable; '*' any) [default: same host]")
-      ->type_name("ORIGIN");
+      ->type_name("ORIGIN")
+      ->allow_extra_args(false);  // one ORIGIN per --allow-origin
   app.add_option("--token", o.token, "Require this token (Authorization: Bearer or ?token=)")
       ->envname("WS_RELAY_TOKEN")
       ->type_name("TOKEN");

@@ -125,6 +125,7 @@ struct Conn {
   bool in_dirty = false;       // listed in dirty_ (needs a flush)
   bool in_ready = false;       // listed in ready_ (more bytes to read)
   bool counted_open = false;   // counted in stats.clients, on_open called
+  bool warned_drop = false;    // the first drop was logged (once per client)
   bool close_queued = false;
   bool close_sent = false;
   bool close_received = false;
@@ -697,9 +698,10 @@ SendStatus WsServer::Impl::enqueue_data(Conn* c, const Frame& frame, double now,
     c->queue.insert(c->queue.begin() + static_cast<std::ptrdiff_t>(p), std::move(notice));
   }
   Entry& notice = c->queue[p];
-  if (notice.dropped == 0) {
+  if (!c->warned_drop) {
+    c->warned_drop = true;
     log::warn("client " + std::to_string(c->id) + " (" + c->peer +
-              ") is too slow: dropping its oldest messages");
+              ") is too slow: dropping its oldest messages (counted in /metrics)");
   }
   auto victim = std::find_if(c->queue.begin() + static_cast<std::ptrdiff_t>(p) + 1, c->queue.end(),
                              [](const Entry& e) { return e.kind == EntryKind::kData; });
