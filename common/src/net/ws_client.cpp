@@ -166,6 +166,12 @@ class WsClient::TlsTransport : public WsClient::Transport {
   }
 
   Io read(char* buf, size_t size, size_t* got, std::string* error) override {
+    // Like the plain transport, never wait for bytes that have not arrived:
+    // only read when OpenSSL holds some or the socket has some.
+    if (!pending()) {
+      pollfd p{fd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) return Io::kWouldBlock;
+    }
     try {
       int n = socket_.receiveBytes(buf, static_cast<int>(size));
       if (n > 0) {
