@@ -469,3 +469,16 @@ def test_wss_tells_fin_from_rst(self_signed, mode, arg, cause, tcp_end):
     assert code == 1
     assert report["verdict"]["cause"] == cause
     assert report["close"]["code"] == 1006 and report["close"]["tcp_end"] == tcp_end
+
+
+def test_ws_relay_keepalive_closes_a_probe_that_does_not_pong():
+    relay, url = start_relay("--ping-interval", "0.3", "--ping-timeout", "0.6")
+    with relay:
+        report, code, _ = probe_checked(url, "--no-pong", "--duration", "4")
+        assert code == 1
+        assert report["verdict"]["cause"] == "ping_timeout"
+        assert report["close"]["code"] == 1008 and report["close"]["reason"] == "ping timeout"
+        assert report["close"]["by"] == "server"
+        report, code, _ = probe_checked(url, "--duration", "1")
+        assert code == 0, report["verdict"]
+        assert report["pings_received"] >= 2 and report["pings_answered"] == report["pings_received"]
