@@ -479,3 +479,111 @@ TEST_CASE("non-JSON and JSON non-objects get an error reply", "[relay_hub]") {
   CHECK(json::parse(RelayHub::classify_client_message("[1]").reply)["error"] ==
         "not a JSON object (an array)");
 }
+
+// --- the fast path ---------------------------------------------------------------
+
+namespace {
+
+// The property the fast path must keep: it may refuse anything, but what it
+// accepts nlohmann accepts too, as an object with the same non-empty string
+// "type" and the same answer about a top-level "seq".
+void check_quick_agrees_with_nlohmann(const std::string& text) {
+  std::string_view type;
+  bool has_seq = false;
+  if (!smws::core::detail::quick_scan_event(text, &type, &has_seq)) return;
+  INFO(text);
+  json dom;
+  REQUIRE_NOTHROW(dom = json::parse(text));
+  REQUIRE(dom.is_object());
+  REQUIRE(dom.contains("type"));
+  REQUIRE(dom["type"].is_string());
+  CHECK(dom["type"].get<std::string>() == std::string(type));
+  CHECK_FALSE(type.empty());
+  CHECK(has_seq == dom.contains("seq"));
+}
+
+bool quick(const std::string& text) {
+  std::string_view type;
+  bool has_seq;
+  return smws::core::detail::quick_scan_event(text, &type, &has_seq);
+}
+
+}  // namespace
+
+TEST_CASE("the fast path settles ordinary events alone", "[relay_hub]") {
+  for (const char* text : {
+           R"({"type":"tick"})",
+           R"( {"type" : "tick", "n":-12.50, "ok":true, "no":null, "f":false} )",
+           R"({"a":[1,[2,{"b":"c"}],[]],"type":"x","o":{}})",
+           R"({"type":"state_change","machine_id":"worker-123","state":"processing","previous_state":"idle","timestamp":1729845678.123,"data":{"job_id":"task-456","progress":50}})",
+           R"({"type":"héllo ✓","esc":"a\"b\\c\/d\b\f\n\r\t\u00e9"})",
+       }) {
+    INFO(text);
+    CHECK(quick(text));
+    check_quick_agrees_with_nlohmann(text);
+  }
+}
+
+TEST_CASE("the fast path refuses what it cannot settle and event::scan decides", "[relay_hub]") {
+  for (const char* text : {
+           R"({"type":"a","x":1e400})",          // range: nlohmann refuses
+           R"({"type":"a","x":1e5})",            // exponents are left to nlohmann
+           R"({"t\u0079pe":"a"})",               // escaped key
+           R"({"type":"\u0061"})",               // escaped type
+           R"({"type":"a","s":"\ud83d\ude00"})", // surrogate pair
+           R"({"type":"a","s":"\ud83d"})",       // lone surrogate: nlohmann refuses
+           R"({"type":""})", R"({"type":1})", R"({"x":"type"})", R"([{"type":"a"}])",
+           R"({"type":"a",})", R"({"type":"a"}})", R"({"type":"a"} x)", R"({"type":"a")",
+           R"({"type":"a","n":01})", R"({"type":"a","n":-})", R"({"type":"a","n":1.})",
+           R"({"type":"a","n":.5})", R"({"type":"a","v":tru})", R"({"type":"a","s":"\x"})",
+           "{\"type\":\"a\",\"s\":\"\x01\"}", "{\"type\":\"a\xc0\xaf\"}", R"({"type":{"a":1}})",
+           R"({"type":"a","type":2})",
+       }) {
+    INFO(text);
+    CHECK_FALSE(quick(text));
+    check_quick_agrees_with_nlohmann(text);
+  }
+  CHECK(quick(R"({"type":2,"type":"a"})"));  // the last duplicate wins, as in a DOM
+}
+
+TEST_CASE("the fast path never accepts what nlohmann refuses (random mutations)",
+          "[relay_hub]") {
+  const std::vector<std::string> seeds = {
+      R"({"type":"tick","n":1,"p":"xxxx"})",
+      R"({"type":"state_change","machine_id":"m","state":"s","data":{"a":[1,2.5,null,true]}})",
+      R"({"seq":3,"type":"x","nested":{"type":"y","seq":[{}]}})",
+      R"({"type":"é","s":"\"\\\/\n\u0041"})",
+  };
+  const std::string alphabet = "{}[]\":,.-+0123456789eEtrufalsny \\/\t\n\xc3\xa9\x80\xff";
+  uint32_t rng = 12345;
+  auto next = [&rng] {
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    return rng;
+  };
+  int accepted = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string s = seeds[next() % seeds.size()];
+    const int edits = 1 + static_cast<int>(next() % 3);
+    for (int e = 0; e < edits; ++e) {
+      const size_t pos = next() % (s.size() + 1);
+      const char c = alphabet[next() % alphabet.size()];
+      switch (next() % 3) {
+        case 0: if (pos < s.size()) s[pos] = c; break;
+        case 1: s.insert(s.begin() + static_cast<long>(pos), c); break;
+        default: if (pos < s.size()) s.erase(pos, 1); break;
+      }
+    }
+    std::string_view type;
+    bool has_seq;
+    if (!smws::core::detail::quick_scan_event(s, &type, &has_seq)) continue;
+    ++accepted;
+    json dom = json::parse(s, nullptr, false);
+    if (dom.is_discarded() || !dom.is_object() || !dom.contains("type") ||
+        dom["type"] != std::string(type) || has_seq != dom.contains("seq")) {
+      FAIL_CHECK("fast path accepted what nlohmann does not agree with: " << s);
+    }
+  }
+  CHECK(accepted > 1000);  // the mutations did exercise the accepting side
+}

@@ -81,6 +81,19 @@ struct ClientMessage {
   nlohmann::json json;   // kDecision (and kForward): the parsed message
 };
 
+namespace detail {
+// The hub's fast path (exposed for its tests): a strict, allocation-free
+// JSON check for the common event. Returns true only when `text` is
+// certainly one JSON object, valid UTF-8, with a non-empty string "type" at
+// the top level, written without escapes (*type views it in text), and sets
+// *has_seq_key when a top-level "seq" key exists. Returns false for anything
+// it does not settle alone (errors, escaped keys or type, escaped surrogates,
+// numbers with exponents or 40+ characters), and the caller falls back to
+// event::scan, which decides and names the error. About 10x cheaper than
+// nlohmann's SAX parser on a 100-byte event (measured: see relay_hub.cpp).
+bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_seq_key);
+}  // namespace detail
+
 class RelayHub {
  public:
   explicit RelayHub(HubOptions options = {});
