@@ -83,6 +83,20 @@ std::string action_names(const json& interrupt) {
   return names;
 }
 
+// "approve", or "reject, approve" for a decision on several actions.
+std::string verbs_of(const json& decision) {
+  std::string verbs;
+  auto entries = decision.find("decisions");
+  if (entries != decision.end() && entries->is_array()) {
+    for (const auto& entry : *entries) {
+      if (!entry.is_object() || !entry.contains("type") || !entry["type"].is_string()) continue;
+      if (!verbs.empty()) verbs += ", ";
+      verbs += entry["type"].get<std::string>();
+    }
+  }
+  return verbs.empty() ? "decided" : verbs;
+}
+
 // In stdin mode, after the input ended, the relay's answer to the last
 // decisions is awaited this long; it answers at once unless it is gone.
 constexpr double kVerdictTimeout = 10.0;
@@ -216,10 +230,9 @@ int Approver::connect_first() {
 }
 
 bool Approver::reconnect(const std::string& why) {
-  bool was_prompting = prompt_visible_;
   notice(style_.yellow("connection lost: " + why));
   prompt_visible_ = false;
-  (void)was_prompting;
+  current_.clear();  // asked again from the new snapshot
   conn_.reset();
   got_snapshot_ = false;
   if (options_.no_reconnect) {
@@ -240,6 +253,7 @@ bool Approver::reconnect(const std::string& why) {
     conn_ = Connection::open(connect, &result);
     if (conn_) {
       notice(style_.green("reconnected to " + options_.url));
+      idle_shown_ = false;  // the new snapshot decides what is shown next
       return true;
     }
     log::warn("reconnect: " + result.error);
@@ -385,11 +399,7 @@ void Approver::on_decision(const json& decision) {
     pending_.erase(id);
     order_.erase(std::remove(order_.begin(), order_.end(), id), order_.end());
     if (mode_ == Mode::kInteractive && source != Source::kStdin) {
-      std::string what = decision["decisions"].dump();
-      std::string verb = "decided";
-      if (decision["decisions"].is_array() && !decision["decisions"].empty())
-        verb = decision["decisions"][0].value("type", std::string("decided"));
-      notice(style_.green("sent: " + id + " " + verb + (source == Source::kAuto ? " (--auto)" : "")));
+      notice(style_.green("sent: " + id + " " + verbs_of(decision) + (source == Source::kAuto ? " (--auto)" : "")));
     } else {
       out(decision.dump() + "\n");
     }
@@ -404,11 +414,7 @@ void Approver::on_decision(const json& decision) {
   } else {
     std::string who = decision.value("decided_by", std::string());
     if (who.empty()) who = decision.value("client", std::string("someone else"));
-    std::string verb = "decided";
-    if (decision.contains("decisions") && decision["decisions"].is_array() && !decision["decisions"].empty() &&
-        decision["decisions"][0].is_object())
-      verb = decision["decisions"][0].value("type", std::string("decided"));
-    why = verb + " by " + who;
+    why = verbs_of(decision) + " by " + who;
   }
   withdraw(id, why);
 }
