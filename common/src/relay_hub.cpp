@@ -286,8 +286,14 @@ IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_n
       return result;
     }
     if (!verdict.replacement.empty()) {
+      dom = json::parse(verdict.replacement, nullptr, /*allow_exceptions=*/false);
+      if (!dom.is_object()) {  // a bug in the interceptor: refuse, do not throw
+        result.status = IngestResult::Status::kRefused;
+        result.error = "line " + std::to_string(number) + ": " + result.type +
+                       " interceptor returned something that is not a JSON object";
+        return result;
+      }
       event = std::move(verdict.replacement);
-      dom = json::parse(event);  // the interceptor promises a JSON object
       have_dom = true;
       has_seq_key = dom.contains("seq");
     }
@@ -301,7 +307,8 @@ IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_n
 }
 
 Payload RelayHub::publish(std::string_view json_object, double now) {
-  auto dom = json::parse(json_object);
+  auto dom = json::parse(json_object, nullptr, /*allow_exceptions=*/false);
+  if (!dom.is_object()) return nullptr;
   const bool has_seq_key = dom.contains("seq");
   uint64_t seq = 0;
   return commit(std::string(json_object), &dom, has_seq_key, now, &seq);

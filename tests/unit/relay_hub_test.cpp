@@ -587,3 +587,21 @@ TEST_CASE("the fast path never accepts what nlohmann refuses (random mutations)"
   }
   CHECK(accepted > 1000);  // the mutations did exercise the accepting side
 }
+
+TEST_CASE("publish refuses text that is not a JSON object instead of throwing", "[relay_hub]") {
+  RelayHub hub(with(5, true));
+  CHECK(hub.publish("not json", kNow) == nullptr);
+  CHECK(hub.publish("[1]", kNow) == nullptr);
+  CHECK(hub.last_seq() == 0);
+  CHECK(hub.history_size() == 0);
+}
+
+TEST_CASE("an interceptor's broken replacement refuses the event", "[relay_hub]") {
+  RelayHub hub;
+  hub.set_interceptor("interrupt", [](std::string_view, double) {
+    return RelayHub::Intercept{true, "{broken", {}};
+  });
+  auto r = hub.ingest(R"({"type":"interrupt"})", kNow);
+  CHECK(r.status == IngestResult::Status::kRefused);
+  CHECK(r.error.find("not a JSON object") != std::string::npos);
+}

@@ -94,6 +94,9 @@ namespace detail {
 bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_seq_key);
 }  // namespace detail
 
+// The machine table follows the SPEC's edge rules: only a state_change whose
+// machine_id is a string creates or updates a machine (another type of id is
+// broadcast but not tabled).
 class RelayHub {
  public:
   explicit RelayHub(HubOptions options = {});
@@ -109,8 +112,10 @@ class RelayHub {
   IngestResult ingest(std::string_view line, double now, uint64_t line_number = 0);
 
   // A message the relay itself broadcasts (e.g. a HITL decision or timeout):
-  // a serialized JSON object, trusted. It is stamped, held in history and
-  // applied to the machine table like a stdin event, without a line number.
+  // a serialized JSON object. It is stamped, held in history and applied to
+  // the machine table like a stdin event, without a line number, and not
+  // counted in events_in(). Returns nullptr (nothing to send) when the text
+  // is not a JSON object: a caller bug, reported rather than thrown.
   Payload publish(std::string_view json_object, double now);
 
   // Hook for events of one `type` (HITL: "interrupt"): called on a valid
