@@ -22,7 +22,8 @@
 namespace ws_probe {
 namespace {
 
-using nlohmann::json;
+// Reports keep their fields in the documented order (url first, verdict last).
+using json = nlohmann::ordered_json;
 using smws::core::Ending;
 using smws::net::FrameEvent;
 using smws::net::HandshakeInfo;

@@ -69,6 +69,8 @@ def check_schema(value, schema, where="report"):
 def probe(url, *args, timeout=30, input=None):
     """Runs ws-probe --json; returns (report dict, exit code, stderr)."""
     result = run([tool("ws-probe"), "--json", *args, url], input=input, timeout=timeout)
+    # A sanitizer report would hide behind the expected exit 1 of many cases.
+    assert "Sanitizer" not in result.stderr and "runtime error:" not in result.stderr, result.stderr
     assert result.stdout.count("\n") == 1, f"expected one JSON line, got {result.stdout!r} / {result.stderr}"
     report = json.loads(result.stdout)
     return report, result.returncode, result.stderr
