@@ -43,8 +43,10 @@ namespace detail {
 // event here (no faster than building the DOM), which was most of ws-relay's
 // CPU per event in bench_relay's fan-out. This check runs in ~0.1-0.2 us and
 // only ever says "certainly valid"; everything else goes to event::scan.
-bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_seq_key) {
+bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_seq_key,
+                      RawFields* fields) {
   *has_seq_key = false;
+  if (fields) *fields = RawFields{};
   if (!is_valid_utf8(text)) return false;
   const char* p = text.data();
   const char* const end = p + text.size();
@@ -127,6 +129,9 @@ bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_s
   enum class State { kObjectFirst, kKey, kArrayFirst, kValue, kAfterValue } state;
   bool key_is_type = false;  // the value being read is the top-level "type"
   bool type_ok = false;
+  std::string_view* key_field = nullptr;    // where the top-level value goes
+  std::string_view* value_field = nullptr;  // ... for the value being read
+  const char* value_start = nullptr;
 
   skip_ws();
   if (p >= end || *p != '{') return false;
@@ -154,6 +159,14 @@ bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_s
           if (escaped) return false;  // might be an escaped "type" or "seq"
           key_is_type = key == "type";
           if (key == "seq") *has_seq_key = true;
+          key_field = nullptr;
+          if (fields) {
+            if (key == "machine_id") key_field = &fields->machine_id;
+            else if (key == "state") key_field = &fields->state;
+            else if (key == "previous_state") key_field = &fields->previous_state;
+            else if (key == "timestamp") key_field = &fields->timestamp;
+            else if (key == "data") key_field = &fields->data;
+          }
         }
         skip_ws();
         if (p >= end || *p != ':') return false;
@@ -171,6 +184,10 @@ bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_s
       case State::kValue: {
         const bool at_type = depth == 1 && key_is_type;
         key_is_type = false;
+        if (depth == 1) {
+          value_field = key_field;
+          value_start = p;
+        }
         const char c = *p;
         if (c == '{' || c == '[') {
           if (depth == kMaxDepth) return false;
@@ -197,6 +214,9 @@ bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_s
         } else {
           return false;
         }
+        if (depth == 1 && value_field) {
+          *value_field = std::string_view(value_start, static_cast<size_t>(p - value_start));
+        }
         state = State::kAfterValue;
         continue;
       }
@@ -219,6 +239,9 @@ bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_s
     if (--depth == 0) {
       skip_ws();
       return p == end && type_ok && !type->empty();
+    }
+    if (depth == 1 && value_field) {  // a top-level object or array value ended
+      *value_field = std::string_view(value_start, static_cast<size_t>(p - value_start));
     }
     state = State::kAfterValue;
   }
@@ -262,16 +285,25 @@ IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_n
   bool has_seq_key = false;
   bool need_dom_for_seq = false;
   std::string_view quick_type;
-  if (detail::quick_scan_event(text, &quick_type, &has_seq_key)) {
+  detail::RawFields raw;
+  bool raw_machine = false;  // a state_change tabled from `raw`, without a DOM
+  bool need_dom_for_machine = false;
+  if (detail::quick_scan_event(text, &quick_type, &has_seq_key, &raw)) {
     result.type.assign(quick_type);
     need_dom_for_seq = options_.seq && has_seq_key;
+    if (result.type == "state_change" && !raw.machine_id.empty() && raw.machine_id[0] == '"') {
+      // An id with escapes is decoded by the DOM; the common one is not.
+      raw_machine = raw.machine_id.find('\\') == std::string_view::npos;
+      need_dom_for_machine = !raw_machine;
+    }
   } else {
     if (!event::scan(text, &scan_)) return invalid(scan_.error);
     result.type = scan_.type;
     need_dom_for_seq = options_.seq && (text.find("\"seq\"") != std::string_view::npos ||
                                         text.find("\\u") != std::string_view::npos);
+    need_dom_for_machine = result.type == "state_change";
   }
-  if (result.type == "state_change" || need_dom_for_seq) {
+  if (need_dom_for_machine || need_dom_for_seq) {
     dom = json::parse(text);  // cannot throw: the bytes were accepted above
     have_dom = true;
     has_seq_key = dom.contains("seq");
@@ -296,13 +328,15 @@ IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_n
       event = std::move(verdict.replacement);
       have_dom = true;
       has_seq_key = dom.contains("seq");
+      raw_machine = false;  // the views point into the old text: table from the DOM
     }
   }
 
   ++events_in_;
   result.status = IngestResult::Status::kBroadcast;
   result.payload =
-      commit(std::move(event), have_dom ? &dom : nullptr, has_seq_key, now, &result.seq);
+      commit(std::move(event), have_dom ? &dom : nullptr, has_seq_key, now, &result.seq,
+             raw_machine ? &raw : nullptr);
   return result;
 }
 
@@ -315,7 +349,12 @@ Payload RelayHub::publish(std::string_view json_object, double now) {
 }
 
 Payload RelayHub::commit(std::string text, json* dom, bool has_seq_key, double now,
-                         uint64_t* seq_out) {
+                         uint64_t* seq_out, const detail::RawFields* machine) {
+  // Tabled first: `machine` views the caller's line, not `text`.
+  if (machine) {
+    const auto& id = machine->machine_id;
+    apply_state_change(std::string(id.substr(1, id.size() - 2)), *machine, now);
+  }
   const uint64_t seq = next_seq_++;
   if (options_.seq) {
     *seq_out = seq;
@@ -331,11 +370,21 @@ Payload RelayHub::commit(std::string text, json* dom, bool has_seq_key, double n
       text.insert(1, "\"seq\":" + std::to_string(seq) + ",");
     }
   }
-  if (dom && dom->is_object()) {
+  if (!machine && dom && dom->is_object()) {
     const auto type = dom->find("type");
     const auto id = dom->find("machine_id");
     if (type != dom->end() && *type == "state_change" && id != dom->end() && id->is_string()) {
-      apply_state_change(*dom, now);
+      // Serialize the DOM's values so both paths table the same way.
+      std::string state, previous, timestamp, data;
+      detail::RawFields f;
+      auto take = [&](const char* key, std::string* store, std::string_view* view) {
+        if (auto it = dom->find(key); it != dom->end()) *view = *store = it->dump();
+      };
+      take("state", &state, &f.state);
+      take("previous_state", &previous, &f.previous_state);
+      take("timestamp", &timestamp, &f.timestamp);
+      take("data", &data, &f.data);
+      apply_state_change(id->get<std::string>(), f, now);
     }
   }
   auto payload = std::make_shared<const std::string>(std::move(text));
@@ -346,8 +395,8 @@ Payload RelayHub::commit(std::string text, json* dom, bool has_seq_key, double n
   return payload;
 }
 
-void RelayHub::apply_state_change(const json& event, double now) {
-  const auto& id = event["machine_id"].get_ref<const std::string&>();
+void RelayHub::apply_state_change(const std::string& id, const detail::RawFields& f,
+                                  double now) {
   auto found = machine_index_.find(id);
   std::list<Machine>::iterator m;
   if (found == machine_index_.end()) {
@@ -367,22 +416,41 @@ void RelayHub::apply_state_change(const json& event, double now) {
   // SPEC edge rules: current_state is the event's state; previous_state the
   // event's previous_state if given, else the former state. An event without
   // a state leaves current_state (and, unless given, previous_state) alone.
-  const auto state = event.find("state");
-  const auto previous = event.find("previous_state");
-  if (state != event.end()) {
-    m->previous_state = previous != event.end() ? *previous : m->current_state;
-    m->current_state = *state;
-  } else if (previous != event.end()) {
-    m->previous_state = *previous;
+  if (!f.state.empty()) {
+    if (!f.previous_state.empty()) {
+      m->previous_state.assign(f.previous_state);
+    } else {
+      m->previous_state.swap(m->current_state);
+    }
+    m->current_state.assign(f.state);
+  } else if (!f.previous_state.empty()) {
+    m->previous_state.assign(f.previous_state);
   }
-  const auto data = event.find("data");
-  m->data = data != event.end() ? *data : json::object();
-  const auto timestamp = event.find("timestamp");
-  m->last_activity = (timestamp != event.end() && timestamp->is_number()) ? *timestamp : json(now);
+  if (!f.data.empty()) {
+    m->data.assign(f.data);
+  } else {
+    m->data = "{}";
+  }
+  const bool numeric_timestamp =
+      !f.timestamp.empty() && (f.timestamp[0] == '-' || (f.timestamp[0] >= '0' && f.timestamp[0] <= '9'));
+  if (numeric_timestamp) {
+    m->last_activity.assign(f.timestamp);
+  } else {
+    m->last_activity = json(now).dump();
+  }
 
-  m->json = "{\"id\":" + json(m->id).dump() + ",\"current_state\":" + m->current_state.dump() +
-            ",\"previous_state\":" + m->previous_state.dump() +
-            ",\"last_activity\":" + m->last_activity.dump() + ",\"data\":" + m->data.dump() + "}";
+  m->json.clear();
+  m->json += "{\"id\":";
+  m->json += json(m->id).dump();
+  m->json += ",\"current_state\":";
+  m->json += m->current_state;
+  m->json += ",\"previous_state\":";
+  m->json += m->previous_state;
+  m->json += ",\"last_activity\":";
+  m->json += m->last_activity;
+  m->json += ",\"data\":";
+  m->json += m->data;
+  m->json += '}';
   machines_dirty_ = true;
 }
 

@@ -552,6 +552,7 @@ TEST_CASE("the fast path never accepts what nlohmann refuses (random mutations)"
       R"({"type":"tick","n":1,"p":"xxxx"})",
       R"({"type":"state_change","machine_id":"m","state":"s","data":{"a":[1,2.5,null,true]}})",
       R"({"seq":3,"type":"x","nested":{"type":"y","seq":[{}]}})",
+      R"({"type":"state_change","machine_id":"a","state":{"s":[1]},"previous_state":null,"timestamp":-1.5,"data":[{"x":"}"}],"state":"b"})",
       R"({"type":"é","s":"\"\\\/\n\u0041"})",
   };
   const std::string alphabet = "{}[]\":,.-+0123456789eEtrufalsny \\/\t\n\xc3\xa9\x80\xff";
@@ -577,12 +578,24 @@ TEST_CASE("the fast path never accepts what nlohmann refuses (random mutations)"
     }
     std::string_view type;
     bool has_seq;
-    if (!smws::core::detail::quick_scan_event(s, &type, &has_seq)) continue;
+    smws::core::detail::RawFields raw;
+    if (!smws::core::detail::quick_scan_event(s, &type, &has_seq, &raw)) continue;
     ++accepted;
     json dom = json::parse(s, nullptr, false);
     if (dom.is_discarded() || !dom.is_object() || !dom.contains("type") ||
         dom["type"] != std::string(type) || has_seq != dom.contains("seq")) {
       FAIL_CHECK("fast path accepted what nlohmann does not agree with: " << s);
+      continue;
+    }
+    // Each raw field is exactly the DOM's value for that key.
+    for (auto [key, view] : {std::pair{"machine_id", raw.machine_id}, {"state", raw.state},
+                             {"previous_state", raw.previous_state},
+                             {"timestamp", raw.timestamp}, {"data", raw.data}}) {
+      const bool present = dom.contains(key);
+      if (present != !view.empty() ||
+          (present && json::parse(view, nullptr, false) != dom[key])) {
+        FAIL_CHECK("raw field " << key << " disagrees with the DOM in: " << s);
+      }
     }
   }
   CHECK(accepted > 1000);  // the mutations did exercise the accepting side
@@ -604,4 +617,46 @@ TEST_CASE("an interceptor's broken replacement refuses the event", "[relay_hub]"
   auto r = hub.ingest(R"({"type":"interrupt"})", kNow);
   CHECK(r.status == IngestResult::Status::kRefused);
   CHECK(r.error.find("not a JSON object") != std::string::npos);
+}
+
+TEST_CASE("the fast and the DOM path table a state_change the same way", "[relay_hub]") {
+  // The second line takes the DOM path (an escaped key) but means the same.
+  const std::string fast =
+      R"({"type":"state_change","machine_id":"w-1","state" : { "phase": [1, 2] },)"
+      R"("timestamp":5,"data":{"k":"v"},"previous_state":"p"})";
+  const std::string slow =
+      R"({"type":"state_change","machine_id":"w-1","st\u0061te":{"phase":[1,2]},)"
+      R"("timestamp":5,"data":{"k":"v"},"previous_state":"p"})";
+  RelayHub a, b;
+  a.ingest(fast, kNow);
+  b.ingest(slow, kNow);
+  CHECK(machines_of(a) == machines_of(b));
+  CHECK(machines_of(a)[0]["current_state"]["phase"][1] == 2);
+}
+
+TEST_CASE("an escaped machine_id is decoded", "[relay_hub]") {
+  RelayHub hub;
+  hub.ingest(R"({"type":"state_change","machine_id":"w\u002d1","state":"a"})", kNow);
+  hub.ingest(R"({"type":"state_change","machine_id":"w-1","state":"b"})", kNow);
+  auto ms = machines_of(hub);
+  REQUIRE(ms.size() == 1);
+  CHECK(ms[0]["id"] == "w-1");
+  CHECK(ms[0]["previous_state"] == "a");
+}
+
+TEST_CASE("the last of duplicate keys is the one tabled, as in a DOM", "[relay_hub]") {
+  RelayHub hub;
+  hub.ingest(R"({"type":"state_change","machine_id":"x","machine_id":"m","state":"a","state":"b"})",
+             kNow);
+  auto ms = machines_of(hub);
+  REQUIRE(ms.size() == 1);
+  CHECK(ms[0]["id"] == "m");
+  CHECK(ms[0]["current_state"] == "b");
+}
+
+TEST_CASE("a machine_id that is not a string is broadcast but not tabled", "[relay_hub]") {
+  RelayHub hub;
+  CHECK(hub.ingest(R"({"type":"state_change","machine_id":7,"state":"a"})", kNow).ok());
+  CHECK(hub.ingest(R"({"type":"state_change","machine_id":null,"state":"a"})", kNow).ok());
+  CHECK(hub.machines() == 0);
 }

@@ -91,7 +91,16 @@ namespace detail {
 // numbers with exponents or 40+ characters), and the caller falls back to
 // event::scan, which decides and names the error. About 10x cheaper than
 // nlohmann's SAX parser on a 100-byte event (measured: see relay_hub.cpp).
-bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_seq_key);
+//
+// With `fields`, it also hands back the raw JSON text of the top-level
+// values the machine table needs (views into text; empty when absent; the
+// last of duplicate keys, as in a DOM), so a state_change is tabled without
+// building a DOM.
+struct RawFields {
+  std::string_view machine_id, state, previous_state, timestamp, data;
+};
+bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_seq_key,
+                      RawFields* fields = nullptr);
 }  // namespace detail
 
 // The machine table follows the SPEC's edge rules: only a state_change whose
@@ -166,13 +175,14 @@ class RelayHub {
   size_t history_size() const { return history_.size(); }
 
  private:
+  // Every field is serialized JSON, as received (the snapshot splices them).
   struct Machine {
-    std::string id;
-    nlohmann::json current_state;   // null until a state is seen
-    nlohmann::json previous_state;  // null when unknown
-    nlohmann::json last_activity;   // number: event timestamp or receive time
-    nlohmann::json data;            // the last event's data ({} when absent)
-    std::string json;               // this entry of the "machines" array
+    std::string id;                         // the decoded machine_id
+    std::string current_state = "null";     // null until a state is seen
+    std::string previous_state = "null";    // null when unknown
+    std::string last_activity;              // event timestamp or receive time
+    std::string data = "{}";                // the last event's data ({} when absent)
+    std::string json;                       // this entry of the "machines" array
   };
   struct Held {
     uint64_t seq;
@@ -183,9 +193,12 @@ class RelayHub {
   // in history. `dom` is the parsed event when the caller has it (nullptr
   // otherwise); `has_seq_key`: the event already carries a top-level "seq",
   // which is replaced rather than duplicated.
+  // `machine`: the raw fields of a state_change from the fast path (nullptr
+  // otherwise; then a DOM state_change is tabled from `dom`).
   Payload commit(std::string text, nlohmann::json* dom, bool has_seq_key, double now,
-                 uint64_t* seq_out);
-  void apply_state_change(const nlohmann::json& event, double now);
+                 uint64_t* seq_out, const detail::RawFields* machine = nullptr);
+  // id: the decoded machine_id; fields: raw JSON text (machine_id unused).
+  void apply_state_change(const std::string& id, const detail::RawFields& fields, double now);
 
   HubOptions options_;
   uint64_t next_seq_ = 1;
