@@ -550,6 +550,17 @@ int find_idle_timeout(const ProbeOptions& o, const smws::net::ProbeConfig& base)
     if (e.ending == Ending::kInterrupted) break;
     const double silence = e.silence_before_end_s();
     const bool survived = e.ending == Ending::kStillOpen;
+    if (!survived && silence < smws::core::kMinIdleSilence) {
+      // Ended before any idle timer could matter (a waiting server, a reset,
+      // a close): that, not an idle timeout, is the finding.
+      if (o.json) {
+        print(report_json(r, o.url).dump() + "\n");
+      } else {
+        print(report_text(r, o.url, verbosity) + "  note: the connection ended after " + secs(silence) +
+              " of silence, too soon for an idle timeout; nothing to measure.\n");
+      }
+      return r.verdict.exit_code;
+    }
     if (e.messages_in > 0 && e.last_message_s && *e.last_message_s - e.handshake_done_s > smws::core::kGreetingWindow)
       server_traffic = true;
     if (survived) {

@@ -289,6 +289,13 @@ def test_find_idle_timeout_measures_the_drop():
     assert found["matches"] == []
 
 
+def test_find_idle_timeout_reports_an_early_drop_as_what_it_is():
+    with FixtureServer("waits") as server:
+        report, code, _ = probe(server.url, "--find-idle-timeout", "3")
+    assert code == 1
+    assert report["verdict"]["cause"] == "server_waits_for_client"
+
+
 def test_find_idle_timeout_without_a_timeout_is_healthy():
     with FixtureServer("echo") as server:
         report, code, _ = probe(server.url, "--find-idle-timeout", "0.8")
