@@ -481,7 +481,7 @@ def test_wss_tells_fin_from_rst(self_signed, mode, arg, cause, tcp_end):
 
 
 def test_ws_relay_keepalive_closes_a_probe_that_does_not_pong():
-    relay, url = start_relay("--ping-interval", "0.3", "--ping-timeout", "0.6")
+    relay, url = start_relay("--ping-interval", "0.3", "--ping-timeout", "1")
     with relay:
         report, code, _ = probe_checked(url, "--no-pong", "--duration", "4")
         assert code == 1

@@ -14,8 +14,8 @@ Modes (timings are short so the tests stay fast):
   idle S       sends at 0, 0.6 and 1.2 s, then drops (FIN) after S s (default 1.5)
                without any frame in either direction
   rst          a message every 0.3 s for 1.5 s, then a reset (RST) 0.2 s later
-  ping         pings every 0.3 s; closes 1008 "ping timeout" when a pong is 0.6 s late
-  appping      {"type":"ping"} every 0.3 s; closes 1008 when no {"type":"pong"} within 0.6 s
+  ping         pings every 0.3 s; closes 1008 "ping timeout" when a pong is 1 s late
+  appping      {"type":"ping"} every 0.3 s; closes 1008 when no {"type":"pong"} within 1 s
   close CODE   greets, then sends close CODE 0.3 s later
   refuse403    HTTP 403 with a body
   plain200     HTTP 200 without upgrading
@@ -251,7 +251,7 @@ def serve_ping(conn):
     next_ping = time.monotonic() + 0.3
     while True:
         now = time.monotonic()
-        if outstanding is not None and now - outstanding > 0.6:
+        if outstanding is not None and now - outstanding > 1.0:
             conn.sendall(close_frame(1008, "ping timeout"))
             reader.next(1.0)
             return
@@ -284,7 +284,7 @@ def serve_appping(conn):
     next_ping = time.monotonic() + 0.3
     while True:
         now = time.monotonic()
-        if outstanding is not None and now - outstanding > 0.6:
+        if outstanding is not None and now - outstanding > 1.0:
             conn.sendall(close_frame(1008, "no pong"))
             reader.next(1.0)
             return
