@@ -56,7 +56,7 @@ double r3(double v) { return std::round(v * 1000) / 1000; }
 
 const char* opcode_text(smws::ws::Opcode op) { return smws::ws::opcode_name(op); }
 
-std::string frame_line(const ProbeResult& r, const FrameEvent& f) {
+std::string frame_line(const FrameEvent& f) {
   std::string line = fmt("%+9.3fs ", f.at_s) + (f.incoming ? "<- " : "-> ") + opcode_text(f.opcode) + " " +
                      std::to_string(f.size) + " B";
   if (!f.detail.empty()) line += "  " + f.detail;
@@ -276,7 +276,7 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
     if (verbosity >= 1 && !r.frames.empty()) {
       size_t show = std::min<size_t>(r.frames.size(), verbosity >= 2 ? r.frames.size() : 12);
       out += "  last " + std::to_string(show) + " of " + std::to_string(r.frames_total) + " frames:\n";
-      for (size_t i = r.frames.size() - show; i < r.frames.size(); ++i) out += "    " + frame_line(r, r.frames[i]) + "\n";
+      for (size_t i = r.frames.size() - show; i < r.frames.size(); ++i) out += "    " + frame_line(r.frames[i]) + "\n";
     }
   }
   out += "\nverdict: " + r.verdict.cause + "\n  " + r.verdict.text + "\n";
@@ -498,7 +498,7 @@ smws::net::ProbeHooks make_hooks(const ProbeOptions& o, bool single) {
     hooks.on_frame = [verbosity](const ProbeResult& r, const FrameEvent& f) {
       bool control = f.opcode == smws::ws::Opcode::kPing || f.opcode == smws::ws::Opcode::kPong ||
                      f.opcode == smws::ws::Opcode::kClose;
-      if (control || verbosity >= 2) smws::log::note(1, "#" + std::to_string(r.index) + " " + frame_line(r, f));
+      if (control || verbosity >= 2) smws::log::note(1, "#" + std::to_string(r.index) + " " + frame_line(f));
     };
   }
   if (o.cat) {
