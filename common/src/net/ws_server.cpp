@@ -676,6 +676,13 @@ void WsServer::Impl::enqueue(Conn* c, Frame frame, EntryKind kind) {
 
 SendStatus WsServer::Impl::enqueue_data(Conn* c, const Frame& frame, double now, bool initial) {
   if (c->phase != Conn::Phase::kOpen || c->close_queued) return SendStatus::kClosing;
+  // A full queue only means "slow" when the kernel will not take more either:
+  // one stdin read can post thousands of events at once, and a fast client
+  // must not be closed for the size of a burst. So write now and look again.
+  if (c->data_queued >= options.max_queue && !initial && !c->write_blocked) {
+    flush(c, now);
+    if (c->dead) return SendStatus::kClosing;
+  }
   if (c->data_queued < options.max_queue || initial) {
     enqueue(c, frame, EntryKind::kData);
     return SendStatus::kQueued;
