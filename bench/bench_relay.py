@@ -48,6 +48,7 @@ QUICK = "--quick" in sys.argv
 # the comparison about speed. (The default 1024 also closes clients that keep
 # up, because one stdin read posts thousands of events at once: reported.)
 RELAY_QUEUE = "1000000"
+ISOLATION_PAIRS = 3
 LISTEN_RE = re.compile(r"listening on wss?://[^\s/]+:(\d+)/")
 
 
@@ -223,8 +224,10 @@ def idle(kind, clients=5000, broadcasts=5):
         r = load.result(120)
         done = [ev for ev in r["events"] if ev[1] == clients]
         times_ms = [ev[2] / 1e3 for ev in done]
+        first_ms = [ev[3] / 1e3 for ev in done]
         return {"rss_mib": rss_kib / 1024, "threads": threads,
                 "broadcast_ms": statistics.median(times_ms) if times_ms else float("nan"),
+                "first_ms": statistics.median(first_ms) if first_ms else float("nan"),
                 "broadcasts_complete": len(done), "broadcasts": broadcasts, "clients": clients}
     finally:
         srv.stop()
@@ -249,6 +252,9 @@ def main():
             return 69
     n10, n100 = (20000, 2000) if QUICK else (200000, 20000)
     results = {}
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} "
+          f"(other work competes with the servers)", flush=True)
     print(f"fan-out: 100-byte events, {n10} to 10 clients and {n100} to 100 clients", flush=True)
     for clients, n in ((10, n10), (100, n100)):
         r, b = fanout("relay", clients, n), fanout("node", clients, n)
@@ -285,17 +291,20 @@ def main():
           f"{verdict(r['rss_mib'] <= 32)}), broadcast {r['broadcast_ms'] / b['broadcast_ms']:.2f}x "
           f"node (goal <= 20 ms: {verdict(r['broadcast_ms'] <= 20)})", flush=True)
 
-    print(f"isolation: 10 fast clients, {n10} events, with and without a stalled client",
-          flush=True)
+    print(f"isolation: 10 fast clients, {n10} events, with and without a stalled client "
+          f"(alternating, median of {ISOLATION_PAIRS} pairs)", flush=True)
     for kind in ("relay", "node"):
-        alone = fanout(kind, 10, n10)["rate"]  # measured next to the stalled run
-        with_stalled = fanout(kind, 10, n10, stalled=True)
-        results[f"isolation_{kind}"] = with_stalled
-        ratio = with_stalled["rate"] / alone if alone else float("nan")
+        alone, stalled = [], []
+        for _ in range(ISOLATION_PAIRS if kind == "relay" else 1):
+            alone.append(fanout(kind, 10, n10)["rate"])
+            s = fanout(kind, 10, n10, stalled=True)
+            stalled.append(s["rate"])
+        a, w = statistics.median(alone), statistics.median(stalled)
+        results[f"isolation_{kind}"] = {"alone": alone, "stalled": stalled}
+        ratio = w / a if a else float("nan")
         name = "ws-relay" if kind == "relay" else "node"
-        print(f"  {name:>8} alone {fmt_rate(alone)}, with a stalled client "
-              f"{fmt_rate(with_stalled['rate'])} = {ratio:.3f}x "
-              f"({with_stalled['complete']}/10 complete)"
+        print(f"  {name:>8} alone {fmt_rate(a)}, with a stalled client {fmt_rate(w)} = "
+              f"{ratio:.3f}x ({s['complete']}/10 complete)"
               + (f" (goal within 5%: {verdict(ratio >= 0.95)})" if kind == "relay" else ""),
               flush=True)
     if os.environ.get("BENCH_JSON"):

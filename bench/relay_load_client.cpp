@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -140,6 +141,7 @@ int main(int argc, char** argv) {
   std::map<int, int> close_codes;
   std::vector<int64_t> latencies;
   std::vector<int64_t> event_done(o.track, 0);  // max latency per event index
+  std::vector<int64_t> event_first(o.track, INT64_MAX);  // min latency per event index
   std::vector<int> event_seen(o.track, 0);
   int64_t first_ns = 0, last_ns = 0;
   uint64_t total = 0, other_total = 0;
@@ -288,6 +290,7 @@ int main(int argc, char** argv) {
                 latencies.push_back(lat);
                 if (i >= 0 && i < o.track) {
                   event_done[i] = std::max(event_done[i], lat);
+                  event_first[i] = std::min(event_first[i], lat);
                   ++event_seen[i];
                 }
               }
@@ -320,6 +323,10 @@ int main(int argc, char** argv) {
           break;
         }
         if (o.stall && c.counted_ready) break;
+        // Level-triggered epoll reports the socket again if more is pending:
+        // a short read means the kernel had no more, so skip the recv that
+        // would only say EAGAIN (halves the client's syscalls at 5,000).
+        if (static_cast<size_t>(r) < buf.size()) break;
       }
     }
     if (printed_ready) {
@@ -343,7 +350,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < o.track; ++i) {
     if (!event_seen[i]) continue;
     per_event += (per_event.empty() ? "" : ",") + std::string("[") + std::to_string(i) + "," +
-                 std::to_string(event_seen[i]) + "," + std::to_string(event_done[i] / 1e3) + "]";
+                 std::to_string(event_seen[i]) + "," + std::to_string(event_done[i] / 1e3) + "," +
+                 std::to_string(event_first[i] / 1e3) + "]";
   }
   std::printf(
       "{\"done\":true,\"clients\":%d,\"ready\":%d,\"complete\":%d,\"closed\":%d,"
