@@ -164,6 +164,21 @@ json report_json(const ProbeResult& r, const std::string& url) {
 
 // --- the human report -------------------------------------------------------
 
+// Word-wraps text to lines of at most `width` columns, each starting with `indent`.
+std::string wrap(const std::string& text, const std::string& indent, size_t width = 100) {
+  std::string out, current;
+  std::istringstream words(text);
+  for (std::string word; words >> word;) {
+    if (!current.empty() && indent.size() + current.size() + 1 + word.size() > width) {
+      out += indent + current + "\n";
+      current.clear();
+    }
+    current += (current.empty() ? "" : " ") + word;
+  }
+  if (!current.empty()) out += indent + current + "\n";
+  return out;
+}
+
 void line(std::string& out, const char* label, const std::string& text) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "  %-12s ", label);
@@ -259,7 +274,8 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
     std::string ended;
     if (e.close_by == smws::core::CloseBy::kNone) {
       ended = "1006 abnormal closure: no close frame, " +
-              std::string(e.tcp_end == smws::core::TcpEnd::kRst ? "TCP RST" : "TCP FIN") + " from the server";
+              std::string(e.tcp_end == smws::core::TcpEnd::kRst ? "TCP RST" : "TCP FIN") +
+              " from the peer (server or proxy)";
       if (!r.tcp_error.empty()) ended += " (" + r.tcp_error + ")";
     } else {
       ended = std::to_string(e.close_code) + (e.close_reason.empty() ? "" : " \"" + e.close_reason + "\"") +
@@ -279,8 +295,8 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
       for (size_t i = r.frames.size() - show; i < r.frames.size(); ++i) out += "    " + frame_line(r.frames[i]) + "\n";
     }
   }
-  out += "\nverdict: " + r.verdict.cause + "\n  " + r.verdict.text + "\n";
-  for (const auto& f : r.verdict.findings) out += "  note: " + f + "\n";
+  out += "\nverdict: " + r.verdict.cause + "\n" + wrap(r.verdict.text, "  ");
+  for (const auto& f : r.verdict.findings) out += wrap("note: " + f, "  ");
   return out;
 }
 
@@ -385,9 +401,9 @@ std::string summary_text(const Summary& s, const std::vector<ProbeResult>& resul
       out += "\n";
     }
   }
-  out += "\nverdict: " + s.cause + "\n  " + s.text + "\n";
+  out += "\nverdict: " + s.cause + "\n" + wrap(s.text, "  ");
   for (const auto& [cause, r] : s.example) {
-    if (cause != s.cause && cause != "healthy") out += "  also " + cause + ": " + r->verdict.text + "\n";
+    if (cause != s.cause && cause != "healthy") out += wrap("also " + cause + ": " + r->verdict.text, "  ");
   }
   return out;
 }
@@ -556,8 +572,10 @@ int find_idle_timeout(const ProbeOptions& o, const smws::net::ProbeConfig& base)
       if (o.json) {
         print(report_json(r, o.url).dump() + "\n");
       } else {
-        print(report_text(r, o.url, verbosity) + "  note: the connection ended after " + secs(silence) +
-              " of silence, too soon for an idle timeout; nothing to measure.\n");
+        print(report_text(r, o.url, verbosity) +
+              wrap("note: the connection ended after " + secs(silence) +
+                       " of silence, too soon for an idle timeout; nothing to measure.",
+                   "  "));
       }
       return r.verdict.exit_code;
     }
@@ -634,7 +652,7 @@ int find_idle_timeout(const ProbeOptions& o, const smws::net::ProbeConfig& base)
       for (const auto& i : first->intermediaries) names += (names.empty() ? "" : "; ") + i.name + " (" + i.evidence + ")";
       line(out, "in between", names);
     }
-    out += "\nverdict: " + cause + "\n  " + text + "\n";
+    out += "\nverdict: " + cause + "\n" + wrap(text, "  ");
     print(out);
   }
   return exit_code;
