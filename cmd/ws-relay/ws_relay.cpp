@@ -336,7 +336,9 @@ void Relay::on_message(net::ClientId id, std::string_view payload, bool binary) 
         std::lock_guard<std::mutex> lock(mu_);
         snap = hub_.snapshot(wall_now());
       }
-      server_->send(id, net::make_text_frame(*snap), true);
+      // Held to --max-queue: a client asking for snapshots it never reads
+      // is a slow client, not a way to grow our memory.
+      server_->send(id, net::make_text_frame(*snap));
       return;
     }
     case core::ClientMessage::Kind::kPong:

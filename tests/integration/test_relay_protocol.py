@@ -132,6 +132,17 @@ def test_client_close_is_echoed_then_tcp_closed(relay):
         assert c.wait_eof()
 
 
+def test_close_echo_reaches_a_client_that_half_closed_after_its_close(relay):
+    # Regression: EOF right behind the close frame used to free the
+    # connection before the queued echo was written.
+    import socket
+    with opened(relay) as c:
+        c.send(frame(CLOSE, b"\x03\xe8"))
+        c.sock.shutdown(socket.SHUT_WR)
+        code, _ = c.close_code()
+        assert code == 1000
+
+
 def test_bad_close_code_is_a_protocol_error(relay):
     with opened(relay) as c:
         c.send(frame(CLOSE, b"\x03\xed"))  # 1005 may not be sent

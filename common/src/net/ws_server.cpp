@@ -490,7 +490,12 @@ void WsServer::Impl::read_some(Conn* c, double now) {
   while (!c->dead) {
     ssize_t n = transport_read(c, read_buf.data(), read_buf.size());
     if (n == -1) return;
-    if (n <= 0) {  // EOF or error: the peer is gone (it sees nothing more from us)
+    if (n == 0 && c->close_queued && !c->write_blocked) {
+      // A peer may half-close right after its close frame and still read
+      // our echo: write what is queued before letting go.
+      flush(c, now);
+    }
+    if (n <= 0) {  // EOF or error: the peer is gone
       destroy(c);
       return;
     }
