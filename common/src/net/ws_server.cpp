@@ -680,7 +680,7 @@ void WsServer::Impl::enqueue(Conn* c, Frame frame, EntryKind kind) {
 }
 
 SendStatus WsServer::Impl::enqueue_data(Conn* c, const Frame& frame, double now, bool initial) {
-  if (c->phase != Conn::Phase::kOpen || c->close_queued) return SendStatus::kClosing;
+  if (c->dead || c->phase != Conn::Phase::kOpen || c->close_queued) return SendStatus::kClosing;
   // A full queue only means "slow" when the kernel will not take more either:
   // one stdin read can post thousands of events at once, and a fast client
   // must not be closed for the size of a burst. So write now and look again.
@@ -910,6 +910,11 @@ void WsServer::Impl::reap() {
   open.erase(std::remove_if(open.begin(), open.end(),
                             [](Conn* c) { return !c->counted_open; }),
              open.end());
+  // `ready` and `dirty` may outlive the turn: drop the dead before they are freed.
+  for (auto* list : {&ready, &dirty}) {
+    list->erase(std::remove_if(list->begin(), list->end(), [](Conn* c) { return c->dead; }),
+                list->end());
+  }
   auto dead_end = std::partition(conns.begin(), conns.end(), [](Conn* c) { return !c->dead; });
   for (auto it = dead_end; it != conns.end(); ++it) delete *it;
   conns.erase(dead_end, conns.end());
