@@ -1,17 +1,21 @@
 #include "smws/net/probe.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "smws/shutdown.h"
 #include "smws/utf8.h"
@@ -36,6 +40,10 @@ constexpr double kMinEpochStamp = 1e9;
 // Reads per readable connection per loop turn: keeps one busy connection from
 // starving the others when --connections holds many.
 constexpr int kReadsPerTurn = 16;
+// Parallel handshakes for --connections: enough to open hundreds of
+// connections to a distant endpoint in a few round trips, few enough not to
+// look like a flood.
+constexpr size_t kOpeners = 16;
 
 double wall_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -65,7 +73,12 @@ class Prober {
   std::vector<ProbeResult> run(size_t connections);
 
  private:
-  void open(Session& s, size_t index);
+  // Opener threads: connect and handshake one session (touches only it).
+  void handshake(Session& s, size_t index) const;
+  void open_sessions(size_t connections);
+  // Loop thread: take over a session whose handshake is done.
+  void activate(Session& s);
+  void take_opened();
   void record(Session& s, const FrameEvent& e);
   void send(Session& s, ws::Opcode op, std::string_view payload, std::string detail, double at);
   void on_readable(Session& s);
@@ -82,7 +95,18 @@ class Prober {
 
   const ProbeConfig& config_;
   const ProbeHooks& hooks_;
-  std::vector<std::unique_ptr<Session>> sessions_;
+  std::vector<std::unique_ptr<Session>> sessions_;  // owned by the loop thread
+
+  // Handshakes run on up to kOpeners threads so that N connections to a
+  // distant endpoint open in parallel while the loop already serves (pongs,
+  // timestamps) the ones that are open. An opener hands a finished session
+  // over through opened_ and wakes the loop through wake_pipe_.
+  std::mutex opened_mutex_;
+  std::vector<std::unique_ptr<Session>> opened_;  // guarded by opened_mutex_
+  size_t openers_running_ = 0;                    // guarded by opened_mutex_
+  std::atomic<size_t> next_index_{0};
+  int wake_pipe_[2] = {-1, -1};
+  bool interrupted_ = false;  // SIGINT/SIGTERM seen: sessions are being closed
   // --cat input state (session 0 only).
   bool stdin_open_ = false;
   std::string stdin_buffer_;
@@ -90,7 +114,7 @@ class Prober {
   bool stdin_overlong_ = false;  // skipping the rest of a line over kMaxInputLine
 };
 
-void Prober::open(Session& s, size_t index) {
+void Prober::handshake(Session& s, size_t index) const {
   ProbeResult& r = s.result;
   r.index = index;
   r.handshake = s.client.open(config_.url, config_.client);
@@ -112,17 +136,24 @@ void Prober::open(Session& s, size_t index) {
     e.end_s = at(s);
     r.verdict = core::decide(e);
     s.state = Session::State::kDone;
-    if (hooks_.on_open) hooks_.on_open(r);
     return;
   }
   e.extensions = r.handshake.extensions;
   e.handshake_done_s = (r.handshake.connect_ms + r.handshake.handshake_ms) / 1000.0;
   s.last_in_s = e.handshake_done_s;
   s.state = Session::State::kOpen;
-  const auto now = Clock::now();
-  if (config_.duration_s) s.end_at = now + seconds(*config_.duration_s);
-  if (config_.ping_interval_s > 0) s.next_ping = now + seconds(config_.ping_interval_s);
+}
+
+void Prober::activate(Session& s) {
+  ProbeResult& r = s.result;
   if (hooks_.on_open) hooks_.on_open(r);
+  if (s.state != Session::State::kOpen) return;
+  auto& e = r.evidence;
+  // Timers count from the end of the handshake, not from when the loop took
+  // the connection over.
+  const auto open_at = s.client.started() + seconds(e.handshake_done_s);
+  if (config_.duration_s) s.end_at = open_at + seconds(*config_.duration_s);
+  if (config_.ping_interval_s > 0) s.next_ping = open_at + seconds(config_.ping_interval_s);
   for (const auto& text : config_.send) {
     send(s, ws::Opcode::kText, text, "", at(s));
     ++e.messages_out;
@@ -418,20 +449,60 @@ void Prober::read_stdin(Session& s) {
   flush(s);
 }
 
-std::vector<ProbeResult> Prober::run(size_t connections) {
-  for (size_t i = 0; i < connections && !shutdown::requested(); ++i) {
-    sessions_.push_back(std::make_unique<Session>());
-    open(*sessions_.back(), i);
+void Prober::open_sessions(size_t connections) {
+  for (;;) {
+    const size_t index = next_index_++;
+    if (index >= connections || shutdown::requested()) break;
+    auto session = std::make_unique<Session>();
+    handshake(*session, index);
+    std::lock_guard<std::mutex> lock(opened_mutex_);
+    opened_.push_back(std::move(session));
+    [[maybe_unused]] ssize_t n = ::write(wake_pipe_[1], "o", 1);  // a full pipe already wakes the loop
   }
-  stdin_open_ = config_.cat && !sessions_.empty() && sessions_[0]->state == Session::State::kOpen;
-  bool interrupted = false;
+  std::lock_guard<std::mutex> lock(opened_mutex_);
+  --openers_running_;
+  [[maybe_unused]] ssize_t n = ::write(wake_pipe_[1], "e", 1);
+}
+
+void Prober::take_opened() {
+  char drain[256];
+  while (::read(wake_pipe_[0], drain, sizeof drain) > 0) {
+  }
+  std::vector<std::unique_ptr<Session>> ready;
+  {
+    std::lock_guard<std::mutex> lock(opened_mutex_);
+    ready.swap(opened_);
+  }
+  for (auto& s : ready) {
+    Session& session = *s;
+    sessions_.push_back(std::move(s));
+    activate(session);
+    if (interrupted_) begin_close(session, ws::kCloseGoingAway, "probe interrupted", Ending::kInterrupted);
+    if (config_.cat && session.result.index == 0) stdin_open_ = session.state == Session::State::kOpen;
+  }
+}
+
+std::vector<ProbeResult> Prober::run(size_t connections) {
+  if (::pipe2(wake_pipe_, O_NONBLOCK | O_CLOEXEC) != 0) {
+    std::vector<ProbeResult> out(1);
+    out[0].evidence.ending = Ending::kUnreachable;
+    out[0].evidence.error = "cannot create a pipe: " + std::string(std::strerror(errno));
+    out[0].verdict = core::decide(out[0].evidence);
+    return out;
+  }
+  const size_t threads = std::min(connections, kOpeners);
+  openers_running_ = threads;
+  std::vector<std::thread> openers;
+  openers.reserve(threads);
+  for (size_t i = 0; i < threads; ++i) openers.emplace_back([this, connections] { open_sessions(connections); });
+  interrupted_ = false;
 
   std::vector<pollfd> fds;
   std::vector<Session*> polled;
   for (;;) {
     const auto now = Clock::now();
-    if (!interrupted && shutdown::requested()) {
-      interrupted = true;
+    if (!interrupted_ && shutdown::requested()) {
+      interrupted_ = true;
       stdin_open_ = false;
       for (auto& s : sessions_) begin_close(*s, ws::kCloseGoingAway, "probe interrupted", Ending::kInterrupted);
     }
@@ -451,11 +522,18 @@ std::vector<ProbeResult> Prober::run(size_t connections) {
       if (s->state == Session::State::kOpen) wake = std::min({wake, s->end_at, s->next_ping});
       if (s->state == Session::State::kClosing) wake = std::min(wake, s->close_deadline);
     }
-    if (polled.empty()) break;
+    bool opening;
+    {
+      std::lock_guard<std::mutex> lock(opened_mutex_);
+      opening = openers_running_ > 0 || !opened_.empty();
+    }
+    if (polled.empty() && !opening) break;
     const size_t session_fds = fds.size();
-    fds.push_back({shutdown::fd(), static_cast<short>(interrupted ? 0 : POLLIN), 0});
-    const bool poll_stdin = stdin_open_ && sessions_[0]->state == Session::State::kOpen &&
-                            sessions_[0]->client.queued() < kMaxQueuedOut;
+    fds.push_back({wake_pipe_[0], POLLIN, 0});
+    fds.push_back({shutdown::fd(), static_cast<short>(interrupted_ ? 0 : POLLIN), 0});
+    Session* cat_session = config_.cat && !sessions_.empty() ? sessions_[0].get() : nullptr;
+    const bool poll_stdin = stdin_open_ && cat_session && cat_session->state == Session::State::kOpen &&
+                            cat_session->client.queued() < kMaxQueuedOut;
     if (poll_stdin) fds.push_back({STDIN_FILENO, POLLIN, 0});
 
     int timeout_ms = -1;
@@ -476,9 +554,22 @@ std::vector<ProbeResult> Prober::run(size_t connections) {
       if (fds[i].revents & POLLOUT) flush(s);
       if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) || s.client.has_pending()) on_readable(s);
     }
-    if (poll_stdin && (fds.back().revents & (POLLIN | POLLHUP | POLLERR))) read_stdin(*sessions_[0]);
+    if (poll_stdin && (fds.back().revents & (POLLIN | POLLHUP | POLLERR))) read_stdin(*cat_session);
+    if (fds[session_fds].revents & POLLIN) take_opened();
   }
 
+  for (auto& t : openers) t.join();
+  take_opened();  // sessions handed over after the last check (only when interrupted)
+  for (auto& s : sessions_) {
+    if (s->state != Session::State::kDone) {
+      begin_close(*s, ws::kCloseGoingAway, "probe interrupted", Ending::kInterrupted);
+      finish(*s);
+    }
+  }
+  ::close(wake_pipe_[0]);
+  ::close(wake_pipe_[1]);
+  std::sort(sessions_.begin(), sessions_.end(),
+            [](const auto& a, const auto& b) { return a->result.index < b->result.index; });
   std::vector<ProbeResult> out;
   out.reserve(sessions_.size());
   for (auto& s : sessions_) out.push_back(std::move(s->result));
