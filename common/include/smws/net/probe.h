@@ -4,10 +4,14 @@
 // in and out relative to the connection's TCP connect, and recording the
 // evidence (smws/probe_verdict.h) the verdict is built from.
 //
-// Threads: run_probe() runs on the caller's thread and owns every socket it
-// opens; hooks are called from that thread. It returns when every connection
-// has ended, the duration is over, or shutdown was requested (SIGINT/SIGTERM,
-// see smws/shutdown.h), in which case open connections are closed with 1001.
+// Threads: run_probe() runs its loop on the caller's thread, which owns every
+// open connection; hooks are called from that thread only. Handshakes run on
+// up to 16 short-lived opener threads (so N connections to a distant endpoint
+// open in parallel), each touching only the session it opens and handing it
+// to the loop under a mutex; all are joined before run_probe() returns. It
+// returns when every connection has ended, the duration is over, or shutdown
+// was requested (SIGINT/SIGTERM, see smws/shutdown.h), in which case open
+// connections are closed with 1001.
 #pragma once
 
 #include <cstddef>
@@ -79,8 +83,9 @@ struct ProbeHooks {
   std::function<void(size_t, const std::string&)> on_bad_input;
 };
 
-// Opens `connections` connections one after another, holds them together for
-// the duration, and returns one result per connection (verdicts decided).
+// Opens `connections` connections (in parallel), holds each for the duration
+// from its own handshake, and returns one result per connection, in index
+// order, with verdicts decided.
 std::vector<ProbeResult> run_probe(const ProbeConfig& config, size_t connections, const ProbeHooks& hooks);
 
 }  // namespace smws::net
