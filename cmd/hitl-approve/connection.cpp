@@ -19,6 +19,7 @@
 #include <Poco/URI.h>
 
 #include <cerrno>
+#include <string_view>
 
 #include "smws/log.h"
 
@@ -48,6 +49,19 @@ constexpr int kMaxPayload = 64 << 20;
 bool wanted(const std::string& type) {
   return type == "initial" || type == "interrupt" || type == "decision" || type == "error" ||
          type == "gap" || type == "dropped";
+}
+
+// The relay sends every event to every client, thousands a second, and a
+// client that falls behind is closed (1013). Most are of no interest here:
+// a message whose text contains none of the wanted type names (nor "ping",
+// nor a \u escape that could spell one) cannot be one of them, so it is
+// dropped without parsing it.
+bool may_be_wanted(const char* data, std::size_t size) {
+  std::string_view text(data, size);
+  for (std::string_view word : {"\"initial\"", "\"interrupt\"", "\"decision\"", "\"error\"",
+                                "\"gap\"", "\"dropped\"", "\"ping\"", "\\u"})
+    if (text.find(word) != std::string_view::npos) return true;
+  return false;
 }
 
 void init_ssl_once(bool insecure) {
@@ -263,6 +277,10 @@ void Connection::read_loop() {
       if (opcode == WebSocket::FRAME_OP_TEXT || opcode == WebSocket::FRAME_OP_BINARY) message.clear();
       message.append(frame.begin(), n);
       if (!(flags & WebSocket::FRAME_FLAG_FIN)) continue;
+      if (!may_be_wanted(message.data(), message.size())) {
+        message.clear();
+        continue;
+      }
       json parsed = json::parse(message, nullptr, false);
       message.clear();
       if (!parsed.is_object() || !parsed.contains("type") || !parsed["type"].is_string()) continue;

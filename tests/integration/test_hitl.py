@@ -403,6 +403,32 @@ def test_a_reply_socket_that_went_away_is_logged_and_the_relay_goes_on():
         assert s.relay.p.poll() is None
 
 
+BUSY = [{"type": "state_change", "machine_id": f"m-{i % 50}", "state": "s", "n": i} for i in range(20000)]
+
+
+def test_an_interrupt_among_many_ordinary_events_is_found_and_decided():
+    # The reader drops ordinary events unparsed; the queue is large enough
+    # that the relay never has to close the client, so any exit is a bug.
+    with Stack("--max-queue", "100000", listener=False) as s, ReplySocket() as reply, \
+            Proc([tool("hitl-approve"), "--auto", "approve", "--no-reconnect", s.url]) as approver:
+        wait_for(lambda: s.clients() == 1, 10, what="hitl-approve connected")
+        s.feed(*BUSY, deploy_interrupt("i-busy", reply_to=reply.path), *BUSY[:1000])
+        assert reply.recv(timeout=60)["interrupt_id"] == "i-busy"
+        assert approver.p.poll() is None
+
+
+def test_a_client_closed_for_a_burst_reconnects_and_still_decides():
+    # With the default queue (1024) a burst may outrun any client reading
+    # frame by frame; the relay then closes it (1013) and hitl-approve comes
+    # back and finds the interrupt in the new snapshot.
+    with Stack(listener=False) as s, ReplySocket() as reply, \
+            Proc([tool("hitl-approve"), "--auto", "approve", s.url]) as approver:
+        wait_for(lambda: s.clients() == 1, 10, what="hitl-approve connected")
+        s.feed(*BUSY, *BUSY, deploy_interrupt("i-burst", reply_to=reply.path), *BUSY[:1000])
+        assert reply.recv(timeout=60)["interrupt_id"] == "i-burst"
+        assert approver.p.poll() is None
+
+
 # --- connection handling --------------------------------------------------------
 
 def test_no_reconnect_exits_69_when_the_relay_goes_away():
@@ -471,3 +497,7 @@ def test_connection_refused_exits_69_and_usage_errors_exit_64():
     assert r.returncode == 64
     r = hitl_approve("--list", "--once", "ws://127.0.0.1:1/ws/events")
     assert r.returncode == 64
+    r = hitl_approve("http-is-not-ws", "--decisions", "-", input="")
+    assert r.returncode == 64
+    r = hitl_approve("--decisions", "/nonexistent/decisions.ndjson", "ws://127.0.0.1:1/ws/events")
+    assert r.returncode == 66 and "/nonexistent/decisions.ndjson" in r.stderr
