@@ -494,7 +494,10 @@ void Approver::try_auto(const std::string& id) {
     log::warn(id + ": " + error);
     return;
   }
-  if (send(*full)) sent_[id] = Sent{*full, Source::kAuto, 0};
+  // Kept even when the send failed: the socket is then broken, and after the
+  // reconnect the decision is sent again if its interrupt is still pending.
+  sent_[id] = Sent{*full, Source::kAuto, 0};
+  send(*full);
 }
 
 void Approver::read_input() {
@@ -557,7 +560,8 @@ void Approver::handle_line(const std::string& raw) {
     ++bad_lines_;
     return;
   }
-  if (send(*full)) sent_[id] = Sent{*full, Source::kStdin, line_number_};
+  sent_[id] = Sent{*full, Source::kStdin, line_number_};  // resent after a reconnect if need be
+  send(*full);
 }
 
 // --- interactive -----------------------------------------------------------
@@ -816,7 +820,8 @@ void Approver::decide_current(json entry) {
   decision["decided_by"] = as_;
   std::string id = current_;
   current_.clear();
-  if (send(decision)) sent_[id] = Sent{decision, Source::kPrompt, 0};
+  sent_[id] = Sent{decision, Source::kPrompt, 0};  // resent after a reconnect if need be
+  send(decision);
   maybe_prompt();
 }
 
