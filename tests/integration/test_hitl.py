@@ -309,6 +309,39 @@ def test_interactive_edit_reopens_the_editor_until_the_json_is_valid():
         rmtree(tmp)
 
 
+def test_interactive_keeps_answering_pings_while_the_editor_runs():
+    tmp = short_tmpdir()
+    try:
+        go = os.path.join(tmp, "go")
+        editor = os.path.join(tmp, "editor.sh")
+        # An editor that stays open until the test says so (at most 10 s).
+        with open(editor, "w") as f:
+            f.write("#!/bin/sh\n"
+                    f"i=0; while [ ! -e '{go}' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n"
+                    "printf '{\"name\": \"deploy\", \"args\": {\"env\": \"qa\"}}' > \"$1\"\n")
+        os.chmod(editor, stat.S_IRWXU)
+        with Stack("--ping-interval", "0.2", "--ping-timeout", "0.6", listener=False) as s, \
+                ReplySocket() as reply, \
+                Pty([tool("hitl-approve"), "--no-reconnect", s.url],
+                    env={"NO_COLOR": "1", "EDITOR": editor, "VISUAL": ""}) as term:
+            s.feed(deploy_interrupt("i-ed", reply_to=reply.path))
+            term.expect(PROMPT)
+            term.type("e")
+            term.expect(r"edit\r?\n")
+            # While the editor is open, a client that ignores pings is closed
+            # for it; hitl-approve, answering from its reader thread, is not.
+            with RawClient(s.port) as silent:
+                assert silent.close_code()[0] == 1008
+            open(go, "w").close()
+            decision = reply.recv()
+            assert decision["decisions"][0]["edited_action"]["args"] == {"env": "qa"}
+            assert term.p.poll() is None
+            term.type("q")
+            assert term.wait(10) == 0
+    finally:
+        rmtree(tmp)
+
+
 # --- the relay's table, seen by clients -----------------------------------------
 
 def test_a_late_joiner_gets_pending_interrupts_in_its_snapshot():
