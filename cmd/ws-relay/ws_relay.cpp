@@ -3,10 +3,16 @@
 //
 // Threads, and what each owns:
 //   main thread   runs WsServer::run(): the epoll loop owning every socket.
-//                 Calls the RelayHandler methods below.
-//   stdin thread  reads NDJSON lines, hands each to the hub (under mu_),
-//                 encodes each broadcast frame ONCE and appends it to inbox_
-//                 (under mu_), then wakes the loop. It never waits on a client.
+//                 Calls the Relay handler methods below. When stdin can be
+//                 polled (a pipe, socket or terminal: the usual
+//                 `sm-listen | ws-relay`), the loop also reads it: one read(2)
+//                 per readiness, each line to the hub, each broadcast frame
+//                 encoded ONCE and queued to every client. That saves a
+//                 thread hop (a wake-up) per event, which is most of the
+//                 latency on a busy machine.
+//   stdin thread  only when stdin is a regular file (epoll refuses those):
+//                 does the same but appends the frames to inbox_ and wakes
+//                 the loop through an eventfd. Never waits on a client.
 //   output thread writes client messages and decisions to stdout and records
 //                 to the --audit file (fsync), so neither a full stdout pipe
 //                 nor an fsync can stall the loop.
@@ -168,8 +174,11 @@ class Relay : public net::WsServerHandler {
 
   void attach(net::WsServer* server) { server_ = server; }
 
-  // --- stdin thread ---
-  void read_stdin(int stop_fd);
+  // --- stdin: on the loop thread when epoll can watch fd 0 (a pipe, socket
+  // or terminal: one thread hop less per event), else on the stdin thread
+  // (a regular file). Exactly one of the two reads stdin_reader_.
+  void read_stdin(int stop_fd);         // the stdin thread's body
+  void on_readable(int fd) override;    // loop thread
 
   // --- main thread, after run() ---
   void finish() {
@@ -191,6 +200,10 @@ class Relay : public net::WsServerHandler {
   core::RelayHub::Intercept on_interrupt(std::string_view event);
   void deliver(const HitlResolution& resolution);  // loop thread, mu_ held
   void drain_inbox_locked(std::vector<net::Frame>* out);
+  // Hands every complete buffered stdin line to the hub and appends the
+  // frames to broadcast to *out. mu_ held. True once stdin has ended.
+  bool ingest_buffered_locked(std::vector<net::Frame>* out);
+  void on_stdin_eof();  // loop thread
   std::string metrics_text();
   std::string healthz_text();
 
@@ -203,6 +216,8 @@ class Relay : public net::WsServerHandler {
   HitlTable hitl_;                     // guarded by mu_
   std::vector<net::Frame> inbox_;      // guarded by mu_: broadcasts for the loop
   bool stdin_eof_ = false;             // guarded by mu_
+  // Owned by whichever thread reads stdin (see read_stdin/on_readable).
+  ndjson::LineReader stdin_reader_{STDIN_FILENO, kMaxStdinLine};
   bool eof_handled_ = false;           // loop thread
   std::unordered_map<net::ClientId, std::string> peers_;  // loop thread: id → address
   OutputThread output_;
@@ -210,54 +225,71 @@ class Relay : public net::WsServerHandler {
 
 // ------------------------------------------------------------ stdin thread
 
-void Relay::read_stdin(int stop_fd) {
-  ndjson::LineReader reader(STDIN_FILENO, kMaxStdinLine);
+bool Relay::ingest_buffered_locked(std::vector<net::Frame>* out) {
   ndjson::LineReader::Line line;
-  bool posted = false;
-  // Held across the lines of one read(2) (next() never blocks), released
-  // before waiting for more input.
-  std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
   for (;;) {
-    auto st = reader.next(&line);
+    auto st = stdin_reader_.next(&line);
     if (st == ndjson::LineReader::Status::kLine) {
-      if (!lock.owns_lock()) lock.lock();
       core::IngestResult r = hub_.ingest(line.text, wall_now(), line.number);
       if (r.ok()) {
-        inbox_.push_back(net::make_text_frame(*r.payload));
-        posted = true;
+        out->push_back(net::make_text_frame(*r.payload));
       } else if (!r.error.empty()) {
         log::warn("stdin " + r.error);
       }
-      continue;
-    }
-    if (st == ndjson::LineReader::Status::kTooLong) {
+    } else if (st == ndjson::LineReader::Status::kTooLong) {
       log::warn("stdin line " + std::to_string(line.number) + ": longer than " +
                 std::to_string(kMaxStdinLine) + " bytes; skipped");
-      continue;
+    } else {
+      return st == ndjson::LineReader::Status::kEof;
     }
-    if (lock.owns_lock()) lock.unlock();
-    if (st == ndjson::LineReader::Status::kEof) break;
-    // kNeedRead: everything buffered is in the inbox; wake the loop once per
-    // read(2), so a burst costs one wake-up, not one per line.
-    if (posted) {
-      server_->wake();
-      posted = false;
+  }
+}
+
+void Relay::read_stdin(int stop_fd) {
+  for (;;) {
+    bool eof, posted;
+    {
+      // Held across the lines of one read(2) (next() never blocks).
+      std::lock_guard<std::mutex> lock(mu_);
+      size_t before = inbox_.size();
+      eof = ingest_buffered_locked(&inbox_);
+      posted = inbox_.size() > before;
+      if (eof) stdin_eof_ = true;
     }
+    // One wake-up per read(2), so a burst costs one, not one per line.
+    if (posted || eof) server_->wake();
+    if (eof) return;
     pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {stop_fd, POLLIN, 0}};
     while (::poll(fds, 2, -1) < 0) {
       if (errno != EINTR) break;
     }
     if (fds[1].revents) return;
-    auto fill = reader.fill();
-    if (fill == ndjson::LineReader::Fill::kError) {
-      log::error("reading stdin: " + log::errno_text(reader.error()));
-      break;
+    if (stdin_reader_.fill() == ndjson::LineReader::Fill::kError) {
+      log::error("reading stdin: " + log::errno_text(stdin_reader_.error()));
+      std::lock_guard<std::mutex> lock(mu_);
+      stdin_eof_ = true;
+      server_->wake();
+      return;
     }
   }
-  if (!lock.owns_lock()) lock.lock();
-  stdin_eof_ = true;
-  lock.unlock();
-  server_->wake();
+}
+
+void Relay::on_readable(int fd) {
+  // Level-triggered and readable: this read(2) does not block.
+  bool failed = stdin_reader_.fill() == ndjson::LineReader::Fill::kError;
+  if (failed) log::error("reading stdin: " + log::errno_text(stdin_reader_.error()));
+  std::vector<net::Frame> frames;
+  bool eof;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    eof = ingest_buffered_locked(&frames) || failed;
+    if (eof) stdin_eof_ = true;
+  }
+  for (const net::Frame& f : frames) server_->broadcast(f);
+  if (eof) {
+    server_->unwatch(fd);
+    on_stdin_eof();
+  }
 }
 
 core::RelayHub::Intercept Relay::on_interrupt(std::string_view event) {
@@ -290,7 +322,11 @@ void Relay::on_wake() {
     eof = stdin_eof_;
   }
   for (const net::Frame& f : frames) server_->broadcast(f);
-  if (eof && !eof_handled_) {
+  if (eof) on_stdin_eof();
+}
+
+void Relay::on_stdin_eof() {
+  if (!eof_handled_) {
     eof_handled_ = true;
     if (options_.exit_on_eof) {
       log::note(1, "stdin ended: draining clients (up to " +
@@ -618,13 +654,20 @@ int run_ws_relay(const RelayOptions& o) {
   // Always shown (unless -q): scripts and tests read the port from it.
   log::note(0, "listening on " + server.url());
 
-  int stop_fd = ::eventfd(0, EFD_CLOEXEC);
-  std::thread reader([&] { relay.read_stdin(stop_fd); });
+  int stop_fd = -1;
+  std::thread reader;
+  if (!server.watch(STDIN_FILENO)) {
+    log::note(2, "stdin cannot be polled (a regular file?): reading it on its own thread");
+    stop_fd = ::eventfd(0, EFD_CLOEXEC);
+    reader = std::thread([&] { relay.read_stdin(stop_fd); });
+  }
   server.run();
-  uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(stop_fd, &one, sizeof one);
-  reader.join();
-  ::close(stop_fd);
+  if (reader.joinable()) {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(stop_fd, &one, sizeof one);
+    reader.join();
+    ::close(stop_fd);
+  }
   relay.finish();
   const net::ServerStats& s = server.stats();
   log::note(1, "served " + std::to_string(s.connections_total) + " clients, " +

@@ -256,3 +256,29 @@ def test_missing_tls_key_file_is_reported(tls_files):
                "--tls-key", "/nonexistent/key.pem"], timeout=10)
     assert res.returncode == 66
     assert "/nonexistent/key.pem" in res.stderr
+
+
+def test_stdin_from_a_regular_file_is_read_too():
+    # epoll cannot watch a regular file: the relay reads it on a thread.
+    from smws_test import Proc, tool
+    from ws_raw import LISTEN_RE, read_line
+    d = short_tmpdir()
+    try:
+        path = os.path.join(d, "events.ndjson")
+        with open(path, "w") as f:
+            for i in range(3):
+                f.write(json.dumps({"type": "e", "n": i}) + "\n")
+        with open(path) as stdin, Proc([tool("ws-relay"), "--listen", "127.0.0.1:0",
+                                        "--history", "10"], stdin=stdin) as p:
+            m = LISTEN_RE.search(read_line(p.p.stderr, 10).decode())
+            assert m
+
+            async def session():
+                async with websockets.connect(f"ws://127.0.0.1:{m.group(3)}/ws/events") as ws:
+                    got = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(4)]
+                    assert got[0]["type"] == "initial"
+                    assert [e["n"] for e in got[1:]] == [0, 1, 2]
+
+            asyncio.run(session())
+    finally:
+        rmtree(d)

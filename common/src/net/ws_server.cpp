@@ -153,6 +153,7 @@ struct WsServer::Impl {
   bool listener_paused = false;
   double resume_accept_at = 0;
   bool shutdown_fd_watched = false;
+  int watched_fd = -1;  // watch(): its address is the epoll tag
   bool shutting_down = false;
 
   std::atomic<bool> wake_pending{false};
@@ -365,6 +366,8 @@ void WsServer::run() {
         [[maybe_unused]] ssize_t r = ::read(s.event_fd, &count, sizeof count);
         s.wake_pending.store(false);
         s.handler->on_wake();
+      } else if (tag == &s.watched_fd) {
+        if (s.watched_fd >= 0) s.handler->on_readable(s.watched_fd);
       } else if (tag == &s.shutdown_fd_watched) {
         ::epoll_ctl(s.epoll_fd, EPOLL_CTL_DEL, shutdown::fd(), nullptr);
         s.shutdown_fd_watched = false;
@@ -987,6 +990,24 @@ void WsServer::close(ClientId id, uint16_t code, std::string_view reason) {
   auto it = impl_->by_id.find(id);
   if (it == impl_->by_id.end()) return;
   impl_->begin_close(it->second, code, reason, true, impl_->options.close_timeout, now());
+}
+
+bool WsServer::watch(int fd) {
+  Impl& s = *impl_;
+  if (s.watched_fd >= 0) return false;  // one is all the relay needs
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &s.watched_fd;
+  if (::epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) return false;
+  s.watched_fd = fd;
+  return true;
+}
+
+void WsServer::unwatch(int fd) {
+  Impl& s = *impl_;
+  if (s.watched_fd != fd || fd < 0) return;
+  ::epoll_ctl(s.epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+  s.watched_fd = -1;
 }
 
 void WsServer::note_pong(ClientId id) {

@@ -114,6 +114,9 @@ class WsServerHandler {
   virtual void on_wake() {}
   // Called every few hundred milliseconds (timeouts of the handler's own).
   virtual void on_tick(double now) {}
+  // The fd given to watch() is readable (level-triggered: called again on
+  // the next turn while it stays readable, so read once per call).
+  virtual void on_readable(int fd) {}
 };
 
 class WsServer {
@@ -148,6 +151,11 @@ class WsServer {
   // Starts a close handshake with one client (unsent data after the frame
   // being written is discarded).
   void close(ClientId id, uint16_t code, std::string_view reason);
+  // Watches one extra fd (the relay's stdin) for readability, so its data is
+  // handled on the loop thread without a hop through another thread. False
+  // when epoll cannot watch it (a regular file): read it on a thread then.
+  bool watch(int fd);
+  void unwatch(int fd);
   // Marks the client alive as if it answered a ping (application-level pong).
   void note_pong(ClientId id);
   // Stops accepting; every client gets its queued data then close 1001 and
