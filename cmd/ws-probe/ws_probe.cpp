@@ -126,6 +126,7 @@ json report_json(const ProbeResult& r, const std::string& url) {
       {"peer", h.peer.empty() ? json(nullptr) : json(h.peer)},
       {"connect_ms", h.connect_ms < 0 ? json(nullptr) : json(r3(h.connect_ms))},
       {"handshake_ms", h.handshake_ms < 0 ? json(nullptr) : json(r3(h.handshake_ms))},
+      {"tls_ms", h.tls_ms < 0 ? json(nullptr) : json(r3(h.tls_ms))},
       {"status", h.status == 0 ? json(nullptr) : json(h.status)},
       {"status_line", h.status_line},
       {"headers", headers},
@@ -198,6 +199,7 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
   }
   if (h.status != 0 || h.handshake_ms >= 0) {
     std::string text = h.handshake_ms >= 0 ? millis(h.handshake_ms) : std::string("-");
+    if (h.tls_ms >= 0) text += " (TLS " + millis(h.tls_ms) + ")";
     if (!h.status_line.empty()) text += "  " + h.status_line;
     line(out, "handshake", text);
   }

@@ -348,6 +348,11 @@ Verdict decide(const ProbeEvidence& e) {
     v.text += "; " + plural(e.messages_in, "message", "messages") + " received";
     if (e.pings_received > 0) v.text += ", " + plural(e.pings_received, "ping", "pings") + " from the server";
     v.text += ".";
+    if (!e.answers_pings && e.pings_received > 0) {
+      v.findings.push_back("The server sent " + plural(e.pings_received, "ping", "pings") +
+                           " that the probe did not answer (--no-pong) and kept the connection open: it does "
+                           "not enforce its keepalive (dead clients linger until TCP notices).");
+    }
     if (e.messages_in == 0 && e.pings_received == 0 && e.end_s - e.handshake_done_s >= 10) {
       v.findings.push_back("The server sent nothing, not even a keepalive ping: behind a proxy with an idle "
                            "timeout (nginx and AWS ALB: 60 s) a listen-only client would be dropped. Have the "

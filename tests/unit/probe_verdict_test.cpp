@@ -373,3 +373,16 @@ TEST_CASE("close codes are explained in words", "[probe]") {
   CHECK(mentions(explain_close_code(4001), "application-defined"));
   CHECK(mentions(explain_close_code(3000), "library"));
 }
+
+TEST_CASE("a server that tolerates unanswered pings stays healthy, with a note", "[probe]") {
+  auto e = open_connection();
+  e.answers_pings = false;
+  e.pings_received = 4;
+  e.first_unanswered_ping_s = 0.3;
+  e.ending = Ending::kStillOpen;
+  e.end_s = 3;
+  auto v = decide(e);
+  CHECK(v.cause == "healthy");
+  REQUIRE(v.findings.size() == 1);
+  CHECK(mentions(v.findings[0], "does not enforce"));
+}

@@ -380,6 +380,7 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
           "ALL:!ADH:!LOW:!EXP:!MD5:@STRENGTH");
       if (options.insecure) context->enableExtendedCertificateVerification(false);
       auto secure = Poco::Net::SecureStreamSocket::attach(socket, url.host, context);
+      info.tls_ms = ms_between(connected, Clock::now());
       auto owned = std::make_unique<TlsTransport>(std::move(secure));
       tls = owned.get();
       transport = std::move(owned);

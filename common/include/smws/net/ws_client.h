@@ -67,6 +67,7 @@ struct HandshakeInfo {
   std::string peer;             // "ip:port" that was connected to
   double connect_ms = -1;       // TCP connect (DNS excluded)
   double handshake_ms = -1;     // from TCP connected to the end of the response head
+  double tls_ms = -1;           // the TLS part of handshake_ms (wss:// only)
   int status = 0;               // HTTP status, 0 when none was parsed
   std::string reason_phrase;
   std::string status_line;      // "HTTP/1.1 101 Switching Protocols"
