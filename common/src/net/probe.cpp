@@ -37,6 +37,9 @@ constexpr size_t kMaxInputLine = 16 << 20;
 // values this small are not epoch times at all (a counter, a duration).
 constexpr double kMillisecondStamp = 1e11;
 constexpr double kMinEpochStamp = 1e9;
+// Lag samples kept per connection (16 bytes each, 64 MiB at most): about 12
+// hours at 100 stamped messages per second; later ones are not analysed.
+constexpr size_t kMaxStamps = size_t{1} << 22;
 // Reads per readable connection per loop turn: keeps one busy connection from
 // starving the others when --connections holds many.
 constexpr int kReadsPerTurn = 16;
@@ -321,7 +324,7 @@ void Prober::on_data(Session& s, ws::Message& m, double t) {
       if (ts != json.end() && ts->is_number()) {
         double stamp = ts->get<double>();
         if (stamp > kMillisecondStamp) stamp /= 1000.0;
-        if (stamp > kMinEpochStamp && s.stamps.size() < (1u << 22)) s.stamps.push_back({t, wall_now() - stamp});
+        if (stamp > kMinEpochStamp && s.stamps.size() < kMaxStamps) s.stamps.push_back({t, wall_now() - stamp});
       }
     }
   }
