@@ -376,6 +376,31 @@ def test_cat_against_node_ws_echoes_lines_and_exits_0():
     assert rest == ""
 
 
+def test_headers_origin_and_subprotocol_are_sent():
+    with FixtureServer("headers") as server:
+        cat = CatProbe(server.url, "-H", "Authorization: Bearer s3cret", "--header", "User-Agent: dashboard/1.0",
+                       "--origin", "https://app.example", "--subprotocol", "a, b", "--subprotocol", "c")
+        with cat.proc:
+            greeting = json.loads(cat.receive("headers"))
+            code, _, stderr = cat.finish()
+    assert code == 0, stderr
+    sent = greeting["headers"]
+    assert sent["authorization"] == "Bearer s3cret"
+    assert sent["user-agent"] == "dashboard/1.0"  # -H replaces the default
+    assert sent["origin"] == "https://app.example"
+    assert sent["sec-websocket-protocol"] == "a, b, c"
+    assert sent["sec-websocket-version"] == "13"
+
+
+def test_subprotocol_chosen_by_node_ws_is_reported():
+    with node_server() as server:
+        port = int(read_line(server.p.stdout, 10, "node ws server").split()[1])
+        report, code, _ = probe_checked(f"ws://127.0.0.1:{port}/", "--subprotocol", "chat,superchat",
+                                        "--duration", "0.2")
+    assert code == 0, report["verdict"]
+    assert report["subprotocol"] == "chat"
+
+
 def test_cat_reports_a_bad_line_and_sends_the_rest():
     with FixtureServer("echo") as server:
         cat = CatProbe(server.url)

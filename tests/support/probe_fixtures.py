@@ -25,6 +25,7 @@ Modes (timings are short so the tests stay fast):
   stall        timestamped messages every 0.1 s, but the loop blocks 1.3 s once
                and then sends the backlog in a burst
   echo         echoes text messages; closes cleanly
+  headers      echo, greeting with {"type":"headers","headers":{request headers}}
 """
 import base64
 import hashlib
@@ -361,10 +362,15 @@ def serve_hang(conn):
     time.sleep(30)
 
 
-def serve_echo(conn):
-    reader = upgrade(conn)
-    if not reader:
+def serve_echo(conn, greet_with_headers=False):
+    headers = read_request(conn)
+    if headers is None:
         return
+    conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Accept: {accept_key(headers.get('sec-websocket-key', ''))}\r\n\r\n").encode())
+    reader = Reader(conn)
+    if greet_with_headers:
+        conn.sendall(frame(0x1, json.dumps({"type": "headers", "headers": headers})))
     while True:
         got = reader.next(30)
         if got is None or got[0] == "eof":
@@ -403,6 +409,7 @@ def handler(mode, arg):
         "hang": serve_hang,
         "stall": serve_stall,
         "echo": serve_echo,
+        "headers": lambda c: serve_echo(c, greet_with_headers=True),
     }
     return table[mode]
 
