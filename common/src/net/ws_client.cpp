@@ -499,7 +499,9 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
 
   if (info.status != 101) {
     info.body = leftover.substr(0, kMaxBodyExcerpt);
-    return fail(HandshakeInfo::Outcome::kRefused, "HTTP " + std::to_string(info.status) + " " + info.reason_phrase);
+    std::string what = "HTTP " + std::to_string(info.status) + " " + info.reason_phrase;
+    if (parsed.has("Location")) what += ", Location: " + parsed.get("Location");  // a redirect: where to
+    return fail(HandshakeInfo::Outcome::kRefused, what);
   }
   if (!parsed.has("Upgrade") || lower(parsed.get("Upgrade")) != "websocket") {
     return fail(HandshakeInfo::Outcome::kRefused,
