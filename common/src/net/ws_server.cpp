@@ -600,7 +600,11 @@ void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, double now) {
           EntryKind::kRaw);
   c->phase = Conn::Phase::kOpen;
   c->reader = std::make_unique<ws::FrameReader>(ws::Role::kServer, options.max_message);
-  c->next_ping = now + options.ping_interval;
+  // The first ping comes after 50-100% of the interval, spread by id, so a
+  // reconnect storm of thousands of clients does not ping in lockstep (one
+  // 5,000-client burst of pings and pongs every interval).
+  double spread = 0.5 + 0.5 * std::fmod(static_cast<double>(c->id) * 0.6180339887, 1.0);
+  c->next_ping = now + options.ping_interval * spread;
   c->counted_open = true;
   by_id[c->id] = c;
   ++stats.clients;
