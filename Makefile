@@ -11,7 +11,7 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Everything the build, the tests and the benchmarks use, from Debian.
 DEB_PACKAGES := cmake make g++ pkg-config libpoco-dev libssl-dev libcli11-dev \
 	nlohmann-json3-dev catch2 python3 python3-websockets python3-pytest \
-	python3-pytest-timeout node-ws socat hyperfine tmux
+	python3-pytest-timeout node-ws socat hyperfine tmux openssl
 
 .PHONY: all deps build release test bench install run clean
 
