@@ -110,8 +110,15 @@ constexpr double kBackoffMax = 30.0;
 // second and at most 30 (a human needs that long to read and press a key).
 double warn_threshold(double timeout) { return std::min(30.0, std::max(1.0, timeout / 4)); }
 
+// kInteractive: stdin is a TTY (keys); kStdin: NDJSON decisions from stdin or
+// --decisions FILE; kAutoOnly: --auto without a TTY, stdin untouched.
 enum class Mode { kInteractive, kStdin, kAutoOnly };
 
+// The UI thread's whole state: the relay's pending interrupts as last seen
+// (pending_, in arrival order in order_), the decisions sent and not yet
+// confirmed by the relay's broadcast or refused by its error (sent_), and the
+// prompt. The relay is the authority: an interrupt leaves pending_ only when
+// a decision or timeout for it is broadcast, or a snapshot no longer lists it.
 class Approver {
  public:
   Approver(const HitlApproveOptions& options, Mode mode, int input_fd)
