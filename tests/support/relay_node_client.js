@@ -15,9 +15,12 @@ const ws = new WebSocket(url, { headers, maxPayload: 0, handshakeTimeout: 10000 
 ws.on('open', () => out({ open: true }));
 ws.on('message', (data) => out({ message: data.toString() }));
 ws.on('ping', () => out({ ping: true }));
-ws.on('unexpected-response', (req, res) => { out({ status: res.statusCode }); process.exit(0); });
+// Ending: stop reading stdin and let Node exit by itself once stdout is
+// flushed (process.exit() could cut the last reports short on a full pipe).
+const finish = () => process.stdin.destroy();
+ws.on('unexpected-response', (req, res) => { out({ status: res.statusCode }); finish(); });
 ws.on('error', (err) => out({ error: err.message }));
-ws.on('close', (code, reason) => { out({ close: code, reason: reason.toString() }); process.exit(0); });
+ws.on('close', (code, reason) => { out({ close: code, reason: reason.toString() }); finish(); });
 
 let pending = '';
 process.stdin.on('data', (chunk) => {

@@ -245,7 +245,10 @@ class NodeClient:
 
     def _read(self):
         for raw in self.proc.p.stdout:
-            self.events.put(json.loads(raw))
+            try:
+                self.events.put(json.loads(raw))
+            except ValueError:
+                self.events.put({"garbled": raw.decode("utf-8", "replace")})
         self.events.put({"eof": True})
 
     def next(self, timeout=10.0):
@@ -280,6 +283,24 @@ class NodeClient:
     def send(self, text):
         self.proc.p.stdin.write((text + "\n").encode())
         self.proc.p.stdin.flush()
+
+
+def feed_in_step(relay, fast, lines, chunk=200, until=None):
+    """Writes numbered event lines (n = 1, 2, ...) a chunk at a time, each
+    time waiting until the NodeClient `fast` has the chunk's last event, so
+    `fast` is never more than a chunk behind stdin however fast ws-relay
+    ingests. Stops early once until() is true (checked after each chunk).
+    Returns (lines written, the events `fast` received, in order)."""
+    got = []
+    written = 0
+    while written < len(lines):
+        part = lines[written:written + chunk]
+        relay.send_raw("".join(line + "\n" for line in part).encode())
+        written += len(part)
+        got += fast.messages_until(lambda m, w=written: m.get("n") == w, timeout=30)
+        if until and until():
+            break
+    return written, got
 
 
 # --- a raw RFC 6455 client -------------------------------------------------------
