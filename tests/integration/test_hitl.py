@@ -359,6 +359,19 @@ def test_a_late_joiner_gets_pending_interrupts_in_its_snapshot():
             assert 0 <= pending[0]["expires_in"] <= 100
 
 
+def test_a_malformed_interrupt_is_reported_and_neither_broadcast_nor_pending():
+    with Stack(listener=False) as s, Watcher(s.url) as w:
+        no_actions = {"type": "interrupt", "interrupt_id": "bad-1", "action_requests": []}
+        bad_timeout = deploy_interrupt("bad-2", timeout="soon")
+        s.feed(no_actions, bad_timeout, deploy_interrupt("good"), deploy_interrupt("good"))
+        s.err.wait(lambda l: "action_requests" in l, what="a warning about bad-1")
+        s.err.wait(lambda l: "timeout" in l, what="a warning about bad-2")
+        s.err.wait(lambda l: "already pending" in l, what="a warning about the duplicate id")
+        w.interrupt(lambda m: m["interrupt_id"] == "good")
+        assert [p["interrupt_id"] for p in w.snapshot()["pending"]] == ["good"]
+        assert [m["interrupt_id"] for m in w.of_type("interrupt")] == ["good"]
+
+
 def test_list_prints_pending_interrupts_as_ndjson_and_exits():
     with Stack(listener=False) as s, Watcher(s.url) as w:
         r = hitl_approve("--list", s.url)
