@@ -192,7 +192,7 @@ TEST_CASE("an edit with a well-formed edited_action is accepted as sent", "[hitl
   CHECK(result.resolved->decision["decisions"][0]["edited_action"]["args"]["env"] == "staging");
 }
 
-TEST_CASE("first valid decision wins; the second gets not pending", "[hitl]") {
+TEST_CASE("first valid decision wins and the second gets not pending", "[hitl]") {
   HitlTable table;
   REQUIRE(table.on_interrupt(deploy_interrupt(), 0).ok);
   json alice = approve();
@@ -347,7 +347,7 @@ TEST_CASE("the audit log holds one fsynced NDJSON line per record", "[hitl]") {
   CHECK_FALSE(nowhere.append(json::object(), error));
 }
 
-TEST_CASE("a reply datagram reaches a bound socket; a vanished one is an error value", "[hitl]") {
+TEST_CASE("a reply datagram reaches a bound socket and a vanished one is an error value", "[hitl]") {
   char dir_template[] = "/tmp/smws-reply-XXXXXX";
   REQUIRE(mkdtemp(dir_template));
   std::string path = std::string(dir_template) + "/r.sock";
