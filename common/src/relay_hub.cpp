@@ -273,13 +273,14 @@ IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_n
     return result;
   };
 
-  // Hot path: quick_scan_event settles the common event without allocating;
+  // Hot path: quick_scan_event settles the common event without allocating
+  // and hands back a state_change's raw fields for the machine table;
   // anything it cannot settle goes to event::scan (nlohmann's SAX parser,
   // UTF-8 included), which decides and names the error. A DOM is built only
-  // when needed: for a state_change (its state and data go into the machine
-  // table), or under --seq for an event that has (or, on the slow path, may
-  // have: the substring test is cheap, "\u" covers an escaped key) a
-  // top-level "seq" to replace.
+  // when needed: for a state_change the fast path could not table (escaped
+  // machine_id, or the slow path), or under --seq for an event that has (on
+  // the slow path: may have; the substring test is cheap and a backslash-u
+  // covers an escaped key) a top-level "seq" to replace.
   json dom;
   bool have_dom = false;
   bool has_seq_key = false;

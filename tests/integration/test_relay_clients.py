@@ -5,14 +5,12 @@ are python3-websockets and Node's ws, plus a raw-socket client
 reading or never answers a ping, which the libraries will not do."""
 import asyncio
 import json
-import signal
-import time
 
 import pytest
 import websockets
 
 from relay_support import (HandshakeRefused, NodeClient, RawWs, Relay, event, expect_close,
-                           feed_in_step, recv_json, recv_until, run, ws_connect)
+                           feed_in_step, recv_json, run, ws_connect)
 from smws_test import wait_for
 
 

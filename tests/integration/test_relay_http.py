@@ -1,6 +1,5 @@
 """ws-relay's HTTP endpoints on the WebSocket port: /healthz, /metrics, /,
 and 404 for anything else."""
-import json
 import re
 
 from relay_support import RawWs, Relay, event, recv_json, recv_until, run, ws_connect
