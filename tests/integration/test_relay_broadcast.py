@@ -216,3 +216,28 @@ def test_a_burst_larger_than_a_pipe_buffer_arrives_whole_and_in_order():
             writer.join(10)
             await ws.close()
         run(scenario(), timeout=100)
+
+
+def test_events_are_forwarded_byte_for_byte_with_unknown_fields_untouched():
+    with Relay() as relay:
+        async def scenario():
+            [ws] = await connected(relay.url)
+            line = ('{"type":"note", "text":"h\u00e9llo \\"q\\" \u2713 \\u00e9",'
+                    ' "n":1.50, "x":{"deep":[true,null]}}')
+            relay.send_raw(line.encode() + b"\n")
+            assert await asyncio.wait_for(ws.recv(), 10) == line
+            await ws.close()
+        run(scenario())
+
+
+def test_a_since_that_is_not_a_number_is_a_fresh_connect():
+    with Relay("--seq", "--history", "5") as relay:
+        async def scenario():
+            [early] = await connected(relay.url)
+            relay.send(event(1))
+            await recv_until(early, lambda m: m.get("n") == 1)
+            async with ws_connect(relay.url + "?since=abc") as ws:
+                assert (await recv_json(ws))["type"] == "initial"
+                assert (await recv_json(ws))["seq"] == 1  # then the history
+            await early.close()
+        run(scenario())

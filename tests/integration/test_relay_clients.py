@@ -5,6 +5,7 @@ are python3-websockets and Node's ws, plus a raw-socket client
 reading or never answers a ping, which the libraries will not do."""
 import asyncio
 import json
+import signal
 
 import pytest
 import websockets
@@ -80,6 +81,21 @@ def test_non_json_and_json_non_objects_get_an_error_reply_and_the_client_stays(t
 # The fast client is fed in steps (relay_support.feed_in_step): ws-relay
 # ingests stdin far faster than a Node client that reports each message to
 # this test can read, so an unpaced burst would rightly make it "slow" too.
+
+def test_a_stalled_client_that_never_takes_its_close_is_dropped():
+    with Relay() as relay:
+        stalled = RawWs(relay.port, rcvbuf=4096)
+        assert stalled.recv_json()["type"] == "initial"
+        with NodeClient(relay.url) as fast:
+            fast.wait(lambda e: "message" in e)
+            feed_in_step(relay, fast, padded_lines(lines_to_overflow(1024, 1000), 1000),
+                         until=lambda: metric(relay, "ws_relay_slow_client_closes_total") >= 1)
+            # It never reads its close 1013, so the relay gives up on the TCP
+            # connection (after 2 s, the SPEC says) and counts one client.
+            wait_for(lambda: relay.healthz()["clients"] == 1, timeout=15,
+                     what="the stalled connection to be dropped")
+        stalled.close_socket()
+
 
 def test_a_client_that_stops_reading_is_closed_1013_and_the_fast_one_gets_everything():
     with Relay() as relay:
@@ -165,6 +181,27 @@ def test_a_client_that_never_answers_pings_is_closed_1008_ping_timeout():
                 assert (await recv_json(healthy))["n"] == 1
         run(scenario())
         assert metric(relay, "ws_relay_ping_timeouts_total") == 1
+
+
+def test_app_ping_lets_a_client_that_answers_only_app_pongs_survive():
+    with Relay("--app-ping", "--ping-interval", "0.2") as relay:
+        raw = RawWs(relay.port)
+        assert raw.recv_json(pong=False)["type"] == "initial"
+        app_pings = 0
+        while app_pings < 8:  # 8 intervals: 4x the default --ping-timeout
+            msg = raw.recv(timeout=10, pong=False)  # WebSocket pings go unanswered
+            assert msg[0] == "text", msg
+            if json.loads(msg[1]).get("type") == "ping":
+                app_pings += 1
+                raw.send_text('{"type":"pong"}')
+        relay.send(event(1))
+        while True:
+            m = raw.recv_json(timeout=10, pong=False)
+            if m.get("type") != "ping":
+                break
+        assert m["n"] == 1
+        assert metric(relay, "ws_relay_ping_timeouts_total") == 0
+        assert relay.stdout_pending() == []  # app pongs are consumed, not printed
 
 
 def _until_close(raw, pong):
@@ -280,14 +317,15 @@ def test_token_from_the_environment():
 
 # --- shutdown ---------------------------------------------------------------------------
 
-def test_sigterm_closes_every_client_with_1001_and_exits_0():
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_closes_every_client_with_1001_and_exits_0(sig):
     with Relay() as relay:
         async def scenario():
             async with ws_connect(relay.url) as ws:
                 await recv_json(ws)
                 with NodeClient(relay.url) as node:
                     node.wait(lambda e: "message" in e)
-                    relay.terminate()
+                    relay.proc.signal(sig)
                     code, _ = await expect_close(ws)
                     assert code == 1001
                     closed = node.wait(lambda e: "close" in e)[-1]
