@@ -196,7 +196,7 @@ TEST_CASE("a close reason naming a keepalive is a ping timeout even when pongs w
   CHECK(decide(e).cause == "ping_timeout");
 }
 
-TEST_CASE("close 1011 and 1014 are server errors; 1008, 1013, 1000 are server closes", "[probe]") {
+TEST_CASE("close 1011 and 1014 are server errors, while 1008, 1013, 1000 are server closes", "[probe]") {
   for (uint16_t code : {1011, 1014}) {
     auto e = open_connection();
     server_close(e, 1, code, "");
