@@ -7,9 +7,8 @@
 //
 // Threading: a RelayHub is NOT thread-safe and has no lock. Either one
 // thread owns it, or every call is made under one mutex the caller names (in
-// ws-relay: Relay::mu_, held by the stdin thread around ingest() and by the
-// event loop around on_connect(), snapshot() and publish()). Payloads it
-// returns are immutable and may be handed to any thread.
+// ws-relay: Relay::mu_; docs/architecture.md says which threads take it).
+// Payloads it returns are immutable and may be handed to any thread.
 //
 // Message shapes (initial, gap, error) are in docs/protocol.md; the rules for
 // the machine table and for `?since=N` are the SPEC's "Edge rules".
