@@ -716,7 +716,6 @@ SendStatus WsServer::Impl::enqueue_data(Conn* c, const Frame& frame, double now,
     notice.kind = EntryKind::kDropNotice;
     c->queue.insert(c->queue.begin() + static_cast<std::ptrdiff_t>(p), std::move(notice));
   }
-  Entry& notice = c->queue[p];
   if (!c->warned_drop) {
     c->warned_drop = true;
     log::warn("client " + std::to_string(c->id) + " (" + c->peer +
