@@ -455,6 +455,9 @@ std::string Relay::metrics_text() {
            name + " " + buf + "\n";
   };
   metric("ws_relay_clients", "gauge", "Connected WebSocket clients.", s.clients);
+  metric("ws_relay_tcp_connections", "gauge",
+         "TCP connections held (handshaking, open, closing), this request's included.",
+         s.tcp_connections);
   metric("ws_relay_events_in_total", "counter", "Valid events read from stdin.", events_in);
   metric("ws_relay_invalid_lines_total", "counter", "Stdin lines skipped as invalid.", invalid);
   metric("ws_relay_messages_out_total", "counter", "Messages written to clients.", s.messages_out);

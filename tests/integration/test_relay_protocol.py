@@ -282,3 +282,29 @@ def test_stdin_from_a_regular_file_is_read_too():
             asyncio.run(session())
     finally:
         rmtree(d)
+
+
+def metric(port, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise KeyError(name)
+
+
+def test_a_slow_client_that_cannot_take_its_1013_loses_its_tcp_connection():
+    # SPEC edge rule: close 1013 is queued; if the client has not taken it
+    # within 2 s the TCP connection is dropped. The client here never reads,
+    # so the close frame cannot even reach its kernel.
+    from smws_test import wait_for
+    with Relay("--ping-interval", "0", "--max-queue", "16") as r:
+        c = RawClient(r.port, rcvbuf=4096)
+        assert c.status == 101
+        line = json.dumps({"type": "e", "pad": "x" * 5000}) + "\n"
+        r.send_stdin(line * 2000)  # 10 MB: more than every buffer on the way
+        wait_for(lambda: metric(r.port, "ws_relay_slow_client_closes_total") == 1, timeout=20,
+                 what="the 1013 close")
+        # Only the /metrics request itself is left once the grace has passed.
+        wait_for(lambda: metric(r.port, "ws_relay_tcp_connections") == 1, timeout=20,
+                 what="the stalled TCP connection to be dropped")
+        c.close()

@@ -95,8 +95,12 @@ class RawClient:
     """A WebSocket client at the byte level."""
 
     def __init__(self, port, path="/ws/events", headers=None, key="dGhlIHNhbXBsZSBub25jZQ==",
-                 version="13", tls=False, timeout=10):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                 version="13", tls=False, timeout=10, rcvbuf=0):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        if rcvbuf:  # before connect, so the window is small from the start
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.connect(("127.0.0.1", port))
         if tls:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False

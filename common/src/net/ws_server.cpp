@@ -443,6 +443,7 @@ void WsServer::Impl::accept_all(double now) {
       SSL_set_accept_state(c->ssl);
     }
     conns.push_back(c);
+    ++stats.tcp_connections;
     // Edge-triggered, registered once: no epoll_ctl per blocked write.
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -895,6 +896,7 @@ void WsServer::Impl::destroy(Conn* c) {
   }
   ::close(c->fd);  // also removes it from the epoll set
   c->fd = -1;
+  --stats.tcp_connections;
   c->queue.clear();
   needs_reap = true;
 }

@@ -79,6 +79,8 @@ struct ServerOptions {
 // a handler's on_http for /metrics).
 struct ServerStats {
   uint64_t clients = 0;              // open WebSocket clients now
+  uint64_t tcp_connections = 0;      // TCP connections held now, any phase
+                                     // (handshake, open, closing, lingering)
   uint64_t connections_total = 0;    // completed WebSocket handshakes
   uint64_t messages_out = 0;         // data messages fully handed to the kernel
   uint64_t bytes_out = 0;
