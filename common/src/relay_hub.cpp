@@ -538,7 +538,9 @@ ClientMessage RelayHub::classify_client_message(std::string_view text) {
     }
   }
   msg.kind = ClientMessage::Kind::kForward;
-  msg.line = msg.json.dump();
+  // Compact, but in the client's key order (nlohmann::json sorts keys): a
+  // second parse, which client messages (human or tool rate) can afford.
+  msg.line = nlohmann::ordered_json::parse(text).dump();
   msg.line += '\n';
   return msg;
 }

@@ -51,6 +51,10 @@ def test_a_client_json_object_is_printed_on_stdout_as_one_compact_line():
                 line = await asyncio.get_running_loop().run_in_executor(None, relay.stdout_line)
                 assert "\n" not in line and "  " not in line
                 assert json.loads(line) == sent
+                ordered = '{"z":1,"a":{"y":2,"b":[3,"c"]},"type":"x"}'
+                await ws.send(ordered)
+                line = await asyncio.get_running_loop().run_in_executor(None, relay.stdout_line)
+                assert line == ordered  # keys keep the client's order
         run(scenario())
         with NodeClient(relay.url) as node:
             node.wait(lambda e: "message" in e)

@@ -457,10 +457,11 @@ TEST_CASE("client messages are sorted by type", "[relay_hub]") {
   CHECK(d.json["interrupt_id"] == "i");
 }
 
-TEST_CASE("any other JSON object is forwarded as one compact NDJSON line", "[relay_hub]") {
+TEST_CASE("any other JSON object is forwarded as one compact NDJSON line, keys in order",
+          "[relay_hub]") {
   auto m = RelayHub::classify_client_message("{ \"type\" : \"chat\",\n \"text\": \"hi\" }");
   CHECK(m.kind == ClientMessage::Kind::kForward);
-  CHECK(m.line == "{\"text\":\"hi\",\"type\":\"chat\"}\n");
+  CHECK(m.line == "{\"type\":\"chat\",\"text\":\"hi\"}\n");  // the client's key order
   auto untyped = RelayHub::classify_client_message(R"({"x":1})");
   CHECK(untyped.kind == ClientMessage::Kind::kForward);
   CHECK(untyped.line == "{\"x\":1}\n");

@@ -77,7 +77,8 @@ struct ClientMessage {
     kError,     // not JSON, or JSON but not an object: send `reply` to it only
   };
   Kind kind = Kind::kError;
-  std::string line;      // kForward: compact JSON plus '\n', ready for stdout
+  std::string line;      // kForward: compact JSON (keys in the client's order)
+                         // plus '\n', ready for stdout
   std::string reply;     // kError: {"type":"error","error":"..."}
   nlohmann::json json;   // kDecision (and kForward): the parsed message
 };
