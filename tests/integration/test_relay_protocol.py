@@ -308,3 +308,36 @@ def test_a_slow_client_that_cannot_take_its_1013_loses_its_tcp_connection():
         wait_for(lambda: metric(r.port, "ws_relay_tcp_connections") == 1, timeout=20,
                  what="the stalled TCP connection to be dropped")
         c.close()
+
+
+def test_wss_slow_client_is_closed_and_dropped_like_a_plain_one(tls_files):
+    # Non-blocking SSL_write: a TLS client that stops reading must not stall
+    # the loop either; it gets 1013 and then loses TCP after the grace.
+    from smws_test import wait_for
+    cert, key = tls_files
+    with Relay("--tls-cert", cert, "--tls-key", key, "--ping-interval", "0",
+               "--max-queue", "16") as r:
+        stalled = RawClient(r.port, tls=True, rcvbuf=4096)
+        assert stalled.status == 101
+        ctx = ssl.create_default_context(cafile=cert)
+        ctx.check_hostname = False
+
+        def metric_tls(name):
+            with urllib.request.urlopen(f"https://127.0.0.1:{r.port}/metrics", context=ctx,
+                                        timeout=10) as resp:
+                for line in resp.read().decode().splitlines():
+                    if line.startswith(name + " "):
+                        return float(line.split()[1])
+
+        line = json.dumps({"type": "e", "pad": "x" * 5000}) + "\n"
+        r.send_stdin(line * 2000)
+        wait_for(lambda: metric_tls("ws_relay_slow_client_closes_total") == 1, timeout=20,
+                 what="the 1013 close")
+        wait_for(lambda: metric_tls("ws_relay_tcp_connections") == 1, timeout=20,
+                 what="the stalled TLS connection to be dropped")
+        # The relay still serves wss after that.
+        async def fresh():
+            async with websockets.connect(r.url, ssl=ctx) as ws:
+                assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "initial"
+        asyncio.run(fresh())
+        stalled.close()
