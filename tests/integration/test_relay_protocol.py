@@ -341,3 +341,15 @@ def test_wss_slow_client_is_closed_and_dropped_like_a_plain_one(tls_files):
                 assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "initial"
         asyncio.run(fresh())
         stalled.close()
+
+
+def test_a_file_that_is_not_a_pem_certificate_is_bad_data(tls_files):
+    from smws_test import run, tool
+    cert, key = tls_files
+    bogus = os.path.join(os.path.dirname(cert), "bogus.pem")
+    with open(bogus, "w") as f:
+        f.write("not a certificate\n")
+    res = run([tool("ws-relay"), "--listen", "127.0.0.1:0", "--tls-cert", bogus,
+               "--tls-key", key], timeout=10)
+    assert res.returncode == 65, res.stderr
+    assert "bogus.pem" in res.stderr
