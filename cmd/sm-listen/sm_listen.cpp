@@ -1,11 +1,9 @@
 #include "sm_listen.h"
 
-#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
@@ -24,6 +22,10 @@ using Clock = std::chrono::steady_clock;
 // recvmmsg batch: the kernel queues at most net.unix.max_dgram_qlen (10 by
 // default) datagrams per socket, so 64 slots always take all that is pending.
 constexpr size_t kBatchSize = 64;
+
+// Longest a blocking receive waits before the loop looks at its flags again
+// (see loop()): bounds the shutdown delay in the one racy case.
+constexpr double kTick = 0.1;
 
 // A sender waits while our queue is full (see unix_datagram.h); a large
 // receive buffer lets the kernel hold bursts of large events. The kernel caps
@@ -64,14 +66,6 @@ class InvalidReporter {
   void tick(bool force) {
     auto now = Clock::now();
     if (force || now - window_start_ >= kReportWindow) roll(now);
-  }
-
-  // How long until tick() has something to say; -1 when nothing is held back.
-  int pending_ms() const {
-    if (suppressed_ == 0) return -1;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        window_start_ + kReportWindow - Clock::now());
-    return static_cast<int>(std::max<int64_t>(left.count(), 0)) + 1;
   }
 
  private:
@@ -123,6 +117,10 @@ class Listener {
     log::note(1, "received " + std::to_string(received_) + " datagrams: " +
                      std::to_string(printed_) + " printed, " + std::to_string(filtered_) +
                      " filtered out by --type, " + std::to_string(invalid_) + " invalid");
+    if (wakeups_ > 0) {
+      log::note(2, "datagrams per receive call: " +
+                       std::to_string(static_cast<double>(received_) / static_cast<double>(wakeups_)));
+    }
     return code;  // sock_'s destructor removes the socket file
   }
 
@@ -131,34 +129,39 @@ class Listener {
     auto idle = std::chrono::duration_cast<Clock::duration>(
         std::chrono::duration<double>(std::max(o_.idle_timeout, 0.0)));
     auto idle_deadline = Clock::now() + idle;
+    // The receive blocks in recvmmsg itself (one system call per wake-up,
+    // where poll + recvmmsg took two: wake-ups are what a burst costs, since
+    // the kernel queues only ~10 datagrams per socket). A signal interrupts
+    // it (EINTR); one that lands just before the call is seen at the next
+    // tick, so shutdown takes at most kTick. The tick also paces the
+    // --idle-timeout check and the invalid-report summary.
+    double tick = kTick;
+    if (o_.idle_timeout >= 0) tick = std::max(std::min(tick, o_.idle_timeout), 0.001);
+    if (auto st = sock_.set_receive_timeout(tick); !st.ok()) {
+      log::error(st.message);
+      return kExitCantCreate;
+    }
+    bool drained = true;  // nothing was pending at the last receive
     for (;;) {
       if (shutdown::requested()) return finish();
+      if (drained) {
+        // Nothing pending: this is when output goes out.
+        if (int code = flush(); code >= 0) return code;
+        invalid_reporter_.tick(false);
+        if (o_.idle_timeout >= 0 && Clock::now() >= idle_deadline) {
+          log::note(1, "no event for " + std::to_string(o_.idle_timeout).substr(0, 8) +
+                           " s (--idle-timeout)");
+          return kExitOk;
+        }
+      }
       size_t n = 0;
-      auto st = batch_.receive(sock_, &n);
+      auto st = batch_.receive(sock_, &n, drained);
       if (!st.ok()) {
         log::error(st.message);
         return kExitIoErr;
       }
-      if (n == 0) {
-        // Nothing pending: this is when output goes out.
-        if (int code = flush(); code >= 0) return code;
-        invalid_reporter_.tick(false);
-        int timeout = -1;
-        if (o_.idle_timeout >= 0) {
-          auto left = std::chrono::duration<double, std::milli>(idle_deadline - Clock::now()).count();
-          if (left <= 0) {
-            log::note(1, "no event for " + std::to_string(o_.idle_timeout).substr(0, 8) +
-                             " s (--idle-timeout)");
-            return kExitOk;
-          }
-          timeout = static_cast<int>(std::min(std::ceil(left), 1e9));
-        }
-        int report = invalid_reporter_.pending_ms();
-        if (report >= 0 && (timeout < 0 || report < timeout)) timeout = report;
-        pollfd fds[2] = {{sock_.fd(), POLLIN, 0}, {shutdown::fd(), POLLIN, 0}};
-        ::poll(fds, shutdown::fd() >= 0 ? 2 : 1, timeout);
-        continue;
-      }
+      drained = n < batch_.capacity();
+      if (n > 0) ++wakeups_;
       for (size_t i = 0; i < n; ++i) {
         if (handle(i)) {
           idle_deadline = Clock::now() + idle;
@@ -233,6 +236,7 @@ class Listener {
   event::Scan scan_;
   InvalidReporter invalid_reporter_;
   uint64_t received_ = 0, printed_ = 0, filtered_ = 0, invalid_ = 0;
+  uint64_t wakeups_ = 0;  // receive calls that returned datagrams
 };
 
 }  // namespace

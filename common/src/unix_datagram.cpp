@@ -327,7 +327,18 @@ DatagramBatch::DatagramBatch(size_t max_messages, size_t max_size)
 
 DatagramBatch::~DatagramBatch() = default;
 
-SocketStatus DatagramBatch::receive(const UnixDatagramSocket& socket, size_t* count) {
+SocketStatus UnixDatagramSocket::set_receive_timeout(double seconds) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(seconds);
+  tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
+  if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+    int err = errno;
+    return SocketStatus::Error(SocketStatus::kSystem, err, errno_message("SO_RCVTIMEO", err));
+  }
+  return SocketStatus::Ok();
+}
+
+SocketStatus DatagramBatch::receive(const UnixDatagramSocket& socket, size_t* count, bool wait) {
   *count = 0;
   for (size_t i = 0; i < max_messages_; ++i) {
     std::memset(&mm_[i].msg_hdr, 0, sizeof mm_[i].msg_hdr);
@@ -336,8 +347,8 @@ SocketStatus DatagramBatch::receive(const UnixDatagramSocket& socket, size_t* co
     mm_[i].msg_len = 0;
   }
   // MSG_TRUNC: msg_len is the datagram's real length even when it did not fit.
-  int r = ::recvmmsg(socket.fd(), mm_.data(), static_cast<unsigned>(max_messages_),
-                     MSG_DONTWAIT | MSG_TRUNC, nullptr);
+  int flags = MSG_TRUNC | (wait ? MSG_WAITFORONE : MSG_DONTWAIT);
+  int r = ::recvmmsg(socket.fd(), mm_.data(), static_cast<unsigned>(max_messages_), flags, nullptr);
   if (r >= 0) {
     *count = static_cast<size_t>(r);
     return SocketStatus::Ok();

@@ -209,3 +209,90 @@ TEST_CASE("excerpt escapes control bytes and invalid UTF-8, keeps valid UTF-8", 
   CHECK(smws::event::excerpt("a\x01\xff ü") == "a\\x01\\xff ü");
   CHECK(smws::event::excerpt(std::string(100, 'x'), 10) == std::string(10, 'x') + "…");
 }
+
+// The fast validator behind scan() must accept exactly what nlohmann's parser
+// (scan_reference) accepts, and note the same type and members. Seeds cover
+// the grammar's corners; random mutations of them cover the rest.
+TEST_CASE("scan agrees with the nlohmann reference on tricky and mutated inputs",
+          "[event][differential]") {
+  const std::vector<std::string> seeds = {
+      R"({"type":"a"})",
+      R"( {"type" : "state_change" , "machine_id":"w-1","data":{"type":1,"x":[1,2,{"y":null}]}} )",
+      R"({"type":"a","timestamp":1795307997.070841,"reply_to":"/tmp/r.sock"})",
+      R"({"a":[],"b":{},"c":[[]],"type":"t","d":[{}]})",
+      R"({"type":"\u00e9\ud83d\ude00","k\"ey":"v\\\/\b\f\n\r\t"})",
+      R"({"ty\u0070e":"escaped key"})",
+      R"({"type":"x","n":[-0,0,1,-1.5,1e10,1E+2,2e-3,-0.0e0,12345678901234567890123]})",
+      R"({"type":"x","big":1e400})",
+      R"({"type":"x","tiny":1e-400})",
+      R"({"type":"x","lone":"\ud800"})",
+      R"({"type":"x","low":"\udc00"})",
+      R"({"type":"x","pair":"\ud800\udc00"})",
+      R"({"type":"x","bad":"\x"})",
+      "{\"type\":\"caf\xc3\xa9\",\"z\":\"\xe2\x82\xac\xf0\x9f\x98\x80\"}",
+      "{\"type\":\"\xed\xa0\x80\"}",
+      "{\"type\":\"\xc0\xaf\"}",
+      "{\"type\":\"\xf4\x90\x80\x80\"}",
+      "{\"type\":\"a\tb\"}",
+      R"({"type":true})",
+      R"({"type":"a","type":"b"})",
+      R"({"type":"a","type":null})",
+      R"({"type":"","x":1})",
+      R"({"type":"a",})",
+      R"({"type":"a"}})",
+      R"({"type":"a"} x)",
+      R"([{"type":"a"}])",
+      R"({"type":"a","n":01})",
+      R"({"type":"a","n":1.})",
+      R"({"type":"a","n":-})",
+      R"({"type":"a","t":tru})",
+      R"({"type":"a","o":{"k" "v"}})",
+      std::string("{\"type\":\"a\",\"nul\":\"") + '\0' + "\"}",
+      std::string(300, '[') + std::string(300, ']'),
+      "{\"type\":\"deep\",\"d\":" + std::string(300, '[') + std::string(300, ']') + "}",
+      "",
+      "{",
+      "}",
+      "null",
+  };
+  const std::string alphabet = "{}[]\":,\\ -+.0123456789eEtrufalsn\x01\x7f\x80\xbf\xc3\xe2\xf0\xff";
+  uint32_t state = 12345;
+  auto rnd = [&state](uint32_t n) {
+    state = state * 1664525u + 1013904223u;
+    return (state >> 8) % n;
+  };
+  size_t cases = 0, valid = 0;
+  auto check = [&](const std::string& input) {
+    Scan fast, ref;
+    smws::event::scan(input, &fast);
+    smws::event::scan_reference(input, &ref);
+    ++cases;
+    INFO("input: " << smws::event::excerpt(input, 400));
+    REQUIRE(fast.valid == ref.valid);
+    if (fast.valid) {
+      ++valid;
+      REQUIRE(fast.type == ref.type);
+      REQUIRE(fast.has_timestamp == ref.has_timestamp);
+      REQUIRE(fast.has_reply_to == ref.has_reply_to);
+    }
+  };
+  for (const auto& seed : seeds) {
+    check(seed);
+    for (int m = 0; m < 1500; ++m) {
+      std::string s = seed;
+      int edits = 1 + static_cast<int>(rnd(3));
+      for (int k = 0; k < edits; ++k) {
+        uint32_t pos = s.empty() ? 0 : rnd(static_cast<uint32_t>(s.size()));
+        switch (rnd(4)) {
+          case 0: if (!s.empty()) s[pos] = alphabet[rnd(static_cast<uint32_t>(alphabet.size()))]; break;
+          case 1: s.insert(s.begin() + pos, alphabet[rnd(static_cast<uint32_t>(alphabet.size()))]); break;
+          case 2: if (!s.empty()) s.erase(pos, 1); break;
+          case 3: s = s.substr(0, pos); break;
+        }
+      }
+      check(s);
+    }
+  }
+  CHECK(cases > 50000);
+  CHECK(valid > 1000);  // the mutations keep enough valid events to compare
+}

@@ -40,6 +40,10 @@ struct Scan {
 // nlohmann's parser refuses them. Returns out->valid.
 bool scan(std::string_view bytes, Scan* out);
 
+// The same check through nlohmann's SAX parser: the reference scan() must
+// agree with, and what words scan()'s error messages. Slower (~10x).
+bool scan_reference(std::string_view bytes, Scan* out);
+
 // Bytes without leading/trailing JSON whitespace (space, tab, CR, LF).
 std::string_view trim(std::string_view bytes);
 

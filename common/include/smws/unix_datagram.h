@@ -93,6 +93,10 @@ class UnixDatagramSocket {
   // Returns the size the kernel granted (Linux reports twice the request).
   int set_receive_buffer(int bytes);
 
+  // How long a blocking receive waits before giving up (SO_RCVTIMEO);
+  // 0 = forever.
+  SocketStatus set_receive_timeout(double seconds);
+
   bool is_open() const { return fd_ >= 0; }
   int fd() const { return fd_; }
   const std::string& path() const { return path_; }  // bound path, or ""
@@ -120,10 +124,13 @@ class DatagramBatch {
   DatagramBatch(const DatagramBatch&) = delete;
   DatagramBatch& operator=(const DatagramBatch&) = delete;
 
-  // Takes what is pending without waiting (MSG_DONTWAIT): *count is 0 when
-  // nothing is. EINTR is returned as *count 0 and Ok; the caller's loop
-  // checks its shutdown flag.
-  SocketStatus receive(const UnixDatagramSocket& socket, size_t* count);
+  // Takes what is pending. Without `wait` it never blocks (*count is 0 when
+  // nothing is pending); with `wait` it blocks for the first datagram
+  // (MSG_WAITFORONE), up to the socket's receive timeout, then takes what is
+  // queued. A timeout or EINTR is *count 0 and Ok: the caller's loop checks
+  // its clock and shutdown flag. *count < capacity() means the queue was
+  // empty when the call returned.
+  SocketStatus receive(const UnixDatagramSocket& socket, size_t* count, bool wait = false);
 
   // The i-th datagram of the last receive(), cut to max_size when truncated.
   std::string_view message(size_t i) const;
