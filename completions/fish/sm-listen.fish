@@ -1,0 +1,11 @@
+# fish completion for sm-listen
+complete -c sm-listen -s h -l help -d 'Print help and exit'
+complete -c sm-listen -l version -d 'Print the version and exit'
+complete -c sm-listen -s q -l quiet -d 'Silence warnings'
+complete -c sm-listen -s v -l verbose -d 'More detail on stderr'
+complete -c sm-listen -l socket -r -F -d 'Datagram socket to bind'
+complete -c sm-listen -l mode -x -a '0600 0660 0666' -d 'File mode of the socket, octal'
+complete -c sm-listen -l type -x -d 'Print only events of this type (repeatable)'
+complete -c sm-listen -l count -x -d 'Exit after printing N events'
+complete -c sm-listen -l idle-timeout -x -d 'Exit after SECONDS without an event'
+complete -c sm-listen -l max-size -x -d 'Largest datagram accepted, in bytes'

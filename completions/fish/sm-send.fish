@@ -1,0 +1,13 @@
+# fish completion for sm-send
+complete -c sm-send -s h -l help -d 'Print help and exit'
+complete -c sm-send -l version -d 'Print the version and exit'
+complete -c sm-send -s q -l quiet -d 'Silence warnings'
+complete -c sm-send -s v -l verbose -d 'More detail on stderr'
+complete -c sm-send -s m -l machine -x -d 'machine_id of the event'
+complete -c sm-send -l state -x -d 'state of the event'
+complete -c sm-send -l previous -x -d 'previous_state of the event'
+complete -c sm-send -l json -x -d 'Send this JSON object as is'
+complete -c sm-send -l socket -r -F -d 'Datagram socket to send to'
+complete -c sm-send -l strict -d 'Exit 69 when no listener is bound'
+complete -c sm-send -l max-size -x -d 'Largest datagram sent, in bytes'
+complete -c sm-send -l wait-reply -x -d 'Wait up to SECONDS for a reply and print it'
