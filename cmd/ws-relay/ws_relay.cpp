@@ -198,6 +198,7 @@ class Relay : public net::WsServerHandler {
 
  private:
   core::RelayHub::Intercept on_interrupt(std::string_view event);
+  void handle_message(net::ClientId id, std::string_view payload);
   void deliver(const HitlResolution& resolution);  // loop thread, mu_ held
   void drain_inbox_locked(std::vector<net::Frame>* out);
   // Hands every complete buffered stdin line to the hub and appends the
@@ -364,6 +365,17 @@ void Relay::on_open(const net::ClientInfo& client) {
 }
 
 void Relay::on_message(net::ClientId id, std::string_view payload, bool binary) {
+  // One client's message must never take the relay down: a surprise from
+  // the JSON or HITL code is reported to that client and on stderr.
+  try {
+    handle_message(id, payload);
+  } catch (const std::exception& e) {
+    log::error("message from client " + std::to_string(id) + ": " + e.what());
+    server_->send_text(id, nlohmann::json{{"type", "error"}, {"error", "internal error"}}.dump());
+  }
+}
+
+void Relay::handle_message(net::ClientId id, std::string_view payload) {
   core::ClientMessage m = core::RelayHub::classify_client_message(payload);
   switch (m.kind) {
     case core::ClientMessage::Kind::kRefresh: {
