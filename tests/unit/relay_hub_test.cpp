@@ -133,7 +133,8 @@ TEST_CASE("parse errors name the column, not nlohmann's exception id", "[relay_h
 
 // --- seq -------------------------------------------------------------------
 
-TEST_CASE("--seq stamps 1, 2, 3 and keeps the other bytes as received", "[relay_hub]") {
+TEST_CASE("under --seq events are numbered 1, 2, 3 and keep their other bytes as received",
+          "[relay_hub]") {
   RelayHub hub(with(0, true));
   auto a = hub.ingest(R"({"type":"a","x":1.50})", kNow);
   auto b = hub.ingest(R"({"type":"state_change","machine_id":"m","state":"s"})", kNow);
@@ -144,7 +145,7 @@ TEST_CASE("--seq stamps 1, 2, 3 and keeps the other bytes as received", "[relay_
   CHECK(hub.last_seq() == 2);
 }
 
-TEST_CASE("--seq replaces an event's own seq instead of duplicating the key", "[relay_hub]") {
+TEST_CASE("under --seq an event's own seq is replaced instead of duplicated", "[relay_hub]") {
   RelayHub hub(with(0, true));
   for (const char* line : {R"({"type":"a","seq":99})", R"({"type":"a","s\u0065q":99})"}) {
     INFO(line);
