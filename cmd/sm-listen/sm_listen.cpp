@@ -21,7 +21,14 @@ using Clock = std::chrono::steady_clock;
 
 // recvmmsg batch: the kernel queues at most net.unix.max_dgram_qlen (10 by
 // default) datagrams per socket, so 64 slots always take all that is pending.
+// Each slot holds a whole --max-size datagram; with a huge --max-size, fewer
+// slots keep the buffers within kBatchMemory.
 constexpr size_t kBatchSize = 64;
+constexpr size_t kBatchMemory = 16 << 20;
+
+size_t batch_slots(size_t max_size) {
+  return std::max<size_t>(1, std::min(kBatchSize, kBatchMemory / max_size));
+}
 
 // Longest a blocking receive waits before the loop looks at its flags again
 // (see loop()): bounds the shutdown delay in the one racy case.
@@ -95,7 +102,7 @@ bool parse_mode(const std::string& text, mode_t* mode) {
 class Listener {
  public:
   explicit Listener(const SmListenOptions& o)
-      : o_(o), out_(STDOUT_FILENO, 64 * 1024, &shutdown::requested), batch_(kBatchSize, o.max_size) {}
+      : o_(o), out_(STDOUT_FILENO, 64 * 1024, &shutdown::requested), batch_(batch_slots(o.max_size), o.max_size) {}
 
   int run() {
     mode_t mode = 0;
