@@ -432,8 +432,8 @@ void RelayHub::apply_state_change(const std::string& id, const detail::RawFields
   } else {
     m->data = "{}";
   }
-  const bool numeric_timestamp =
-      !f.timestamp.empty() && (f.timestamp[0] == '-' || (f.timestamp[0] >= '0' && f.timestamp[0] <= '9'));
+  const char t0 = f.timestamp.empty() ? '\0' : f.timestamp[0];
+  const bool numeric_timestamp = t0 == '-' || (t0 >= '0' && t0 <= '9');
   if (numeric_timestamp) {
     m->last_activity.assign(f.timestamp);
   } else {

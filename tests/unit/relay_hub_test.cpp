@@ -517,7 +517,9 @@ TEST_CASE("the fast path settles ordinary events alone", "[relay_hub]") {
            R"({"type":"tick"})",
            R"( {"type" : "tick", "n":-12.50, "ok":true, "no":null, "f":false} )",
            R"({"a":[1,[2,{"b":"c"}],[]],"type":"x","o":{}})",
-           R"({"type":"state_change","machine_id":"worker-123","state":"processing","previous_state":"idle","timestamp":1729845678.123,"data":{"job_id":"task-456","progress":50}})",
+           R"({"type":"state_change","machine_id":"worker-123","state":"processing",)"
+           R"("previous_state":"idle","timestamp":1729845678.123,)"
+           R"("data":{"job_id":"task-456","progress":50}})",
            R"({"type":"héllo ✓","esc":"a\"b\\c\/d\b\f\n\r\t\u00e9"})",
        }) {
     INFO(text);
@@ -554,7 +556,8 @@ TEST_CASE("the fast path never accepts what nlohmann refuses (random mutations)"
       R"({"type":"tick","n":1,"p":"xxxx"})",
       R"({"type":"state_change","machine_id":"m","state":"s","data":{"a":[1,2.5,null,true]}})",
       R"({"seq":3,"type":"x","nested":{"type":"y","seq":[{}]}})",
-      R"({"type":"state_change","machine_id":"a","state":{"s":[1]},"previous_state":null,"timestamp":-1.5,"data":[{"x":"}"}],"state":"b"})",
+      R"({"type":"state_change","machine_id":"a","state":{"s":[1]},"previous_state":null,)"
+      R"("timestamp":-1.5,"data":[{"x":"}"}],"state":"b"})",
       R"({"type":"é","s":"\"\\\/\n\u0041"})",
   };
   const std::string alphabet = "{}[]\":,.-+0123456789eEtrufalsny \\/\t\n\xc3\xa9\x80\xff";
