@@ -25,6 +25,10 @@
 //     silent (but answers pings) is never closed.
 //   - Protocol violations close only the offending client, with RFC 6455's
 //     code (1002 framing, 1007 UTF-8, 1009 size).
+//
+// Plain sockets are written with MSG_NOSIGNAL, but OpenSSL's socket BIO uses
+// write(2): with TLS the process must ignore SIGPIPE (shutdown::install()
+// does).
 #pragma once
 
 #include <cstddef>
