@@ -95,7 +95,7 @@ TEST_CASE("garbage is not an HTTP request", "[handshake]") {
   CHECK_FALSE(parse_request_head("GET http://x/ HTTP/1.1\r\n\r\n", &error));
 }
 
-TEST_CASE("no Origin header is allowed; by default only the same host", "[handshake][origin]") {
+TEST_CASE("no Origin header is allowed, and by default only the same host", "[handshake][origin]") {
   HttpRequest r = parse(kUpgrade);
   CHECK(origin_allowed(r, {}));
   r.headers["origin"] = "http://127.0.0.1:3002";
@@ -106,7 +106,7 @@ TEST_CASE("no Origin header is allowed; by default only the same host", "[handsh
   CHECK_FALSE(origin_allowed(r, {}));
 }
 
-TEST_CASE("--allow-origin matches exactly, ignoring case and a trailing slash", "[handshake][origin]") {
+TEST_CASE("allowed origins match exactly, ignoring case and a trailing slash", "[handshake][origin]") {
   HttpRequest r = parse(kUpgrade);
   r.headers["origin"] = "https://Dash.Example.com";
   CHECK(origin_allowed(r, {"https://dash.example.com/"}));
@@ -115,7 +115,7 @@ TEST_CASE("--allow-origin matches exactly, ignoring case and a trailing slash", 
   CHECK(origin_allowed(r, {"*"}));
 }
 
-TEST_CASE("token: Bearer header or ?token=, nothing else", "[handshake][token]") {
+TEST_CASE("a token is taken from a Bearer header or the token query parameter only", "[handshake][token]") {
   HttpRequest r = parse(kUpgrade);
   CHECK(token_ok(r, ""));
   CHECK(token_ok(r, "s ecret"));  // from the query
