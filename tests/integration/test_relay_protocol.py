@@ -353,3 +353,36 @@ def test_a_file_that_is_not_a_pem_certificate_is_bad_data(tls_files):
                "--tls-key", key], timeout=10)
     assert res.returncode == 65, res.stderr
     assert "bogus.pem" in res.stderr
+
+
+def test_http_reply_reaches_a_client_that_half_closed_after_its_request(relay):
+    # Regression: EOF right behind the request freed the connection before
+    # the reply was written (nc -N, socat and friends half-close).
+    import socket
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert json.loads(data.split(b"\r\n\r\n", 1)[1])["status"] == "ok"
+
+
+def test_a_request_head_over_16_kib_gets_431(relay):
+    import socket
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 20000 + b"\r\n\r\n")
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 431 ")

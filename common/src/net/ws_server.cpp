@@ -494,9 +494,11 @@ void WsServer::Impl::read_some(Conn* c, double now) {
   while (!c->dead) {
     ssize_t n = transport_read(c, read_buf.data(), read_buf.size());
     if (n == -1) return;
-    if (n == 0 && c->close_queued && !c->write_blocked) {
-      // A peer may half-close right after its close frame and still read
-      // our echo: write what is queued before letting go.
+    if (n == 0 && !c->write_blocked &&
+        (!c->queue.empty() || c->tls_out_off < c->tls_out.size())) {
+      // A peer may half-close right behind its close frame or its HTTP
+      // request (nc -N, socat) and still read our echo or reply: hand the
+      // kernel what is queued before letting go.
       flush(c, now);
     }
     if (n <= 0) {  // EOF or error: the peer is gone
@@ -536,7 +538,7 @@ void WsServer::Impl::on_bytes(Conn* c, const char* data, size_t n, double now) {
 
 void WsServer::Impl::on_head(Conn* c, double now) {
   size_t end = find_head_end(c->head);
-  if (end == std::string_view::npos) {
+  if (end == std::string_view::npos || end > kMaxRequestHead) {
     if (c->head.size() > kMaxRequestHead) {
       refuse(c, text_reply(431, "request head larger than 16 KiB"), false, now);
     }
