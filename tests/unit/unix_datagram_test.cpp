@@ -1,10 +1,14 @@
 // Unix datagram sockets: bind rules, batched send/receive, flow control.
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -226,4 +230,53 @@ TEST_CASE("a listener that goes away mid-stream turns sends into kNoListener", "
     REQUIRE(sender.send("{\"type\":\"a\"}").ok());
   }
   CHECK(sender.send("{\"type\":\"b\"}").code == SocketStatus::kNoListener);
+}
+
+TEST_CASE("a waiting receive gives up at the receive timeout with nothing", "[dgram]") {
+  TempDir dir;
+  UnixDatagramSocket listener;
+  REQUIRE(UnixDatagramSocket::bind(dir.file("s.sock"), 0600, &listener).ok());
+  REQUIRE(listener.set_receive_timeout(0.05).ok());
+  DatagramBatch batch(4, 64);
+  size_t n = 99;
+  CHECK(batch.receive(listener, &n, true).ok());
+  CHECK(n == 0);
+}
+
+namespace {
+std::atomic<bool> g_stop{false};
+bool stop_requested() { return g_stop.load(); }
+void on_usr1(int) {}
+}  // namespace
+
+TEST_CASE("a sender blocked on a full queue stops when cancelled by a signal", "[dgram]") {
+  TempDir dir;
+  auto path = dir.file("s.sock");
+  UnixDatagramSocket listener, sender;  // the listener never reads
+  REQUIRE(UnixDatagramSocket::bind(path, 0600, &listener).ok());
+  REQUIRE(UnixDatagramSocket::open(&sender).ok());
+  REQUIRE(sender.connect(path).ok());
+  struct sigaction sa {};
+  sa.sa_handler = on_usr1;  // no SA_RESTART: the blocked send returns EINTR
+  sigemptyset(&sa.sa_mask);
+  struct sigaction old {};
+  ::sigaction(SIGUSR1, &sa, &old);
+  g_stop = false;
+  std::vector<std::string_view> msgs(1000, "{\"type\":\"x\"}");
+  SocketStatus st;
+  size_t sent = 0;
+  std::atomic<bool> done{false};
+  std::thread t([&] {
+    st = sender.send_batch(msgs.data(), msgs.size(), &sent, &stop_requested);
+    done = true;
+  });
+  g_stop = true;
+  for (int i = 0; i < 200 && !done; ++i) {  // bounded: at most ~2 s
+    ::pthread_kill(t.native_handle(), SIGUSR1);
+    ::usleep(10000);
+  }
+  t.join();
+  ::sigaction(SIGUSR1, &old, nullptr);
+  CHECK(st.code == SocketStatus::kCancelled);
+  CHECK(sent < msgs.size());
 }
