@@ -1,8 +1,10 @@
 #include "sm_send.h"
 
+#include <dirent.h>
 #include <poll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -88,12 +90,48 @@ void write_stdout(std::string_view text) {
 // ---------------------------------------------------------------------------
 // --wait-reply: a private socket for the answer.
 
-// A path that no one else uses: pid plus 64 random bits, in $TMPDIR when it
-// is short enough for a socket path, else /tmp.
-std::string reply_socket_path() {
+// Reply sockets live in $TMPDIR when it is short enough for a socket path,
+// else /tmp.
+std::string reply_socket_dir() {
   std::string dir = "/tmp";
   if (const char* t = std::getenv("TMPDIR"); t && *t && std::strlen(t) < 60) dir = t;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+
+// A sender killed with SIGKILL cannot remove its reply socket. The next
+// --wait-reply removes such leftovers: files named like ours, owned by this
+// user, that are sockets nobody is bound to (connect() is refused). A live
+// one (a sender still waiting) accepts the probe and is left alone.
+void sweep_stale_reply_sockets(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  int probed = 0;
+  while (dirent* entry = ::readdir(d)) {
+    std::string_view name = entry->d_name;
+    if (name.rfind("sm-reply-", 0) != 0 || name.size() < 15 ||
+        name.substr(name.size() - 5) != ".sock") {
+      continue;
+    }
+    if (++probed > 64) break;  // bound the start-up cost
+    std::string path = dir + "/" + std::string(name);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_uid != ::geteuid()) {
+      continue;
+    }
+    UnixDatagramSocket probe;
+    if (!UnixDatagramSocket::open(&probe).ok()) break;
+    auto r = probe.connect(path);
+    if (r.code == SocketStatus::kNoListener && r.err == ECONNREFUSED) {
+      ::unlink(path.c_str());
+      log::note(2, "removed stale reply socket " + path);
+    }
+  }
+  ::closedir(d);
+}
+
+// A path that no one else uses: pid plus 64 random bits.
+std::string reply_socket_path(const std::string& dir) {
   uint64_t r = 0;
   if (::getrandom(&r, sizeof r, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof r)) {
     r = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
@@ -106,10 +144,12 @@ std::string reply_socket_path() {
 }
 
 SocketStatus bind_reply_socket(UnixDatagramSocket* reply) {
+  const std::string dir = reply_socket_dir();
+  sweep_stale_reply_sockets(dir);
   SocketStatus st;
   for (int attempt = 0; attempt < 5; ++attempt) {
     // 0600: only this user (and root) can answer.
-    st = UnixDatagramSocket::bind(reply_socket_path(), 0600, reply);
+    st = UnixDatagramSocket::bind(reply_socket_path(dir), 0600, reply);
     if (st.code != SocketStatus::kInUse) return st;
   }
   return st;

@@ -320,3 +320,28 @@ def test_wait_reply_replaces_a_reply_to_given_in_json(tmp):
             assert p.wait(10) == 0
     finally:
         relay.close()
+
+
+def test_wait_reply_removes_reply_sockets_left_by_killed_senders(tmp):
+    from datagram_test import leave_stale_socket
+    stale = os.path.join(tmp, "sm-reply-1-00000000000000aa.sock")
+    live = os.path.join(tmp, "sm-reply-2-00000000000000bb.sock")
+    regular = os.path.join(tmp, "sm-reply-3-00000000000000cc.sock")
+    leave_stale_socket(stale)
+    keeper = bound_socket(live)
+    with open(regular, "w") as f:
+        f.write("not a socket")
+    relay = Relay(tmp)
+    try:
+        with Proc([tool("sm-send"), "--socket", relay.path, "--wait-reply", "10", "interrupt"],
+                  env={"TMPDIR": tmp}) as p:
+            event = relay.interrupt()
+            assert os.path.dirname(event["reply_to"]) == tmp
+            assert not os.path.exists(stale)
+            assert os.path.exists(live) and os.path.exists(regular)
+            relay.answer(event, decision("approve"))
+            assert p.wait(10) == 0
+        assert not os.path.exists(event["reply_to"])
+    finally:
+        relay.close()
+        keeper.close()
