@@ -517,7 +517,8 @@ void setup_sm_send(CLI::App& app, SmSendOptions& o) {
       "Exit: 0 sent (or no listener), 1 rejected, 64 usage, 65 bad event, 69 no listener\n"
       "(--strict, --wait-reply), 73 cannot create the reply socket, 75 no reply in time, 77 permission.");
   app.add_option("TYPE", o.type, "Event type, or - to send NDJSON lines from stdin")
-      ->type_name("");
+      ->type_name("")
+      ->each([&o](const std::string&) { o.type_given = true; });
   app.add_option("FIELD", o.fields, "key=value, key:=json, @key=value, @key:=json")
       ->type_name("");
   app.add_option_function<std::string>(
@@ -551,13 +552,13 @@ void setup_sm_send(CLI::App& app, SmSendOptions& o) {
 int run_sm_send(const SmSendOptions& o) {
   const bool stdin_mode = o.type == "-";
   const bool has_event_flags = o.machine_id || o.state || o.previous_state || !o.fields.empty();
-  if (o.json && !o.type.empty()) {
+  if (o.json && o.type_given) {
     return usage_error("give either TYPE or --json, not both");
   }
   if (o.json && has_event_flags) {
     return usage_error("--json sends the object as is: FIELD, -m, --state and --previous do not apply");
   }
-  if (!o.json && o.type.empty()) {
+  if (!o.json && !o.type_given) {
     return usage_error("nothing to send: give TYPE [FIELD ...], --json JSON, or - for NDJSON on stdin");
   }
   if (stdin_mode && has_event_flags) {

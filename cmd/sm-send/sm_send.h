@@ -20,6 +20,7 @@ namespace smws {
 
 struct SmSendOptions {
   std::string type;                 // TYPE, or "-" for stdin mode
+  bool type_given = false;          // TYPE was on the command line (even if empty)
   std::vector<std::string> fields;  // FIELD ...
   std::optional<std::string> machine_id;
   std::optional<std::string> state;

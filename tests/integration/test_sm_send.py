@@ -162,6 +162,7 @@ def test_sm_socket_is_honoured_and_socket_flag_wins(tmp):
     ([], 64),
     (["t", "--json", '{"type":"x"}'], 64),
     (["t", "novalue"], 64),
+    ([""], 64),
     (["t", "n:=notjson"], 64),
     (["t", "=x"], 64),
     (["-", "k=v"], 64),
