@@ -85,9 +85,11 @@ def make_events(path):
 
 
 def ingest_ours(tmp, events):
+    """sm-send - | sm-listen --count N; a lost event shows as sm-listen
+    ending on its idle timeout with fewer than N printed."""
     sock = os.path.join(tmp, "ours.sock")
     listener = subprocess.Popen([os.path.join(BIN, "sm-listen"), "--socket", sock,
-                                 "--count", str(N), "-v"],
+                                 "--count", str(N), "--idle-timeout", "10", "-v"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_live(sock, listener)
