@@ -174,3 +174,48 @@ TEST_CASE("a non-blocking output that fills up is waited on, not dropped", "[ndj
   ::close(fds[0]);
   CHECK(got.size() == 500 * 1001);
 }
+
+// Against a plain reference splitter, over random inputs (long lines, CRLF,
+// blanks, NULs, a missing final newline) and read sizes that cut lines and
+// line ends anywhere.
+TEST_CASE("the reader agrees with a reference splitter for any input and read size",
+          "[ndjson]") {
+  uint32_t state = 7;
+  auto rnd = [&state](uint32_t n) {
+    state = state * 1103515245u + 12345u;
+    return (state >> 8) % n;
+  };
+  for (int round = 0; round < 60; ++round) {
+    const size_t max_line = 1 + rnd(40);
+    std::string input;
+    int lines = static_cast<int>(rnd(30));
+    for (int i = 0; i < lines; ++i) {
+      size_t len = rnd(4) == 0 ? rnd(120) : rnd(static_cast<uint32_t>(max_line) + 3);
+      for (size_t k = 0; k < len; ++k) {
+        const char pool[] = "ab {}\"\t\r\xff";
+        input += rnd(50) == 0 ? '\0' : pool[rnd(sizeof pool - 1)];
+      }
+      if (i + 1 < lines || rnd(2)) input += rnd(3) == 0 ? "\r\n" : "\n";
+    }
+    // Reference: split on '\n', drop one trailing '\r', skip blank lines.
+    Read expected;
+    size_t number = 0, start = 0;
+    while (start < input.size()) {
+      size_t nl = input.find('\n', start);
+      std::string text = input.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+      start = nl == std::string::npos ? input.size() : nl + 1;
+      ++number;
+      if (!text.empty() && text.back() == '\r') text.pop_back();
+      if (text.size() > max_line) {
+        expected.too_long.push_back(number);
+      } else if (text.find_first_not_of(" \t\r") != std::string::npos) {
+        expected.lines.emplace_back(number, text);
+      }
+    }
+    size_t chunk = 1 + rnd(17);
+    INFO("round " << round << ", max_line " << max_line << ", chunk " << chunk);
+    auto got = read_all(input, max_line, chunk);
+    REQUIRE(got.lines == expected.lines);
+    REQUIRE(got.too_long == expected.too_long);
+  }
+}
