@@ -229,11 +229,13 @@ SocketStatus UnixDatagramSocket::connect(const std::string& path) {
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0) return SocketStatus::Ok();
     int err = errno;
     if (err == EINTR) continue;
-    if (err == ECONNREFUSED || err == ENOENT || err == ENOTDIR || err == EPROTOTYPE) {
-      return SocketStatus::Error(
-          SocketStatus::kNoListener, err,
-          errno_message("no listener on " + path,
-                        err == EPROTOTYPE ? EPROTOTYPE : err));
+    if (err == EPROTOTYPE) {  // a stream socket: some other program's
+      return SocketStatus::Error(SocketStatus::kNoListener, err,
+                                 "no listener on " + path + ": it is not a datagram socket");
+    }
+    if (err == ECONNREFUSED || err == ENOENT || err == ENOTDIR) {
+      return SocketStatus::Error(SocketStatus::kNoListener, err,
+                                 errno_message("no listener on " + path, err));
     }
     if (err == EACCES || err == EPERM) {
       return SocketStatus::Error(SocketStatus::kPermission, err,
