@@ -386,3 +386,24 @@ def test_a_request_head_over_16_kib_gets_431(relay):
                 break
             data += chunk
         assert data.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_ping_flood_from_a_client_that_does_not_read_is_answered_once(relay):
+    # Only the latest ping needs a pong (RFC 6455 5.5.3): 20,000 pings from a
+    # client that reads nothing must not queue 20,000 pongs. It reads once
+    # at the end and finds one pong, with the latest payload, and the
+    # connection is still fine.
+    with opened(relay) as c:
+        c.send(b"".join(frame(PING, str(i).encode()) for i in range(20000)))
+        c.send(frame(TEXT, '{"type":"after-flood"}'))
+        assert json.loads(relay.stdout_line()) == {"type": "after-flood"}
+        pongs = []
+        c.send(frame(TEXT, '{"type":"refresh"}'))
+        while True:
+            op, payload = c.recv_frame()
+            if op == PONG:
+                pongs.append(payload)
+            elif op == TEXT and json.loads(payload)["type"] == "initial":
+                break
+        assert pongs[-1] == b"19999"
+        assert len(pongs) < 20000

@@ -53,7 +53,8 @@ constexpr double kAcceptPause = 0.1;
 
 enum class EntryKind : uint8_t {
   kData,        // a data message (counts against max_queue)
-  kControl,     // ping/pong
+  kControl,     // our ping
+  kPong,        // answer to the client's latest ping, encoded when written
   kClose,       // our close frame
   kDropNotice,  // {"type":"dropped","count":N}, encoded when it is written
   kRaw,         // HTTP bytes (101 or a reply)
@@ -126,6 +127,12 @@ struct Conn {
   bool in_ready = false;       // listed in ready_ (more bytes to read)
   bool counted_open = false;   // counted in stats.clients, on_open called
   bool warned_drop = false;    // the first drop was logged (once per client)
+  // A kPong entry is queued and not yet encoded; it will answer with this,
+  // the latest ping's payload (RFC 6455 §5.5.3 allows answering only the
+  // latest), so a ping flood from a client that does not read costs one
+  // queue entry, not one per ping.
+  bool pong_queued = false;
+  std::string pong_payload;
   bool close_queued = false;
   bool close_sent = false;
   bool close_received = false;
@@ -645,8 +652,11 @@ void WsServer::Impl::on_frames(Conn* c, double now) {
         break;
       case ws::Opcode::kPing:
         if (!c->close_queued) {
-          enqueue(c, make_frame(ws::encode_frame(ws::Opcode::kPong, msg.payload)),
-                  EntryKind::kControl);
+          c->pong_payload = msg.payload;
+          if (!c->pong_queued) {
+            c->pong_queued = true;
+            enqueue(c, nullptr, EntryKind::kPong);
+          }
         }
         break;
       case ws::Opcode::kPong:
@@ -753,7 +763,11 @@ void WsServer::Impl::after_written(Conn* c, const Entry& e) {
   }
 }
 
-static void materialize(Entry& e) {
+static void materialize(Conn* c, Entry& e) {
+  if (e.kind == EntryKind::kPong && !e.frame) {
+    e.frame = make_frame(ws::encode_frame(ws::Opcode::kPong, c->pong_payload));
+    c->pong_queued = false;
+  }
   if (e.kind == EntryKind::kDropNotice && !e.frame) {
     e.frame = make_text_frame("{\"type\":\"dropped\",\"count\":" + std::to_string(e.dropped) + "}");
   }
@@ -765,7 +779,7 @@ void WsServer::Impl::flush_plain(Conn* c, double now) {
     int count = 0;
     size_t total = 0;
     for (auto it = c->queue.begin(); it != c->queue.end() && count < kMaxIov; ++it, ++count) {
-      materialize(*it);
+      materialize(c, *it);
       size_t skip = count == 0 ? c->front_offset : 0;
       iov[count].iov_base = const_cast<char*>(it->frame->data()) + skip;
       iov[count].iov_len = it->frame->size() - skip;
@@ -813,7 +827,7 @@ void WsServer::Impl::flush_tls(Conn* c, double now) {
       // Stage whole frames (at least one) up to about one TLS record.
       while (!c->queue.empty()) {
         Entry& e = c->queue.front();
-        materialize(e);
+        materialize(c, e);
         if (!c->tls_out.empty() && c->tls_out.size() + e.frame->size() > kTlsStage) break;
         c->tls_out += *e.frame;
         after_written(c, e);
@@ -867,6 +881,9 @@ void WsServer::Impl::begin_close(Conn* c, uint16_t code, std::string_view reason
     size_t keep = c->has_partial_front() ? 1 : 0;
     while (c->queue.size() > keep) {
       if (c->queue.back().kind == EntryKind::kData) --c->data_queued;
+      if (c->queue.back().kind == EntryKind::kPong && !c->queue.back().frame) {
+        c->pong_queued = false;
+      }
       c->queue.pop_back();
     }
   }
