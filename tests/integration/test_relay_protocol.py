@@ -407,3 +407,33 @@ def test_a_ping_flood_from_a_client_that_does_not_read_is_answered_once(relay):
                 break
         assert pongs[-1] == b"19999"
         assert len(pongs) < 20000
+
+
+def test_random_bytes_from_many_clients_leave_the_relay_serving(relay):
+    # Garbage after a good handshake, and garbage instead of a handshake:
+    # each such client is closed; nobody else notices.
+    import random
+    import socket
+    rng = random.Random(6455)
+    with opened(relay) as watcher:
+        for i in range(40):
+            junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000)))
+            if i % 2:
+                c = RawClient(relay.port)
+                try:
+                    c.send(junk)
+                    c.wait_eof()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                c.close()
+            else:
+                with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as s:
+                    try:
+                        s.sendall(junk + b"\r\n\r\n")
+                        while s.recv(4096):
+                            pass
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+        relay.send_stdin('{"type":"survived"}\n')
+        op, payload = watcher.recv_frame()
+        assert (op, json.loads(payload)) == (TEXT, {"type": "survived"})
