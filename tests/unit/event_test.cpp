@@ -172,7 +172,7 @@ TEST_CASE("build puts flags and fields where the SPEC says, in order", "[event][
         R"("data":{"job_id":"42","progress":50,"tags":["a"]}})");
 }
 
-TEST_CASE("build: @data object merges with key=value fields; other @data is refused",
+TEST_CASE("build: @data object merges with key=value fields, other @data is refused",
           "[event][build]") {
   BuildSpec spec;
   spec.type = "t";

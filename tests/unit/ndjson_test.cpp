@@ -74,7 +74,7 @@ TEST_CASE("lines are numbered from 1 and blank lines are skipped but counted", "
   CHECK(r.lines[2] == std::make_pair(size_t{6}, std::string("c")));
 }
 
-TEST_CASE("CRLF line ends lose their CR; a lone CR inside a line stays", "[ndjson]") {
+TEST_CASE("CRLF line ends lose their CR, a lone CR inside a line stays", "[ndjson]") {
   auto r = read_all("x\r\ny\rz\n", 100);
   REQUIRE(r.lines.size() == 2);
   CHECK(r.lines[0].second == "x");
