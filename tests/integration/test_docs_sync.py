@@ -82,3 +82,18 @@ def test_fish_completion_lists_exactly_the_flags(name):
     assert not missing, f"fish completion for {name} lacks {missing}"
     stale = sorted(named - flags)
     assert not stale, f"fish completion for {name} names flags the tool no longer has: {stale}"
+
+
+def test_unit_test_names_survive_ctest():
+    """catch_discover_tests turns each TEST_CASE into a ctest; a ';' in its
+    name splits it into two tests that both fail to run."""
+    unit_dir = os.path.join(SOURCE_DIR, "tests", "unit")
+    bad = []
+    for name in sorted(os.listdir(unit_dir)):
+        if name.endswith(".cpp"):
+            with open(os.path.join(unit_dir, name), encoding="utf-8") as f:
+                for number, line in enumerate(f, 1):
+                    match = re.search(r'TEST_CASE\("([^"]*)"', line)
+                    if match and ";" in match.group(1):
+                        bad.append(f"{name}:{number}")
+    assert not bad, f"test names with ';': {bad}"
