@@ -214,7 +214,7 @@ TEST_CASE("close 1011 and 1014 are server errors, while 1008, 1013, 1000 are ser
   CHECK(mentions(decide(e).text, "overloaded"));
 }
 
-TEST_CASE("--cat: the server's 1000 after input ended is healthy", "[probe]") {
+TEST_CASE("with --cat, the server's 1000 after input ended is healthy", "[probe]") {
   auto e = open_connection();
   e.cat_mode = true;
   e.input_ended = true;
