@@ -1,5 +1,7 @@
 #include "smws/net/ws_client.h"
 
+#include "smws/net/handshake.h"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,7 +17,6 @@
 #include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
-#include <Poco/SHA1Engine.h>
 
 #include <algorithm>
 #include <cctype>
@@ -30,7 +31,6 @@ namespace {
 
 using Clock = WsClient::Clock;
 
-constexpr const char* kWebSocketGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 // A response head larger than this is not a WebSocket server's answer;
 // reading stops there instead of buffering without bound.
 constexpr size_t kMaxResponseHead = 64 * 1024;
@@ -303,13 +303,6 @@ std::optional<WsUrl> parse_ws_url(std::string_view url, std::string* error) {
   return out;
 }
 
-std::string expected_accept(std::string_view key) {
-  Poco::SHA1Engine sha1;
-  sha1.update(std::string(key) + kWebSocketGuid);
-  const auto& digest = sha1.digest();
-  return base64(digest.data(), digest.size());
-}
-
 WsClient::WsClient()
     : reader_(ws::Role::kClient), mask_rng_(std::random_device{}()), started_(Clock::now()) {}
 
@@ -511,7 +504,7 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
   if (!parsed.has("Connection") || !header_has_token(parsed.get("Connection"), "upgrade")) {
     return fail(HandshakeInfo::Outcome::kRefused, "101 without 'Connection: Upgrade'");
   }
-  const std::string want = expected_accept(key);
+  const std::string want = websocket_accept_key(key);
   if (!parsed.has("Sec-WebSocket-Accept")) {
     return fail(HandshakeInfo::Outcome::kRefused, "101 without Sec-WebSocket-Accept");
   }

@@ -43,9 +43,6 @@ struct WsUrl {
 // nullopt and *error ("... is not a ws:// or wss:// URL") on anything else.
 std::optional<WsUrl> parse_ws_url(std::string_view url, std::string* error);
 
-// RFC 6455 §4.2.2: base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
-std::string expected_accept(std::string_view key);
-
 struct WsClientOptions {
   Headers headers;                     // -H: added to (or replacing) the defaults
   std::string origin;                  // --origin: sent as Origin when not empty
