@@ -3,7 +3,6 @@
 #include <utility>
 
 #include "smws/event.h"
-#include "smws/utf8.h"
 
 namespace smws::core {
 
@@ -37,218 +36,6 @@ std::string error_reply(std::string_view why) {
 
 }  // namespace
 
-namespace detail {
-
-// Why a scanner of our own: nlohmann's SAX parser costs ~1.5 us per 100-byte
-// event here (no faster than building the DOM), which was most of ws-relay's
-// CPU per event in bench_relay's fan-out. This check runs in ~0.1-0.2 us and
-// only ever says "certainly valid"; everything else goes to event::scan.
-bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_seq_key,
-                      RawFields* fields) {
-  *has_seq_key = false;
-  if (fields) *fields = RawFields{};
-  if (!is_valid_utf8(text)) return false;
-  const char* p = text.data();
-  const char* const end = p + text.size();
-  auto skip_ws = [&] {
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
-  };
-  auto hex = [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-  };
-  // p at the opening quote; on success p is past the closing one.
-  auto string = [&](std::string_view* out, bool* escaped) {
-    const char* begin = ++p;
-    *escaped = false;
-    while (p < end) {
-      const auto c = static_cast<unsigned char>(*p);
-      if (c == '"') {
-        *out = std::string_view(begin, static_cast<size_t>(p - begin));
-        ++p;
-        return true;
-      }
-      if (c < 0x20) return false;
-      if (c == '\\') {
-        *escaped = true;
-        if (++p >= end) return false;
-        if (*p == 'u') {
-          if (end - p < 5 || !hex(p[1]) || !hex(p[2]) || !hex(p[3]) || !hex(p[4])) return false;
-          unsigned v = 0;
-          for (int k = 1; k <= 4; ++k) {
-            const char h = p[k];
-            v = v * 16 + static_cast<unsigned>(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
-          }
-          if (v >= 0xD800 && v <= 0xDFFF) return false;  // surrogates: leave to nlohmann
-          p += 5;
-          continue;
-        }
-        switch (*p) {
-          case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-            ++p;
-            continue;
-          default:
-            return false;
-        }
-      }
-      ++p;  // bytes >= 0x80 were checked as UTF-8 above
-    }
-    return false;
-  };
-  auto digits = [&] {
-    const char* b = p;
-    while (p < end && *p >= '0' && *p <= '9') ++p;
-    return p > b;
-  };
-  auto number = [&] {
-    const char* b = p;
-    if (*p == '-') ++p;
-    if (p >= end) return false;
-    if (*p == '0') {
-      ++p;
-    } else if (!digits()) {
-      return false;
-    }
-    if (p < end && *p == '.') {
-      ++p;
-      if (!digits()) return false;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) return false;  // range checks: nlohmann's
-    return p - b < 40;
-  };
-  auto literal = [&](std::string_view word) {
-    if (static_cast<size_t>(end - p) < word.size() || std::string_view(p, word.size()) != word) {
-      return false;
-    }
-    p += word.size();
-    return true;
-  };
-
-  constexpr int kMaxDepth = 128;  // deeper: fall back (nlohmann has no limit)
-  char stack[kMaxDepth];
-  int depth = 0;
-  enum class State { kObjectFirst, kKey, kArrayFirst, kValue, kAfterValue } state;
-  bool key_is_type = false;  // the value being read is the top-level "type"
-  bool type_ok = false;
-  std::string_view* key_field = nullptr;    // where the top-level value goes
-  std::string_view* value_field = nullptr;  // ... for the value being read
-  const char* value_start = nullptr;
-
-  skip_ws();
-  if (p >= end || *p != '{') return false;
-  stack[depth++] = '{';
-  ++p;
-  state = State::kObjectFirst;
-  for (;;) {
-    skip_ws();
-    if (p >= end) return false;
-    bool closed = false;
-    switch (state) {
-      case State::kObjectFirst:
-        if (*p == '}') {
-          ++p;
-          closed = true;
-          break;
-        }
-        [[fallthrough]];
-      case State::kKey: {
-        if (*p != '"') return false;
-        std::string_view key;
-        bool escaped;
-        if (!string(&key, &escaped)) return false;
-        if (depth == 1) {
-          if (escaped) return false;  // might be an escaped "type" or "seq"
-          key_is_type = key == "type";
-          if (key == "seq") *has_seq_key = true;
-          key_field = nullptr;
-          if (fields) {
-            if (key == "machine_id") key_field = &fields->machine_id;
-            else if (key == "state") key_field = &fields->state;
-            else if (key == "previous_state") key_field = &fields->previous_state;
-            else if (key == "timestamp") key_field = &fields->timestamp;
-            else if (key == "data") key_field = &fields->data;
-          }
-        }
-        skip_ws();
-        if (p >= end || *p != ':') return false;
-        ++p;
-        state = State::kValue;
-        continue;
-      }
-      case State::kArrayFirst:
-        if (*p == ']') {
-          ++p;
-          closed = true;
-          break;
-        }
-        [[fallthrough]];
-      case State::kValue: {
-        const bool at_type = depth == 1 && key_is_type;
-        key_is_type = false;
-        if (depth == 1) {
-          value_field = key_field;
-          value_start = p;
-        }
-        const char c = *p;
-        if (c == '{' || c == '[') {
-          if (depth == kMaxDepth) return false;
-          if (at_type) type_ok = false;
-          stack[depth++] = c;
-          ++p;
-          state = c == '{' ? State::kObjectFirst : State::kArrayFirst;
-          continue;
-        }
-        if (c == '"') {
-          std::string_view value;
-          bool escaped;
-          if (!string(&value, &escaped)) return false;
-          if (at_type) {
-            if (escaped) return false;
-            *type = value;
-            type_ok = true;
-          }
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-          if (!number()) return false;
-          if (at_type) type_ok = false;
-        } else if (literal("true") || literal("false") || literal("null")) {
-          if (at_type) type_ok = false;
-        } else {
-          return false;
-        }
-        if (depth == 1 && value_field) {
-          *value_field = std::string_view(value_start, static_cast<size_t>(p - value_start));
-        }
-        state = State::kAfterValue;
-        continue;
-      }
-      case State::kAfterValue: {
-        const char top = stack[depth - 1];
-        if (*p == ',') {
-          ++p;
-          state = top == '{' ? State::kKey : State::kValue;
-          continue;
-        }
-        if ((top == '{' && *p == '}') || (top == '[' && *p == ']')) {
-          ++p;
-          closed = true;
-          break;
-        }
-        return false;
-      }
-    }
-    if (!closed) return false;
-    if (--depth == 0) {
-      skip_ws();
-      return p == end && type_ok && !type->empty();
-    }
-    if (depth == 1 && value_field) {  // a top-level object or array value ended
-      *value_field = std::string_view(value_start, static_cast<size_t>(p - value_start));
-    }
-    state = State::kAfterValue;
-  }
-}
-
-}  // namespace detail
-
 RelayHub::RelayHub(HubOptions options) : options_(options) {}
 
 void RelayHub::set_interceptor(std::string type, Interceptor fn) {
@@ -273,36 +60,39 @@ IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_n
     return result;
   };
 
-  // Hot path: quick_scan_event settles the common event without allocating
-  // and hands back a state_change's raw fields for the machine table;
-  // anything it cannot settle goes to event::scan (nlohmann's SAX parser,
-  // UTF-8 included), which decides and names the error. A DOM is built only
-  // when needed: for a state_change the fast path could not table (escaped
-  // machine_id, or the slow path), or under --seq for an event that has (on
-  // the slow path: may have; the substring test is cheap and a backslash-u
-  // covers an escaped key) a top-level "seq" to replace.
+  // Hot path: event::scan's fast pass settles the common event without
+  // allocating and hands back a state_change's raw members for the machine
+  // table; what it cannot settle goes to nlohmann's SAX parser (inside
+  // event::scan), which decides and names the error. A DOM is built only
+  // when needed: for a state_change that cannot be tabled from raw members
+  // (escaped machine_id, an event that is not plain, or the slow path), or
+  // under --seq for an event that has (on the slow path: may have; the
+  // substring test is cheap and a backslash-u covers an escaped key) a
+  // top-level "seq" to replace.
+  event::Members raw;
+  if (!event::scan(text, &scan_, &raw)) return invalid(scan_.error);
+  result.type = scan_.type;
   json dom;
   bool have_dom = false;
   bool has_seq_key = false;
   bool need_dom_for_seq = false;
-  std::string_view quick_type;
-  detail::RawFields raw;
   bool raw_machine = false;  // a state_change tabled from `raw`, without a DOM
   bool need_dom_for_machine = false;
-  if (detail::quick_scan_event(text, &quick_type, &has_seq_key, &raw)) {
-    result.type.assign(quick_type);
+  if (raw.settled) {
+    has_seq_key = raw.has_seq;
     need_dom_for_seq = options_.seq && has_seq_key;
-    if (result.type == "state_change" && !raw.machine_id.empty() && raw.machine_id[0] == '"') {
+  } else {
+    need_dom_for_seq = options_.seq && (text.find("\"seq\"") != std::string_view::npos ||
+                                        text.find("\\u") != std::string_view::npos);
+  }
+  if (result.type == "state_change") {
+    if (!raw.settled || !raw.plain) {
+      need_dom_for_machine = true;
+    } else if (!raw.machine_id.empty() && raw.machine_id[0] == '"') {
       // An id with escapes is decoded by the DOM; the common one is not.
       raw_machine = raw.machine_id.find('\\') == std::string_view::npos;
       need_dom_for_machine = !raw_machine;
     }
-  } else {
-    if (!event::scan(text, &scan_)) return invalid(scan_.error);
-    result.type = scan_.type;
-    need_dom_for_seq = options_.seq && (text.find("\"seq\"") != std::string_view::npos ||
-                                        text.find("\\u") != std::string_view::npos);
-    need_dom_for_machine = result.type == "state_change";
   }
   if (need_dom_for_machine || need_dom_for_seq) {
     dom = json::parse(text);  // cannot throw: the bytes were accepted above
@@ -350,7 +140,7 @@ Payload RelayHub::publish(std::string_view json_object, double now) {
 }
 
 Payload RelayHub::commit(std::string text, json* dom, bool has_seq_key, double now,
-                         uint64_t* seq_out, const detail::RawFields* machine) {
+                         uint64_t* seq_out, const event::Members* machine) {
   // Tabled first: `machine` views the caller's line, not `text`.
   if (machine) {
     const auto& id = machine->machine_id;
@@ -377,7 +167,7 @@ Payload RelayHub::commit(std::string text, json* dom, bool has_seq_key, double n
     if (type != dom->end() && *type == "state_change" && id != dom->end() && id->is_string()) {
       // Serialize the DOM's values so both paths table the same way.
       std::string state, previous, timestamp, data;
-      detail::RawFields f;
+      event::Members f;
       auto take = [&](const char* key, std::string* store, std::string_view* view) {
         if (auto it = dom->find(key); it != dom->end()) *view = *store = it->dump();
       };
@@ -396,7 +186,7 @@ Payload RelayHub::commit(std::string text, json* dom, bool has_seq_key, double n
   return payload;
 }
 
-void RelayHub::apply_state_change(const std::string& id, const detail::RawFields& f,
+void RelayHub::apply_state_change(const std::string& id, const event::Members& f,
                                   double now) {
   auto found = machine_index_.find(id);
   std::list<Machine>::iterator m;

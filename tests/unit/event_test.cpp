@@ -7,6 +7,7 @@
 
 using smws::event::BuildSpec;
 using smws::event::Field;
+using smws::event::Members;
 using smws::event::Scan;
 using Json = nlohmann::json;
 
@@ -211,14 +212,24 @@ TEST_CASE("excerpt escapes control bytes and invalid UTF-8, keeps valid UTF-8", 
 }
 
 // The fast validator behind scan() must accept exactly what nlohmann's parser
-// (scan_reference) accepts, and note the same type and members. Seeds cover
-// the grammar's corners; random mutations of them cover the rest.
+// (scan_reference) accepts, and note the same type and members; the raw
+// member spans it reports (Members, for ws-relay) must each parse to the
+// DOM's value for that key. Seeds cover the grammar's corners; random
+// mutations of them cover the rest.
 TEST_CASE("scan agrees with the nlohmann reference on tricky and mutated inputs",
           "[event][differential]") {
   const std::vector<std::string> seeds = {
       R"({"type":"a"})",
       R"( {"type" : "state_change" , "machine_id":"w-1","data":{"type":1,"x":[1,2,{"y":null}]}} )",
       R"({"type":"a","timestamp":1795307997.070841,"reply_to":"/tmp/r.sock"})",
+      R"({"seq":7,"type":"state_change","machine_id":"w\u002d1","state":{"s":[1,{}]},)"
+      R"("previous_state":null,"timestamp":"t","data":[],"state":"b","data":{"k":"}"}})",
+      R"({"type":"state_change","machine_id":"m","timestamp":-1.5e3,"data":{"seq":[]}})",
+      // Long strings: the fast path reads them eight bytes at a time, so
+      // mutations land at every offset within a word.
+      "{\"type\":\"long string\",\"s\":\"0123456789abcdef\\\"ghij\\\\klmnop\\u00e9qr"
+      "stuvwxyz\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 ABCDEFGHIJKLMNOPQRSTUVWXYZ\","
+      "\"t\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
       R"({"a":[],"b":{},"c":[[]],"type":"t","d":[{}]})",
       R"({"type":"\u00e9\ud83d\ude00","k\"ey":"v\\\/\b\f\n\r\t"})",
       R"({"ty\u0070e":"escaped key"})",
@@ -261,19 +272,52 @@ TEST_CASE("scan agrees with the nlohmann reference on tricky and mutated inputs"
     state = state * 1664525u + 1013904223u;
     return (state >> 8) % n;
   };
-  size_t cases = 0, valid = 0;
+  size_t cases = 0, valid = 0, settled = 0;
   auto check = [&](const std::string& input) {
-    Scan fast, ref;
+    Scan fast, ref, with_members;
+    Members members;
     smws::event::scan(input, &fast);
+    smws::event::scan(input, &with_members, &members);
     smws::event::scan_reference(input, &ref);
     ++cases;
     INFO("input: " << smws::event::excerpt(input, 400));
     REQUIRE(fast.valid == ref.valid);
+    REQUIRE(with_members.valid == ref.valid);
     if (fast.valid) {
       ++valid;
       REQUIRE(fast.type == ref.type);
       REQUIRE(fast.has_timestamp == ref.has_timestamp);
       REQUIRE(fast.has_reply_to == ref.has_reply_to);
+      REQUIRE(with_members.type == ref.type);
+      REQUIRE(with_members.has_timestamp == ref.has_timestamp);
+      REQUIRE(with_members.has_reply_to == ref.has_reply_to);
+    }
+    if (!members.settled) {  // nothing else may be reported
+      REQUIRE_FALSE(members.has_seq);
+      REQUIRE_FALSE(members.plain);
+      for (auto view : {members.machine_id, members.state, members.previous_state,
+                        members.timestamp, members.data}) {
+        REQUIRE(view.empty());
+      }
+      return;
+    }
+    REQUIRE(ref.valid);
+    ++settled;
+    const auto dom = Json::parse(input);
+    REQUIRE(members.has_seq == dom.contains("seq"));
+    for (auto [key, view] : {std::pair{"machine_id", members.machine_id},
+                             {"state", members.state},
+                             {"previous_state", members.previous_state},
+                             {"timestamp", members.timestamp},
+                             {"data", members.data}}) {
+      INFO("member: " << key);
+      REQUIRE(dom.contains(key) == !view.empty());
+      // A view into the input, holding exactly one JSON value: the DOM's.
+      if (!view.empty()) {
+        REQUIRE(view.data() >= input.data());
+        REQUIRE(view.data() + view.size() <= input.data() + input.size());
+        REQUIRE(Json::parse(view) == dom[key]);
+      }
     }
   };
   for (const auto& seed : seeds) {
@@ -295,4 +339,5 @@ TEST_CASE("scan agrees with the nlohmann reference on tricky and mutated inputs"
   }
   CHECK(cases > 50000);
   CHECK(valid > 1000);  // the mutations keep enough valid events to compare
+  CHECK(settled > 1000);  // ... and enough settled by the fast pass to check members
 }

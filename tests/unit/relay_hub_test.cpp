@@ -3,7 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "smws/event.h"
 
 using smws::core::ClientMessage;
 using smws::core::HubOptions;
@@ -483,32 +486,47 @@ TEST_CASE("non-JSON and JSON non-objects get an error reply", "[relay_hub]") {
 }
 
 // --- the fast path ---------------------------------------------------------------
+// ingest() tables a state_change from raw members only when event::scan's fast
+// pass settled the event and found it plain (event::Members); everything else
+// is tabled from a DOM. tests/unit/event_test.cpp checks the members against
+// nlohmann on its own mutated inputs; these cases pin what the relay relies on.
 
 namespace {
 
-// The property the fast path must keep: it may refuse anything, but what it
+// What the relay's raw path gets for text: true when event::scan settled it in
+// its fast pass and it is plain; *type and *m then hold what the pass found.
+bool raw_path(const std::string& text, std::string* type = nullptr,
+              smws::event::Members* m = nullptr) {
+  smws::event::Scan scan;
+  smws::event::Members members;
+  if (!smws::event::scan(text, &scan, &members)) {
+    CHECK_FALSE(members.settled);  // nothing is reported for an invalid event
+    return false;
+  }
+  if (type) *type = scan.type;
+  if (m) *m = members;
+  return members.settled && members.plain;
+}
+
+// The property the raw path must keep: it may refuse anything, but what it
 // accepts nlohmann accepts too, as an object with the same non-empty string
 // "type" and the same answer about a top-level "seq".
 void check_quick_agrees_with_nlohmann(const std::string& text) {
-  std::string_view type;
-  bool has_seq = false;
-  if (!smws::core::detail::quick_scan_event(text, &type, &has_seq)) return;
+  std::string type;
+  smws::event::Members m;
+  if (!raw_path(text, &type, &m)) return;
   INFO(text);
   json dom;
   REQUIRE_NOTHROW(dom = json::parse(text));
   REQUIRE(dom.is_object());
   REQUIRE(dom.contains("type"));
   REQUIRE(dom["type"].is_string());
-  CHECK(dom["type"].get<std::string>() == std::string(type));
+  CHECK(dom["type"].get<std::string>() == type);
   CHECK_FALSE(type.empty());
-  CHECK(has_seq == dom.contains("seq"));
+  CHECK(m.has_seq == dom.contains("seq"));
 }
 
-bool quick(const std::string& text) {
-  std::string_view type;
-  bool has_seq;
-  return smws::core::detail::quick_scan_event(text, &type, &has_seq);
-}
+bool quick(const std::string& text) { return raw_path(text); }
 
 }  // namespace
 
@@ -550,6 +568,57 @@ TEST_CASE("the fast path refuses what it cannot settle and event::scan decides",
   CHECK(quick(R"({"type":2,"type":"a"})"));  // the last duplicate wins, as in a DOM
 }
 
+TEST_CASE("events that are valid but not plain are settled by the fast pass, not tabled raw",
+          "[relay_hub]") {
+  const std::string deep_ok = std::string(smws::event::kPlainMaxDepth - 1, '[') +
+                              std::string(smws::event::kPlainMaxDepth - 1, ']');
+  const std::string deeper = "[" + deep_ok + "]";
+  const std::string digits39(39, '7');
+  for (auto [text, plain] : std::vector<std::pair<std::string, bool>>{
+           {R"({"type":"a","x":1e5})", false},
+           {R"({"type":"a","x":[{"y":-2.5E-3}]})", false},
+           {R"({"type":"a","x":)" + digits39 + "}", true},
+           {R"({"type":"a","x":)" + digits39 + "1}", false},
+           {R"({"type":"a","x":-)" + digits39 + "}", false},  // 40 characters with the sign
+           {R"({"type":"a","x":1.)" + std::string(38, '5') + "}", false},
+           {R"({"type":"a","s":"\u00e9\uffff"})", true},
+           {R"({"type":"a","s":"\ud83d\ude00"})", false},
+           {R"({"type":"a","o":{"\ud83d\ude00":1}})", false},
+           {R"({"type":"a","d":)" + deep_ok + "}", true},
+           {R"({"type":"a","d":)" + deeper + "}", false},
+       }) {
+    INFO(text);
+    smws::event::Scan scan;
+    smws::event::Members m;
+    REQUIRE(smws::event::scan(text, &scan, &m));
+    CHECK(m.settled);
+    CHECK(m.plain == plain);
+    CHECK(quick(text) == plain);
+  }
+}
+
+TEST_CASE("a state_change that is not plain is tabled from the DOM, as before the scanners merged",
+          "[relay_hub]") {
+  // Pins the snapshot bytes: a DOM re-serializes (keys sorted, 1e5 as
+  // 100000.0) where the raw path keeps the bytes as received.
+  RelayHub hub;
+  REQUIRE(hub.ingest(R"({"type":"state_change","machine_id":"m","state":"s",)"
+                     R"("data":{"b":1e5, "a":1}})",
+                     kNow)
+              .ok());
+  REQUIRE(hub.ingest(R"({"type":"state_change","machine_id":"p","state":"s",)"
+                     R"("data":{"b":1.5, "a":1}})",
+                     kNow)
+              .ok());
+  const auto snap = *hub.snapshot(kNow);
+  CHECK(snap.find(R"("id":"m","current_state":"s","previous_state":null,)"
+                  R"("last_activity":1700000000.5,"data":{"a":1,"b":100000.0}})") !=
+        std::string::npos);
+  CHECK(snap.find(R"("id":"p","current_state":"s","previous_state":null,)"
+                  R"("last_activity":1700000000.5,"data":{"b":1.5, "a":1}})") !=
+        std::string::npos);
+}
+
 TEST_CASE("the fast path never accepts what nlohmann refuses (random mutations)",
           "[relay_hub]") {
   const std::vector<std::string> seeds = {
@@ -581,14 +650,13 @@ TEST_CASE("the fast path never accepts what nlohmann refuses (random mutations)"
         default: if (pos < s.size()) s.erase(pos, 1); break;
       }
     }
-    std::string_view type;
-    bool has_seq;
-    smws::core::detail::RawFields raw;
-    if (!smws::core::detail::quick_scan_event(s, &type, &has_seq, &raw)) continue;
+    smws::event::Scan scan;
+    smws::event::Members raw;
+    if (!smws::event::scan(s, &scan, &raw) || !raw.settled) continue;
     ++accepted;
     json dom = json::parse(s, nullptr, false);
     if (dom.is_discarded() || !dom.is_object() || !dom.contains("type") ||
-        dom["type"] != std::string(type) || has_seq != dom.contains("seq")) {
+        dom["type"] != scan.type || raw.has_seq != dom.contains("seq")) {
       FAIL_CHECK("fast path accepted what nlohmann does not agree with: " << s);
       continue;
     }

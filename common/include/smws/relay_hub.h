@@ -83,30 +83,6 @@ struct ClientMessage {
   nlohmann::json json;   // kDecision (and kForward): the parsed message
 };
 
-namespace detail {
-// The hub's fast path (exposed for its tests): a strict, allocation-free
-// JSON check for the common event. Returns true only when `text` is
-// certainly one JSON object, valid UTF-8, with a non-empty string "type" at
-// the top level, written without escapes (*type views it in text), and sets
-// *has_seq_key when a top-level "seq" key exists. Returns false for anything
-// it does not settle alone (errors, escaped keys or type, escaped surrogates,
-// numbers with exponents or 40+ characters), and the caller falls back to
-// event::scan, which decides and names the error. Measured (release build,
-// this machine): 0.11 us per 100-byte event against 1.5 us for nlohmann's
-// SAX parser (no faster than its DOM here); a state_change is tabled in
-// 0.33 us against 4.5 us through a DOM.
-//
-// With `fields`, it also hands back the raw JSON text of the top-level
-// values the machine table needs (views into text; empty when absent; the
-// last of duplicate keys, as in a DOM), so a state_change is tabled without
-// building a DOM.
-struct RawFields {
-  std::string_view machine_id, state, previous_state, timestamp, data;
-};
-bool quick_scan_event(std::string_view text, std::string_view* type, bool* has_seq_key,
-                      RawFields* fields = nullptr);
-}  // namespace detail
-
 // The machine table follows the SPEC's edge rules: only a state_change whose
 // machine_id is a string creates or updates a machine (another type of id is
 // broadcast but not tabled).
@@ -121,9 +97,13 @@ class RelayHub {
   // lines, so the hub cannot count them). 0: the hub counts ingest() calls.
   // A valid event is an object with a non-empty string `type`; its bytes are
   // forwarded unchanged (checked, UTF-8 included). The common event costs
-  // one allocation-free pass (detail::quick_scan_event); nlohmann's parser
-  // runs only for what that pass cannot settle, and a DOM is built only for
-  // an escaped machine_id or a "seq" to replace under --seq.
+  // one allocation-free pass (event::scan's fast path, which also hands back
+  // the raw members a state_change is tabled from: ~0.11 us per 100-byte
+  // event, ~0.33 us per state_change, against 1.5 us and 4.5 us through
+  // nlohmann, release build); nlohmann's parser runs only for what that pass
+  // cannot settle, and a DOM is built only for an escaped machine_id, a
+  // state_change that is not event::Members::plain, or a "seq" to replace
+  // under --seq.
   IngestResult ingest(std::string_view line, double now, uint64_t line_number = 0);
 
   // A message the relay itself broadcasts (e.g. a HITL decision or timeout):
@@ -199,12 +179,13 @@ class RelayHub {
   // in history. `dom` is the parsed event when the caller has it (nullptr
   // otherwise); `has_seq_key`: the event already carries a top-level "seq",
   // which is replaced rather than duplicated.
-  // `machine`: the raw fields of a state_change from the fast path (nullptr
+  // `machine`: the raw members of a state_change from the fast path (nullptr
   // otherwise; then a DOM state_change is tabled from `dom`).
   Payload commit(std::string text, nlohmann::json* dom, bool has_seq_key, double now,
-                 uint64_t* seq_out, const detail::RawFields* machine = nullptr);
-  // id: the decoded machine_id; fields: raw JSON text (machine_id unused).
-  void apply_state_change(const std::string& id, const detail::RawFields& fields, double now);
+                 uint64_t* seq_out, const event::Members* machine = nullptr);
+  // id: the decoded machine_id; fields: raw JSON text of state,
+  // previous_state, timestamp and data (the other members unused).
+  void apply_state_change(const std::string& id, const event::Members& fields, double now);
 
   HubOptions options_;
   uint64_t next_seq_ = 1;
