@@ -56,8 +56,11 @@ namespace {
 // leaves room for events built by other producers while bounding memory.
 constexpr size_t kMaxStdinLine = 1 << 20;
 // Lines waiting for stdout. A reader that stops reading our stdout must not
-// grow memory without bound: past this, lines are dropped and counted.
+// grow memory without bound: past either limit, lines are dropped and
+// counted. The byte limit matters because one line can be --max-message
+// (1 MiB by default): 100,000 lines alone would allow ~100 GB.
 constexpr size_t kMaxOutputBacklog = 100000;
+constexpr size_t kMaxOutputBacklogBytes = 64 << 20;
 
 double wall_now() {
   using namespace std::chrono;
@@ -106,10 +109,12 @@ class OutputThread {
   void push(Item item) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!item.is_audit && items_.size() >= kMaxOutputBacklog) {
+      if (!item.is_audit && (items_.size() >= kMaxOutputBacklog ||
+                             queued_bytes_ + item.line.size() > kMaxOutputBacklogBytes)) {
         if (dropped_++ == 0) log::warn("stdout is not being read: dropping client messages");
         return;
       }
+      queued_bytes_ += item.line.size();
       items_.push_back(std::move(item));
     }
     cv_.notify_one();
@@ -125,6 +130,7 @@ class OutputThread {
         cv_.wait(lock, [&] { return stopping_ || !items_.empty(); });
         if (items_.empty() && stopping_) break;
         batch.swap(items_);
+        queued_bytes_ = 0;
       }
       for (Item& item : batch) {
         if (item.is_audit) {
@@ -155,6 +161,7 @@ class OutputThread {
   std::deque<Item> items_;  // guarded by mu_
   bool stopping_ = false;   // guarded by mu_
   bool finished_ = false;   // guarded by mu_
+  size_t queued_bytes_ = 0; // guarded by mu_: bytes of the lines in items_
   size_t dropped_ = 0;      // guarded by mu_
   std::thread thread_;
 };
@@ -365,6 +372,14 @@ void Relay::on_open(const net::ClientInfo& client) {
 }
 
 void Relay::on_message(net::ClientId id, std::string_view payload, bool binary) {
+  // The protocol is JSON text; a binary message (whose bytes need not even
+  // be UTF-8) gets an error reply like any other message that is not JSON.
+  if (binary) {
+    server_->send_text(id, nlohmann::json{{"type", "error"},
+                                          {"error", "binary messages are not supported: send JSON as text"}}
+                               .dump());
+    return;
+  }
   // One client's message must never take the relay down: a surprise from
   // the JSON or HITL code is reported to that client and on stderr.
   try {

@@ -6,13 +6,14 @@ reading or never answers a ping, which the libraries will not do."""
 import asyncio
 import json
 import signal
+import subprocess
 
 import pytest
 import websockets
 
-from relay_support import (HandshakeRefused, NodeClient, RawWs, Relay, event, expect_close,
-                           feed_in_step, recv_json, run, ws_connect)
-from smws_test import wait_for
+from relay_support import (LISTEN_RE, HandshakeRefused, NodeClient, RawWs, Relay, event,
+                           expect_close, feed_in_step, recv_json, run, ws_connect)
+from smws_test import Proc, tool, wait_for
 
 
 def metric(relay, name):
@@ -78,6 +79,51 @@ def test_non_json_and_json_non_objects_get_an_error_reply_and_the_client_stays(t
                 line = await asyncio.get_running_loop().run_in_executor(None, relay.stdout_line)
                 assert json.loads(line) == {"type": "after"}  # the bad one printed nothing
         run(scenario())
+
+
+def test_a_binary_message_gets_an_error_reply_and_nothing_reaches_stdout():
+    # Pins a bug: binary frames were handled as text, so one holding invalid
+    # UTF-8 made the JSON code throw ("internal error" and an error on stderr).
+    with Relay() as relay:
+        async def scenario():
+            async with ws_connect(relay.url) as ws:
+                await recv_json(ws)
+                for payload in (b'{"type":"bin"}', b"\xff\xfe not utf-8"):
+                    await ws.send(payload)
+                    reply = await recv_json(ws)
+                    assert reply["type"] == "error"
+                    assert "binary" in reply["error"]
+                await ws.send('{"type":"after"}')
+                line = await asyncio.get_running_loop().run_in_executor(None, relay.stdout_line)
+                assert json.loads(line) == {"type": "after"}  # neither binary one was printed
+        run(scenario())
+        assert "internal error" not in relay.stderr_text()
+
+
+def test_an_unread_stdout_bounds_the_backlog_in_bytes_not_only_in_lines(tmp_path):
+    # Pins a bug: the stdout backlog was capped at 100,000 lines only, and a
+    # line can be --max-message (1 MiB), so a client could grow the relay by
+    # ~100 GB while nobody read its stdout. The byte cap is 64 MiB: 80
+    # messages of ~1 MB must already be over it.
+    err_path = tmp_path / "stderr"
+    with open(err_path, "wb") as err:
+        proc = Proc([tool("ws-relay"), "--listen", "127.0.0.1:0"], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=err)  # stdout is never read
+    with proc:
+        line = wait_for(lambda: LISTEN_RE.search(err_path.read_text()), timeout=15,
+                        what="ws-relay's listening line")
+        url = f"{line.group(1)}://{line.group(2)}:{line.group(3)}{line.group(4)}"
+
+        async def scenario():
+            async with ws_connect(url) as ws:
+                await recv_json(ws)
+                big = json.dumps({"type": "big", "pad": "x" * 1_000_000})
+                for _ in range(80):
+                    await ws.send(big)
+        run(scenario(), timeout=120)
+        wait_for(lambda: "stdout is not being read" in err_path.read_text(), timeout=30,
+                 what="the relay dropping stdout lines")
+        assert proc.p.poll() is None  # still serving
 
 
 # --- slow clients ---------------------------------------------------------------
