@@ -399,12 +399,17 @@ void WsServer::run() {
     }
     s.notify_closed();
     // Everything queued this turn goes out in as few system calls as possible.
+    // A write-blocked connection is skipped: its kernel buffer is full, so a
+    // sendmsg would only fail with EAGAIN (one wasted system call per event
+    // per stalled client). Its queue stays put; the EPOLLOUT edge (or, for
+    // TLS, any event) reaches handle_event, which clears write_blocked and
+    // flushes everything queued meanwhile.
     while (!s.dirty.empty()) {
       std::vector<Conn*> batch;
       batch.swap(s.dirty);
       for (Conn* c : batch) {
         c->in_dirty = false;
-        if (!c->dead) s.flush(c, t);
+        if (!c->dead && !c->write_blocked) s.flush(c, t);
       }
     }
     s.notify_closed();
@@ -792,6 +797,7 @@ void WsServer::Impl::flush_plain(Conn* c, double now) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        ++stats.writes_refused;
         c->write_blocked = true;
         return;
       }
@@ -846,6 +852,7 @@ void WsServer::Impl::flush_tls(Conn* c, double now) {
     int err = SSL_get_error(c->ssl, r);
     ERR_clear_error();
     if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+      ++stats.writes_refused;
       c->write_blocked = true;
       return;
     }

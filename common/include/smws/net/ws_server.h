@@ -95,6 +95,9 @@ struct ServerStats {
   uint64_t protocol_errors = 0;      // closes with 1002/1007/1009
   uint64_t http_requests = 0;        // non-upgrade requests served
   uint64_t handshakes_refused = 0;   // upgrade requests answered with 4xx/5xx
+  uint64_t writes_refused = 0;       // write calls that took nothing (EAGAIN,
+                                     // TLS WANT_*): a stalled client costs one
+                                     // when it stalls, not one per event
 };
 
 struct ClientInfo {
