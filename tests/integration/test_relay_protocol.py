@@ -7,6 +7,7 @@ would refuse to send, and Debian's python3-websockets for the wss client."""
 import asyncio
 import json
 import os
+import signal
 import ssl
 import subprocess
 import urllib.error
@@ -16,7 +17,7 @@ import pytest
 import websockets
 
 from smws_test import rmtree, short_tmpdir
-from ws_raw import RawClient, Relay, frame
+from ws_raw import RawClient, Relay, frame, read_line
 
 TEXT, BINARY, CLOSE, PING, PONG, CONT = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
 
@@ -437,3 +438,52 @@ def test_random_bytes_from_many_clients_leave_the_relay_serving(relay):
         relay.send_stdin('{"type":"survived"}\n')
         op, payload = watcher.recv_frame()
         assert (op, json.loads(payload)) == (TEXT, {"type": "survived"})
+
+
+def wait_stderr(relay, needle, timeout=20):
+    """Reads the relay's stderr (it runs with -v) until a line containing needle."""
+    while True:
+        line = read_line(relay.proc.p.stderr, timeout).decode()
+        if not line:
+            raise AssertionError(f"ws-relay exited before logging {needle!r}")
+        if needle in line:
+            return line
+
+
+BACKLOG_LINE = json.dumps({"type": "e", "pad": "x" * 5000}) + "\n"
+BACKLOG_COUNT = 4000  # 20 MB: far more than the kernel buffers of one connection
+
+
+def test_sigterm_during_a_long_drain_ends_it_within_the_close_grace():
+    # Pins bug 2 (signal half): during the --exit-on-eof drain a SIGTERM was
+    # ignored (begin_shutdown returned at once when already shutting down),
+    # so a client that never reads held the exit for the whole drain. Now the
+    # signal cuts every grace to the 2 s close grace.
+    with Relay("-v", "--ping-interval", "0", "--max-queue", "100000",
+               "--exit-on-eof", "--drain-timeout", "60") as r:
+        c = RawClient(r.port, rcvbuf=4096)  # never reads: its close cannot go out
+        assert c.status == 101
+        r.send_stdin(BACKLOG_LINE * BACKLOG_COUNT)
+        r.proc.p.stdin.close()
+        wait_stderr(r, "stdin ended")
+        r.proc.signal(signal.SIGTERM)
+        # Bound well below the 60 s drain, well above the 2 s grace.
+        assert r.proc.wait(timeout=10) == 0
+        c.close()
+
+
+def test_a_drain_does_not_wait_for_a_client_that_never_answers_our_close():
+    # Pins bug 2 (close half): once our close frame was written and nothing
+    # is left queued, only the client's close answer is awaited, and that
+    # gets the 2 s close grace, not the rest of a long --drain-timeout.
+    with Relay("-v", "--ping-interval", "0", "--exit-on-eof", "--drain-timeout", "60") as r:
+        c = RawClient(r.port)  # neither reads nor answers
+        assert c.status == 101
+        r.send_stdin('{"type":"e"}\n')
+        r.proc.p.stdin.close()
+        wait_stderr(r, "stdin ended")
+        assert r.proc.wait(timeout=10) == 0
+        # What it was sent is all there, ending with 1001.
+        c.sock.settimeout(5)
+        assert c.close_code()[0] == 1001
+        c.close()

@@ -199,6 +199,8 @@ struct WsServer::Impl {
   void begin_close(Conn* c, uint16_t code, std::string_view reason, bool discard,
                    double grace, double now);
   void leave_open(Conn* c);
+  void start_shutdown(double seconds, double now);
+  void on_signal(double now);
   void destroy(Conn* c);
   void reap();
   void notify_closed();
@@ -376,9 +378,7 @@ void WsServer::run() {
       } else if (tag == &s.watched_fd) {
         if (s.watched_fd >= 0) s.handler->on_readable(s.watched_fd);
       } else if (tag == &s.shutdown_fd_watched) {
-        ::epoll_ctl(s.epoll_fd, EPOLL_CTL_DEL, shutdown::fd(), nullptr);
-        s.shutdown_fd_watched = false;
-        begin_shutdown(s.options.close_timeout);
+        s.on_signal(t);
       } else {
         s.handle_event(static_cast<Conn*>(tag), events[i].events, t);
       }
@@ -865,6 +865,12 @@ void WsServer::Impl::flush_tls(Conn* c, double now) {
 // Queue and staging empty: finish whatever the phase was waiting for.
 void WsServer::Impl::on_drained(Conn* c, double now) {
   if (c->dead || !c->queue.empty() || c->tls_out_off < c->tls_out.size()) return;
+  // Our close frame is with the kernel: from here the peer owes only its
+  // close, which the close grace bounds, whatever longer grace (a
+  // --drain-timeout) was meant for taking the queue.
+  if (c->phase == Conn::Phase::kClosing && c->close_sent) {
+    c->deadline = std::min(c->deadline, now + options.close_timeout);
+  }
   bool finished = c->phase == Conn::Phase::kReply ||
                   (c->phase == Conn::Phase::kClosing && c->close_sent &&
                    (c->close_received || c->reader->error_code() != 0));
@@ -1046,27 +1052,41 @@ void WsServer::note_pong(ClientId id) {
   if (it != impl_->by_id.end()) it->second->ping_outstanding_since = 0;
 }
 
-void WsServer::begin_shutdown(double seconds) {
-  Impl& s = *impl_;
-  if (s.shutting_down) {
-    return;
+void WsServer::begin_shutdown(double seconds) { impl_->start_shutdown(seconds, now()); }
+
+void WsServer::Impl::start_shutdown(double seconds, double now) {
+  if (shutting_down) return;  // a signal shortens a running drain: on_signal
+  shutting_down = true;
+  if (listen_fd >= 0) {
+    ::close(listen_fd);  // also leaves the epoll set
+    listen_fd = -1;
   }
-  s.shutting_down = true;
-  if (s.listen_fd >= 0) {
-    ::close(s.listen_fd);  // also leaves the epoll set
-    s.listen_fd = -1;
-  }
-  double t = now();
-  for (Conn* c : s.conns) {
+  for (Conn* c : conns) {
     if (c->dead) continue;
     if (c->phase == Conn::Phase::kOpen) {
       // Queued data first, then 1001: the drain of --exit-on-eof.
-      s.begin_close(c, ws::kCloseGoingAway, "going away", false, seconds, t);
+      begin_close(c, ws::kCloseGoingAway, "going away", false, seconds, now);
     } else if (c->phase == Conn::Phase::kHandshake) {
-      s.destroy(c);
+      destroy(c);
     } else {
-      c->deadline = std::min(c->deadline, t + seconds);
+      c->deadline = std::min(c->deadline, now + seconds);
     }
+  }
+}
+
+// SIGINT/SIGTERM. The self-pipe is never drained (it stays readable), so it
+// leaves the epoll set at the first signal; that signal does all there is
+// to do. During a drain (--exit-on-eof) it cuts every grace to the close
+// grace: an operator's signal must not wait out a long --drain-timeout.
+void WsServer::Impl::on_signal(double now) {
+  ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, shutdown::fd(), nullptr);
+  shutdown_fd_watched = false;
+  if (!shutting_down) {
+    start_shutdown(options.close_timeout, now);
+    return;
+  }
+  for (Conn* c : conns) {
+    if (!c->dead) c->deadline = std::min(c->deadline, now + options.close_timeout);
   }
 }
 
