@@ -487,3 +487,33 @@ def test_a_drain_does_not_wait_for_a_client_that_never_answers_our_close():
         c.sock.settimeout(5)
         assert c.close_code()[0] == 1001
         c.close()
+
+
+def test_sigterm_sends_1001_next_to_a_client_with_a_backlog():
+    # Pins bug 3: on SIGTERM the close 1001 was queued behind the client's
+    # whole backlog (begin_close with discard=false), so a client with more
+    # queued than it could read within the 2 s grace lost TCP without ever
+    # seeing 1001. Now unstarted data is discarded and 1001 goes out next;
+    # only the --exit-on-eof drain still delivers queues first.
+    from smws_test import wait_for
+    with Relay("--ping-interval", "0", "--max-queue", "100000") as r:
+        c = RawClient(r.port, rcvbuf=4096)  # paused: reads nothing yet
+        assert c.status == 101
+        r.send_stdin(BACKLOG_LINE * BACKLOG_COUNT)
+        wait_for(lambda: metric(r.port, "ws_relay_events_in_total") == BACKLOG_COUNT,
+                 timeout=60, what="every backlog event to be queued")
+        r.proc.signal(signal.SIGTERM)
+        # Resumes reading: what the kernel already held, then 1001.
+        received = 0
+        while True:
+            op, payload = c.recv_frame()
+            if op == CLOSE:
+                break
+            if op == TEXT:
+                received += 1
+        assert len(payload) >= 2 and int.from_bytes(payload[:2], "big") == 1001, payload
+        # The queue was discarded, not delivered (received counts "initial" too).
+        assert received < BACKLOG_COUNT
+        c.send(frame(CLOSE, b"\x03\xe9"))
+        assert c.wait_eof()
+        assert r.proc.wait(timeout=10) == 0

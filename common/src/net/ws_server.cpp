@@ -199,7 +199,8 @@ struct WsServer::Impl {
   void begin_close(Conn* c, uint16_t code, std::string_view reason, bool discard,
                    double grace, double now);
   void leave_open(Conn* c);
-  void start_shutdown(double seconds, double now);
+  void discard_unstarted(Conn* c);
+  void start_shutdown(double seconds, bool discard, double now);
   void on_signal(double now);
   void destroy(Conn* c);
   void reap();
@@ -890,16 +891,7 @@ void WsServer::Impl::on_drained(Conn* c, double now) {
 void WsServer::Impl::begin_close(Conn* c, uint16_t code, std::string_view reason, bool discard,
                                  double grace, double now) {
   if (c->close_queued || c->dead) return;
-  if (discard) {
-    size_t keep = c->has_partial_front() ? 1 : 0;
-    while (c->queue.size() > keep) {
-      if (c->queue.back().kind == EntryKind::kData) --c->data_queued;
-      if (c->queue.back().kind == EntryKind::kPong && !c->queue.back().frame) {
-        c->pong_queued = false;
-      }
-      c->queue.pop_back();
-    }
-  }
+  if (discard) discard_unstarted(c);
   std::string frame = code == ws::kCloseNoStatus ? ws::encode_frame(ws::Opcode::kClose, "")
                                                  : ws::encode_close(code, reason);
   enqueue(c, make_frame(std::move(frame)), EntryKind::kClose);
@@ -907,6 +899,21 @@ void WsServer::Impl::begin_close(Conn* c, uint16_t code, std::string_view reason
   c->phase = Conn::Phase::kClosing;
   c->deadline = now + grace;
   leave_open(c);
+}
+
+// Drops the queued entries not yet started: data, drop notices, pings,
+// pongs. Kept: a frame partly written (its rest must follow, or the stream
+// breaks), HTTP bytes (a 101 must precede every frame) and our close frame.
+void WsServer::Impl::discard_unstarted(Conn* c) {
+  auto first = c->queue.begin() + (c->has_partial_front() ? 1 : 0);
+  // remove_if applies the predicate exactly once per entry.
+  auto last = std::remove_if(first, c->queue.end(), [c](const Entry& e) {
+    if (e.kind == EntryKind::kRaw || e.kind == EntryKind::kClose) return false;
+    if (e.kind == EntryKind::kData) --c->data_queued;
+    if (e.kind == EntryKind::kPong && !e.frame) c->pong_queued = false;
+    return true;
+  });
+  c->queue.erase(last, c->queue.end());
 }
 
 void WsServer::Impl::leave_open(Conn* c) {
@@ -1052,9 +1059,12 @@ void WsServer::note_pong(ClientId id) {
   if (it != impl_->by_id.end()) it->second->ping_outstanding_since = 0;
 }
 
-void WsServer::begin_shutdown(double seconds) { impl_->start_shutdown(seconds, now()); }
+// The --exit-on-eof drain: queued data first, then 1001.
+void WsServer::begin_shutdown(double seconds) { impl_->start_shutdown(seconds, false, now()); }
 
-void WsServer::Impl::start_shutdown(double seconds, double now) {
+// discard: unstarted queued data is dropped so 1001 goes out next (a
+// signal); otherwise clients get their queues first (a drain).
+void WsServer::Impl::start_shutdown(double seconds, bool discard, double now) {
   if (shutting_down) return;  // a signal shortens a running drain: on_signal
   shutting_down = true;
   if (listen_fd >= 0) {
@@ -1064,8 +1074,7 @@ void WsServer::Impl::start_shutdown(double seconds, double now) {
   for (Conn* c : conns) {
     if (c->dead) continue;
     if (c->phase == Conn::Phase::kOpen) {
-      // Queued data first, then 1001: the drain of --exit-on-eof.
-      begin_close(c, ws::kCloseGoingAway, "going away", false, seconds, now);
+      begin_close(c, ws::kCloseGoingAway, "going away", discard, seconds, now);
     } else if (c->phase == Conn::Phase::kHandshake) {
       destroy(c);
     } else {
@@ -1076,17 +1085,21 @@ void WsServer::Impl::start_shutdown(double seconds, double now) {
 
 // SIGINT/SIGTERM. The self-pipe is never drained (it stays readable), so it
 // leaves the epoll set at the first signal; that signal does all there is
-// to do. During a drain (--exit-on-eof) it cuts every grace to the close
-// grace: an operator's signal must not wait out a long --drain-timeout.
+// to do. A signal means "stop now": unstarted queued data is discarded so
+// 1001 goes out next (a client with a backlog would otherwise miss it), and
+// during a drain (--exit-on-eof) every grace is cut to the close grace: an
+// operator's signal must not wait out a long --drain-timeout.
 void WsServer::Impl::on_signal(double now) {
   ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, shutdown::fd(), nullptr);
   shutdown_fd_watched = false;
   if (!shutting_down) {
-    start_shutdown(options.close_timeout, now);
+    start_shutdown(options.close_timeout, true, now);
     return;
   }
   for (Conn* c : conns) {
-    if (!c->dead) c->deadline = std::min(c->deadline, now + options.close_timeout);
+    if (c->dead) continue;
+    if (c->phase == Conn::Phase::kClosing && !c->close_sent) discard_unstarted(c);
+    c->deadline = std::min(c->deadline, now + options.close_timeout);
   }
 }
 

@@ -144,6 +144,9 @@ class WsServer {
 
   // Runs the loop until shutdown completed (SIGINT/SIGTERM via
   // smws::shutdown, or begin_shutdown()). Returns when every client is gone.
+  // A signal discards each client's unstarted queued data so close 1001 goes
+  // out next (2 s to take it); during a begin_shutdown() drain it cuts every
+  // grace to those 2 s.
   void run();
 
   // --- any thread ---
@@ -168,7 +171,8 @@ class WsServer {
   // Marks the client alive as if it answered a ping (application-level pong).
   void note_pong(ClientId id);
   // Stops accepting; every client gets its queued data then close 1001 and
-  // has `seconds` to take it; run() returns when all are gone.
+  // has `seconds` to take it (but only the close grace to answer once the
+  // 1001 is written); run() returns when all are gone.
   void begin_shutdown(double seconds);
   bool shutting_down() const;
   const ServerStats& stats() const;
