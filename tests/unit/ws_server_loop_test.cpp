@@ -294,3 +294,66 @@ TEST_CASE("a stalled client costs no write call per event and resumes on EPOLLOU
   server.wake();
   loop.join();
 }
+
+namespace {
+
+// A TCP connection to 127.0.0.1:port that sends nothing.
+int silent_connect(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  return fd;
+}
+
+// True when the server ended the connection (EOF or reset) within timeout_ms.
+bool closed_by_peer(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) <= 0) return false;
+  char c;
+  return ::recv(fd, &c, 1, 0) <= 0;
+}
+
+}  // namespace
+
+// Pins bug 4: accept_all accepted without bound, and each idle connect held
+// a descriptor for the whole handshake timeout. Now connections beyond
+// max_handshaking are closed at once, and the cap frees up as handshakes
+// end, so a real client gets in afterwards.
+TEST_CASE("connects beyond max_handshaking are closed at once, real clients still get in",
+          "[ws_server]") {
+  Stepper handler;
+  ServerOptions options;
+  options.port = 0;
+  options.path = "/ws";
+  options.ping_interval = 0;
+  options.max_handshaking = 2;
+  options.handshake_timeout = 60;  // far beyond the waits below: only the cap closes
+  WsServer server(options, &handler);
+  handler.server = &server;
+  std::string error;
+  REQUIRE(server.open(&error));
+  std::thread loop([&] { server.run(); });
+
+  int a = silent_connect(server.bound_port());
+  int b = silent_connect(server.bound_port());
+  wait_until([&] { return handler.tcp_connections.load() == 2; });
+  int c = silent_connect(server.bound_port());
+  CHECK(closed_by_peer(c, 5000));  // over the cap: closed, not held 60 s
+  CHECK_FALSE(closed_by_peer(a, 0));
+  ::close(c);
+  ::close(a);
+  ::close(b);
+  wait_until([&] { return handler.tcp_connections.load() == 0; });
+  {
+    RawClient client(server.bound_port());  // requires its 101
+    wait_until([&] { return handler.opened.load() == 1; });
+  }
+  handler.stop = true;
+  server.wake();
+  loop.join();
+  CHECK(server.stats().accepts_shed == 1);
+}

@@ -162,6 +162,8 @@ struct WsServer::Impl {
   bool shutdown_fd_watched = false;
   int watched_fd = -1;  // watch(): its address is the epoll tag
   bool shutting_down = false;
+  size_t handshaking = 0;     // conns in Phase::kHandshake (max_handshaking)
+  bool warned_shed = false;   // the first shed accept was logged
 
   std::atomic<bool> wake_pending{false};
 
@@ -199,6 +201,9 @@ struct WsServer::Impl {
   void begin_close(Conn* c, uint16_t code, std::string_view reason, bool discard,
                    double grace, double now);
   void leave_open(Conn* c);
+  void leave_handshake(Conn* c) {
+    if (c->phase == Conn::Phase::kHandshake) --handshaking;
+  }
   void discard_unstarted(Conn* c);
   void start_shutdown(double seconds, bool discard, double now);
   void on_signal(double now);
@@ -436,6 +441,19 @@ void WsServer::Impl::accept_all(double now) {
       }
       return;  // EAGAIN: all taken
     }
+    if (handshaking >= options.max_handshaking) {
+      // Idle connects must not hold every descriptor: the newest is closed
+      // (those already waiting are nearer their request or their timeout).
+      ::close(fd);
+      ++stats.accepts_shed;
+      if (!warned_shed) {
+        warned_shed = true;
+        log::warn(std::to_string(handshaking) +
+                  " connections are in their handshake: closing new ones at once "
+                  "until some finish or time out");
+      }
+      continue;
+    }
     int one = 1;
     // Events are small and latency matters; writes are already batched.
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -456,6 +474,7 @@ void WsServer::Impl::accept_all(double now) {
       SSL_set_accept_state(c->ssl);
     }
     conns.push_back(c);
+    ++handshaking;
     ++stats.tcp_connections;
     // Edge-triggered, registered once: no epoll_ctl per blocked write.
     epoll_event ev{};
@@ -606,6 +625,7 @@ void WsServer::Impl::on_head(Conn* c, double now) {
 
 void WsServer::Impl::refuse(Conn* c, const HttpReply& reply, bool head_only, double now) {
   c->head.clear();
+  leave_handshake(c);
   c->phase = Conn::Phase::kReply;
   c->deadline = now + options.close_timeout;
   enqueue(c, make_frame(serialize_reply(reply, head_only)), EntryKind::kRaw);
@@ -614,6 +634,7 @@ void WsServer::Impl::refuse(Conn* c, const HttpReply& reply, bool head_only, dou
 void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, double now) {
   enqueue(c, make_frame(switching_protocols_response(*request.header("sec-websocket-key"))),
           EntryKind::kRaw);
+  leave_handshake(c);
   c->phase = Conn::Phase::kOpen;
   c->reader = std::make_unique<ws::FrameReader>(ws::Role::kServer, options.max_message);
   // The first ping comes after 50-100% of the interval, spread by id, so a
@@ -927,6 +948,7 @@ void WsServer::Impl::leave_open(Conn* c) {
 void WsServer::Impl::destroy(Conn* c) {
   if (c->dead) return;
   leave_open(c);
+  leave_handshake(c);
   c->dead = true;
   by_id.erase(c->id);
   if (c->ssl) {

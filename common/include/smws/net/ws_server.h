@@ -75,6 +75,13 @@ struct ServerOptions {
   std::string tls_cert, tls_key;           // both set: wss/https
   // An HTTP request head or TLS handshake must complete within this (slowloris).
   double handshake_timeout = 10;
+  // TCP connections still in their handshake, at most; one accepted above
+  // this is closed at once. Each holds a descriptor and up to 16 KiB of
+  // request head until handshake_timeout, so idle connects could otherwise
+  // exhaust descriptors. A real handshake takes a round trip or two, so even
+  // a reconnect storm of thousands keeps far fewer than 1024 in flight;
+  // 1024 x 16 KiB bounds head buffers at 16 MiB.
+  size_t max_handshaking = 1024;
   // A close we sent must be taken (and answered) within this; the SPEC's 2 s.
   double close_timeout = 2;
 };
@@ -95,6 +102,8 @@ struct ServerStats {
   uint64_t protocol_errors = 0;      // closes with 1002/1007/1009
   uint64_t http_requests = 0;        // non-upgrade requests served
   uint64_t handshakes_refused = 0;   // upgrade requests answered with 4xx/5xx
+  uint64_t accepts_shed = 0;         // connections closed at accept: already
+                                     // max_handshaking handshakes in flight
   uint64_t writes_refused = 0;       // write calls that took nothing (EAGAIN,
                                      // TLS WANT_*): a stalled client costs one
                                      // when it stalls, not one per event
