@@ -502,6 +502,8 @@ std::string Relay::metrics_text() {
          s.connections_total);
   metric("ws_relay_handshakes_refused_total", "counter", "WebSocket upgrades refused (4xx/5xx).",
          s.handshakes_refused);
+  metric("ws_relay_accepts_shed_total", "counter",
+         "TCP connections closed at accept: too many still in their handshake.", s.accepts_shed);
   metric("ws_relay_last_seq", "gauge", "Last seq given (--seq).", last_seq);
   metric("ws_relay_machines", "gauge", "Machines in the snapshot table.", machines);
   metric("ws_relay_hitl_pending", "gauge", "Interrupts waiting for a decision.", pending);

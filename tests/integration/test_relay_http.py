@@ -76,6 +76,7 @@ def test_metrics_is_prometheus_text_with_the_relay_counters():
         assert one("slow") == 0
         assert one("ping_timeout") == 0
         assert one("invalid") == 1
+        assert one("accepts_shed") == 0
 
 
 def test_root_serves_an_html_page():
