@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 namespace smws {
 namespace {
@@ -69,6 +70,23 @@ bool wait_writable(int fd, SocketCancelFn cancelled) {
   int r = ::poll(&p, 1, 50);
   if (r < 0 && errno == EINTR && cancelled && cancelled()) return false;
   return !(cancelled && cancelled());
+}
+
+// What a failed send(2)/sendmmsg(2) means: nullopt to try again (EINTR, or a
+// full queue once there is room), else the status to return (cancelled, or
+// the error).
+std::optional<SocketStatus> after_send_failure(int fd, int err, SocketCancelFn cancelled) {
+  if (err == EINTR) {
+    if (cancelled && cancelled()) return SocketStatus::Error(SocketStatus::kCancelled, err, "interrupted");
+    return std::nullopt;
+  }
+  if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+    if (!wait_writable(fd, cancelled)) {
+      return SocketStatus::Error(SocketStatus::kCancelled, EINTR, "interrupted");
+    }
+    return std::nullopt;
+  }
+  return send_error(err);
 }
 
 int new_socket() {
@@ -249,18 +267,7 @@ SocketStatus UnixDatagramSocket::connect(const std::string& path) {
 SocketStatus UnixDatagramSocket::send(std::string_view datagram, SocketCancelFn cancelled) {
   for (;;) {
     if (::send(fd_, datagram.data(), datagram.size(), MSG_NOSIGNAL) >= 0) return SocketStatus::Ok();
-    int err = errno;
-    if (err == EINTR) {
-      if (cancelled && cancelled()) return SocketStatus::Error(SocketStatus::kCancelled, err, "interrupted");
-      continue;
-    }
-    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
-      if (!wait_writable(fd_, cancelled)) {
-        return SocketStatus::Error(SocketStatus::kCancelled, EINTR, "interrupted");
-      }
-      continue;
-    }
-    return send_error(err);
+    if (auto failed = after_send_failure(fd_, errno, cancelled)) return *failed;
   }
 }
 
@@ -289,18 +296,7 @@ SocketStatus UnixDatagramSocket::send_batch(const std::string_view* msgs, size_t
       *sent += static_cast<size_t>(r);
       continue;
     }
-    int err = r == 0 ? EAGAIN : errno;
-    if (err == EINTR) {
-      if (cancelled && cancelled()) return SocketStatus::Error(SocketStatus::kCancelled, err, "interrupted");
-      continue;
-    }
-    if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
-      if (!wait_writable(fd_, cancelled)) {
-        return SocketStatus::Error(SocketStatus::kCancelled, EINTR, "interrupted");
-      }
-      continue;
-    }
-    return send_error(err);
+    if (auto failed = after_send_failure(fd_, r == 0 ? EAGAIN : errno, cancelled)) return *failed;
   }
   return SocketStatus::Ok();
 }
