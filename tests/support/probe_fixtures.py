@@ -157,6 +157,17 @@ def answer_close(conn, reader, payload):
         pass
 
 
+def answer_control(conn, reader, opcode, payload):
+    """What every fixture does with the client's control frames: a ping gets
+    its pong, a close is echoed. True when the connection is closing."""
+    if opcode == 0x9:
+        conn.sendall(frame(0xA, payload))
+    elif opcode == 0x8:
+        answer_close(conn, reader, payload)
+        return True
+    return False
+
+
 def serve_healthy(conn, extra=""):
     reader = upgrade(conn, extra)
     if not reader:
@@ -172,10 +183,7 @@ def serve_healthy(conn, extra=""):
         opcode, payload = got
         if opcode == "eof":
             return
-        if opcode == 0x9:
-            conn.sendall(frame(0xA, payload))
-        elif opcode == 0x8:
-            answer_close(conn, reader, payload)
+        if answer_control(conn, reader, opcode, payload):
             return
 
 
@@ -191,10 +199,7 @@ def serve_waits(conn):
         opcode, payload = got
         if opcode == 0x1:
             conn.sendall(frame(0x1, payload))
-        elif opcode == 0x9:
-            conn.sendall(frame(0xA, payload))
-        elif opcode == 0x8:
-            answer_close(conn, reader, payload)
+        elif answer_control(conn, reader, opcode, payload):
             return
         got = reader.next(30)
 
@@ -225,10 +230,7 @@ def serve_idle(conn, idle):
         if opcode == "eof":
             return
         last = time.monotonic()
-        if opcode == 0x9:
-            conn.sendall(frame(0xA, payload))
-        elif opcode == 0x8:
-            answer_close(conn, reader, payload)
+        if answer_control(conn, reader, opcode, payload):
             return
 
 
@@ -270,10 +272,7 @@ def serve_ping(conn):
             return
         if opcode == 0xA:
             outstanding = None
-        elif opcode == 0x9:
-            conn.sendall(frame(0xA, payload))
-        elif opcode == 0x8:
-            answer_close(conn, reader, payload)
+        elif answer_control(conn, reader, opcode, payload):
             return
 
 
@@ -303,10 +302,7 @@ def serve_appping(conn):
             return
         if opcode == 0x1 and json.loads(payload).get("type") == "pong":
             outstanding = None
-        elif opcode == 0x9:
-            conn.sendall(frame(0xA, payload))
-        elif opcode == 0x8:
-            answer_close(conn, reader, payload)
+        elif answer_control(conn, reader, opcode, payload):
             return
 
 
@@ -378,10 +374,7 @@ def serve_echo(conn, greet_with_headers=False):
         opcode, payload = got
         if opcode in (0x1, 0x2):
             conn.sendall(frame(opcode, payload))
-        elif opcode == 0x9:
-            conn.sendall(frame(0xA, payload))
-        elif opcode == 0x8:
-            answer_close(conn, reader, payload)
+        elif answer_control(conn, reader, opcode, payload):
             return
 
 
