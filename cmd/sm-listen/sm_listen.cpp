@@ -45,15 +45,6 @@ constexpr int kReceiveBuffer = 8 << 20;
 constexpr int kReportsPerWindow = 10;
 constexpr auto kReportWindow = std::chrono::seconds(1);
 
-int exit_code_for(const SocketStatus& st) {
-  switch (st.code) {
-    case SocketStatus::kInUse: return kExitUnavailable;
-    case SocketStatus::kPermission: return kExitNoPerm;
-    case SocketStatus::kPathTooLong: return kExitUsage;
-    default: return kExitCantCreate;
-  }
-}
-
 // Rate-limited reports of invalid datagrams.
 class InvalidReporter {
  public:

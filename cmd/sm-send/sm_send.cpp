@@ -42,22 +42,6 @@ int usage_error(const std::string& message) {
   return kExitUsage;
 }
 
-// The SPEC's exit code for a socket failure.
-int exit_code_for(const SocketStatus& st) {
-  switch (st.code) {
-    case SocketStatus::kOk: return kExitOk;
-    case SocketStatus::kInUse:
-    case SocketStatus::kNoListener: return kExitUnavailable;
-    case SocketStatus::kPermission: return kExitNoPerm;
-    case SocketStatus::kTooBig: return kExitDataErr;
-    case SocketStatus::kPathTooLong: return kExitUsage;
-    case SocketStatus::kCancelled: return kExitOk;
-    case SocketStatus::kNotSocket:
-    case SocketStatus::kSystem: return kExitCantCreate;
-  }
-  return kExitSoftware;
-}
-
 std::string socket_path(const SmSendOptions& o) {
   return o.socket.empty() ? protocol::kDefaultSocketPath : o.socket;
 }

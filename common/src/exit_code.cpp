@@ -2,21 +2,28 @@
 
 namespace smws {
 
-const char* exit_code_name(int code) {
-  switch (code) {
-    case kExitOk: return "ok";
-    case kExitNegative: return "negative";
-    case kExitUsage: return "usage";
-    case kExitDataErr: return "bad input data";
-    case kExitNoInput: return "input missing";
-    case kExitUnavailable: return "unavailable";
-    case kExitSoftware: return "internal error";
-    case kExitCantCreate: return "cannot create";
-    case kExitIoErr: return "I/O error";
-    case kExitTempFail: return "timed out";
-    case kExitNoPerm: return "permission denied";
-    default: return "unknown";
+int exit_code_for(const Status& status) {
+  switch (status.code) {
+    case Status::kOk: return kExitOk;
+    case Status::kCancelled: return kExitOk;  // a signal asked for a clean stop
+    case Status::kInUse:
+    case Status::kNoListener:
+    case Status::kUnavailable: return kExitUnavailable;
+    case Status::kPermission: return kExitNoPerm;
+    case Status::kTooBig:
+    case Status::kBadInput:
+    case Status::kTls: return kExitDataErr;
+    case Status::kPathTooLong:
+    case Status::kUsage: return kExitUsage;
+    case Status::kNotFound: return kExitNoInput;
+    case Status::kNotSocket:
+    case Status::kSystem:
+    case Status::kCantCreate: return kExitCantCreate;
+    case Status::kIo: return kExitIoErr;
+    case Status::kTimedOut: return kExitTempFail;
+    case Status::kInternal: return kExitSoftware;
   }
+  return kExitSoftware;
 }
 
 }  // namespace smws

@@ -95,14 +95,6 @@ int new_socket() {
 
 }  // namespace
 
-SocketStatus SocketStatus::Error(Code code, int err, std::string message) {
-  SocketStatus s;
-  s.code = code;
-  s.err = err;
-  s.message = std::move(message);
-  return s;
-}
-
 size_t max_socket_path() { return sizeof(sockaddr_un{}.sun_path) - 1; }
 
 UnixDatagramSocket::~UnixDatagramSocket() { close(); }

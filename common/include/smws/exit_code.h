@@ -3,6 +3,8 @@
 // "Conventions shared by every tool"; docs/protocol.md repeats it.
 #pragma once
 
+#include "smws/status.h"
+
 namespace smws {
 
 enum ExitCode : int {
@@ -19,7 +21,9 @@ enum ExitCode : int {
   kExitNoPerm = 77,        // EX_NOPERM: permission denied
 };
 
-// Short lower-case name for messages and --json reports ("usage", "timeout", ...).
-const char* exit_code_name(int code);
+// The one mapping from a Status to the SPEC's exit code. A tool applies its
+// own policy first (sm-send: no listener is success unless --strict; a
+// signal during --wait-reply is a timeout), then maps what is left here.
+int exit_code_for(const Status& status);
 
 }  // namespace smws

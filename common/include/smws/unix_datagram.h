@@ -3,8 +3,8 @@
 // POCO 1.11 loses the datagram when receiveFrom() meets an unbound sender and
 // has no batched calls (~2.0M datagrams/s batched vs ~0.7M one by one here).
 //
-// Errors are values (SocketStatus), never exceptions; the tool's top level
-// turns a SocketStatus::Code into the SPEC's exit code.
+// Errors are values (Status), never exceptions; the tool's top level
+// turns them into the SPEC's exit code with exit_code_for().
 //
 // Threading: a socket object belongs to the one thread that uses it.
 //
@@ -25,28 +25,13 @@
 #include <string_view>
 #include <vector>
 
+#include "smws/status.h"
+
 namespace smws {
 
-struct SocketStatus {
-  enum Code {
-    kOk,
-    kInUse,        // bind: a live socket already serves the path
-    kNotSocket,    // bind: the path exists and is not a socket (never touched)
-    kNoListener,   // connect/send: nobody is bound to the path
-    kPermission,   // EACCES/EPERM
-    kTooBig,       // EMSGSIZE: datagram larger than the socket accepts
-    kPathTooLong,  // longer than sun_path allows (107 bytes on Linux)
-    kCancelled,    // interrupted by a signal and the cancel hook said stop
-    kSystem,       // anything else; see err
-  };
-  Code code = kOk;
-  int err = 0;          // errno, when one applies
-  std::string message;  // "what: why", ready for log::error
-
-  bool ok() const { return code == kOk; }
-  static SocketStatus Ok() { return {}; }
-  static SocketStatus Error(Code code, int err, std::string message);
-};
+// The datagram calls speak the library's Status (status.h); the name stays
+// for the code that reads better with it.
+using SocketStatus = Status;
 
 // Called when a blocking call is interrupted by a signal; true stops it.
 // Tools pass smws::shutdown::requested.
