@@ -12,6 +12,8 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := cmake make g++ pkg-config libpoco-dev libssl-dev libcli11-dev \
 	nlohmann-json3-dev catch2 python3 python3-websockets python3-pytest \
 	python3-pytest-timeout node-ws socat hyperfine tmux openssl
+# The dashboard's tests and bench: headless Chromium driven by chromium-driver and Selenium.
+DEB_PACKAGES += chromium chromium-driver python3-selenium
 
 .PHONY: all deps build release test bench install run clean
 

@@ -43,6 +43,7 @@
 #include "smws/hitl.h"
 #include "smws/log.h"
 #include "smws/ndjson.h"
+#include "smws/net/dashboard.h"
 #include "smws/net/ws_server.h"
 #include "smws/protocol.h"
 #include "smws/relay_hub.h"
@@ -511,17 +512,6 @@ std::string Relay::metrics_text() {
   return out;
 }
 
-constexpr const char* kPlaceholderPage = R"(<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ws-relay</title></head>
-<body>
-<h1>ws-relay</h1>
-<p>WebSocket events at <code id="ws"></code>. Health: <a href="healthz">/healthz</a>,
-metrics: <a href="metrics">/metrics</a>.</p>
-<script>document.getElementById('ws').textContent =
-  (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '@PATH@';</script>
-</body></html>
-)";
-
 net::HttpReply Relay::on_http(const net::HttpRequest& request) {
   if (request.method != "GET" && request.method != "HEAD") {
     net::HttpReply r = net::text_reply(405, "only GET and HEAD are served");
@@ -534,6 +524,8 @@ net::HttpReply Relay::on_http(const net::HttpRequest& request) {
     return r;
   }
   if (request.path != "/" && request.path != "/metrics") {
+    // The dashboard's script, stylesheet and icon hold no data: no token.
+    if (auto asset = net::dashboard_asset(request)) return *asset;
     return net::text_reply(404, "not found: " + request.path);
   }
   if (!net::token_ok(request, options_.token)) {
@@ -547,11 +539,7 @@ net::HttpReply Relay::on_http(const net::HttpRequest& request) {
     r.body = metrics_text();
     return r;
   }
-  net::HttpReply r;
-  r.content_type = "text/html; charset=utf-8";
-  r.body = kPlaceholderPage;
-  r.body.replace(r.body.find("@PATH@"), 6, options_.path);
-  return r;
+  return net::dashboard_page(request, options_.path);
 }
 
 // "HOST:PORT", "[V6]:PORT" or ":PORT" (all interfaces).
