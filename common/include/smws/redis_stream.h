@@ -1,0 +1,279 @@
+// RedisStream: one relay's membership in a group of relays that share one
+// event stream in Redis (SPEC "ws-relay across machines — one stream through
+// Redis"; keys, scripts and failure cases in docs/scale-out.md).
+//
+// What it does
+//   - append(): events read from this relay's stdin wait in a bounded buffer
+//     (AppendBuffer) and go to Redis in batches, one Lua call per flush(),
+//     which numbers them with the group's seq (the stream ID is "<seq>-0")
+//     and keeps the machine table and the pending interrupts beside the
+//     stream. A batch carries this relay's id and a counter, so a batch
+//     resent after a lost reply is appended once.
+//   - the tail: a second connection sits in XREAD BLOCK and hands every
+//     entry, in stream order, to Listener::on_entries. The relay broadcasts
+//     only that, its own appends included, so every relay shows one order.
+//   - load: before the first entry, and whenever the tail sees a hole (the
+//     stream was trimmed past us) or a new epoch (Redis lost its data), the
+//     group's state is read atomically (Listener::on_loaded).
+//   - decide(): the atomic "still pending? then mark decided and append the
+//     decision" of the group, for HITL decisions and timeouts.
+//
+// Threads: ONE thread (ws-relay's epoll loop) calls everything. The class
+// has no lock. It never blocks: hiredis's async API drives non-blocking
+// sockets registered in an epoll set of our own, whose descriptor (fd()) the
+// loop watches for readability; on_readable() then does the I/O that is
+// ready. on_tick() runs the timers (reconnect backoff, reply deadlines).
+// Exception: hiredis resolves a host name with getaddrinfo(3) when it
+// connects; give an IP address (or a name in /etc/hosts) where DNS is slow.
+//
+// Failure model: any connection failure, refused AUTH, error reply or a
+// reply that is late (Redis paused by SIGSTOP, a dead network path) drops
+// both connections; the link is "down" (Listener::on_link(false)), appends
+// keep buffering, and a reconnect follows after a backoff (0.1 s doubling,
+// at most kMaxBackoff apart). Back up, the link reloads what it needs and
+// resends the unacknowledged batch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "smws/redis_url.h"
+
+// hiredis's types, declared here so the header does not pull hiredis in.
+struct redisAsyncContext;
+struct redisReply;
+
+namespace smws::redis {
+
+// SPEC: "reconnects with backoff (at most 5 s apart)".
+constexpr double kMaxBackoff = 5.0;
+constexpr double kFirstBackoff = 0.1;
+// A command without a reply for this long means the link is gone (a paused
+// or partitioned Redis answers nothing and TCP says nothing for minutes).
+// Two seconds is ~1000x a healthy round trip on a LAN and short enough that
+// a load balancer learns of it from /healthz within a few probe intervals.
+constexpr double kReplyTimeout = 2.0;
+// The tail's XREAD BLOCK, in milliseconds: an idle tail still gets an
+// answer every second, so a paused Redis is noticed within
+// kTailBlockMs/1000 + kReplyTimeout.
+constexpr int kTailBlockMs = 1000;
+// At most this many events (and bytes) per append script call: one call
+// holds Redis's single thread for its duration, so keep it to ~a millisecond.
+constexpr size_t kMaxBatchEvents = 1000;
+constexpr size_t kMaxBatchBytes = 1 << 20;
+// Entries per XREAD reply.
+constexpr size_t kTailCount = 1000;
+
+// One event to append. kind: 'e' any event; 'm' a state_change with a string
+// machine_id (key = the id, state = the raw JSON text of its "state" or
+// empty); 'i' an interrupt (key = its interrupt_id).
+struct Outgoing {
+  char kind = 'e';
+  std::string key;
+  std::string state;
+  std::string event;  // the JSON object as it goes to clients, without "seq"
+};
+
+// The bounded buffer of events waiting for Redis. Pure: no I/O.
+// Overflow drops the oldest waiting event (not one already in a batch that
+// was sent) and counts it; the next batch then starts with a gap notice
+// {"type":"gap","reason":"redis buffer overflow","relay_id":ID,"dropped":N}
+// so every client of the group sees that events are missing.
+class AppendBuffer {
+ public:
+  AppendBuffer(size_t capacity, std::string relay_id);
+
+  // false: the buffer was full and its oldest event was dropped for this one.
+  bool push(Outgoing event);
+  bool empty() const { return waiting_.empty() && dropped_pending_ == 0; }
+  size_t size() const { return waiting_.size(); }
+
+  struct Batch {
+    uint64_t counter = 0;  // this relay's batch number: 1, 2, 3 ...
+    std::vector<Outgoing> events;
+  };
+  // The next batch (at most max_events events / max_bytes bytes, at least
+  // one event), with the next counter. Empty batch when nothing waits.
+  Batch take(size_t max_events = kMaxBatchEvents, size_t max_bytes = kMaxBatchBytes);
+
+  uint64_t dropped_total() const { return dropped_total_; }
+
+ private:
+  size_t capacity_;
+  std::string relay_id_;
+  std::deque<Outgoing> waiting_;
+  uint64_t dropped_pending_ = 0;  // dropped since the last gap notice
+  uint64_t dropped_total_ = 0;
+  uint64_t next_counter_ = 1;
+};
+
+// "123-0" → 123. false for anything else (an ID we did not write).
+bool parse_entry_id(std::string_view id, uint64_t* seq);
+
+// What the tail does with an XREAD reply whose first entry is first_seq,
+// given the last seq delivered: kDeliver when it follows (first == last+1),
+// kResync otherwise (trimmed past us, or a stream that restarted).
+enum class TailStep { kDeliver, kResync };
+TailStep next_tail_step(uint64_t last_delivered, uint64_t first_seq);
+
+// One machine as kept in Redis: the seq of its last state_change, the state
+// it had before that event (raw JSON text, empty when none), and the event.
+struct StoredMachine {
+  uint64_t seq = 0;
+  std::string former_state;
+  std::string event;
+};
+
+// The group's state, read in one atomic script.
+struct GroupSnapshot {
+  std::string epoch;
+  uint64_t last_seq = 0;
+  std::vector<StoredMachine> machines;    // any order
+  std::vector<std::string> pending;       // interrupt events, in seq order
+  struct Entry {
+    uint64_t seq;
+    std::string event;
+  };
+  std::vector<Entry> recent;              // the newest entries, oldest first
+};
+
+// The events that rebuild the machine table when applied in order to a
+// RelayHub (only the table: not broadcast, not held): the machines by seq,
+// each preceded, when its event has no previous_state, by a synthetic
+// {"type":"state_change","machine_id":ID,"state":FORMER} so the table's
+// previous_state is the former state exactly as on the relay that saw both.
+std::vector<std::string> machine_replay(const GroupSnapshot& snapshot);
+
+// Counters for /metrics (the loop thread writes and reads them).
+struct StreamStats {
+  uint64_t appended = 0;          // events acknowledged by the append script
+  uint64_t append_batches = 0;    // script calls acknowledged
+  uint64_t duplicates = 0;        // batches Redis had already appended
+  uint64_t tailed = 0;            // entries handed to on_entries
+  uint64_t resyncs = 0;           // full loads after the first
+  uint64_t reconnects = 0;        // connection attempts after the first
+  uint64_t buffer_dropped = 0;    // events dropped: the buffer was full
+  uint64_t auth_failures = 0;
+  size_t buffered = 0;            // events waiting (not yet acknowledged)
+};
+
+struct StreamOptions {
+  RedisUrl url;
+  std::string stream = "smws";  // key of the stream; other keys are "<stream>:..."
+  size_t history = 10000;       // MAXLEN ~ of the stream
+  size_t buffer = 100000;       // events held while Redis is away
+  size_t load_recent = 0;       // newest entries read at a full load (for ?since=)
+  std::string relay_id;         // unique in the group (random per run)
+  std::string epoch_candidate;  // the epoch this relay sets when Redis has none
+};
+
+enum class DecideOutcome { kWon, kNotPending, kUnavailable };
+
+class RedisStream {
+ public:
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    // The group's state; the relay resets its table, history and seq to it.
+    // first: the first load of this run. Otherwise a resync: either the
+    // epoch changed (Redis lost its data) or entries were trimmed before
+    // the tail could read them; clients need a gap notice and a snapshot.
+    virtual void on_loaded(const GroupSnapshot& snapshot, bool first) = 0;
+    // The next entries of the stream, dense (seq last+1, last+2 ...).
+    virtual void on_entries(const std::vector<GroupSnapshot::Entry>& entries) = 0;
+    // The link went up (loaded, tailing) or down.
+    virtual void on_link(bool up) = 0;
+  };
+
+  RedisStream(StreamOptions options, Listener* listener);
+  ~RedisStream();
+  RedisStream(const RedisStream&) = delete;
+  RedisStream& operator=(const RedisStream&) = delete;
+
+  // The descriptor to watch for readability (an epoll set of our own).
+  int fd() const { return epoll_fd_; }
+  // Starts the first connection attempt.
+  void start(double now);
+  // I/O that is ready; call when fd() is readable.
+  void on_readable();
+  // Timers; call every few hundred milliseconds with a monotonic now.
+  void on_tick(double now);
+
+  // Buffers one event (false: the buffer was full, its oldest was dropped).
+  bool append(Outgoing event);
+  // Sends what is buffered when the link is up and no batch is in flight.
+  void flush();
+
+  // The group's atomic decide: if interrupt_id is pending, it stops being
+  // pending and `decision` is appended to the stream (it reaches every relay
+  // through the tail). done() is called exactly once, on the loop thread.
+  void decide(const std::string& interrupt_id, const std::string& decision,
+              std::function<void(DecideOutcome)> done);
+
+  bool up() const { return state_ == State::kUp; }
+  const std::string& epoch() const { return epoch_; }
+  uint64_t last_seq() const { return tail_pos_; }
+  // Why the link is down, for /healthz and logs ("" while up).
+  const std::string& down_reason() const { return down_reason_; }
+  StreamStats stats() const;
+
+  // The Lua scripts, exposed so tests can run them against a real Redis.
+  static const char* append_script();
+  static const char* decide_script();
+  static const char* load_script();
+
+ private:
+  struct Conn;
+  struct Request;
+  enum class State { kDown, kConnecting, kUp };
+
+  static void on_reply_cb(::redisAsyncContext* ac, void* reply, void* privdata);
+  static void on_connect_cb(const ::redisAsyncContext* ac, int status);
+  static void on_disconnect_cb(const ::redisAsyncContext* ac, int status);
+
+  void connect(double now);
+  bool open_conn(Conn* c);
+  void send(Conn* c, Request* req, const std::vector<std::string>& argv);
+  void handle_reply(Request* req, ::redisReply* reply);
+  void fail(const std::string& why);
+  void drop_now();
+  void request_load(bool full);
+  void on_load_reply(::redisReply* reply, bool full);
+  void tail();
+  void on_tail_reply(::redisReply* reply);
+  void on_append_reply(::redisReply* reply);
+  void became_up();
+  std::vector<std::string> keys_for_append() const;
+
+  StreamOptions options_;
+  Listener* listener_;
+  int epoll_fd_ = -1;
+  std::unique_ptr<Conn> cmd_;   // appends, loads, decides
+  std::unique_ptr<Conn> tail_;  // XREAD BLOCK only
+  State state_ = State::kDown;
+  bool loaded_once_ = false;
+  bool drop_requested_ = false;
+  bool in_callback_ = false;
+  bool destroying_ = false;
+  std::string down_reason_ = "not connected yet";
+  bool down_logged_ = false;
+  double now_ = 0;
+  double next_attempt_ = 0;
+  double backoff_ = kFirstBackoff;
+  std::string epoch_;          // "" until the first load
+  uint64_t tail_pos_ = 0;      // the last seq delivered (or loaded)
+  bool tail_in_flight_ = false;
+  uint64_t tail_generation_ = 0;  // bumped by every full load
+  AppendBuffer buffer_;
+  std::unique_ptr<AppendBuffer::Batch> in_flight_;  // taken, not yet acknowledged
+  bool append_outstanding_ = false;  // in_flight_ sent on this connection
+  StreamStats stats_;
+};
+
+}  // namespace smws::redis

@@ -1,0 +1,307 @@
+// RedisStream and its Lua scripts against a real redis-server (Debian's),
+// one per test case, on a free port with a temp dir.
+#include <poll.h>
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "redis_test_server.h"
+#include "smws/redis_stream.h"
+
+using namespace smws::redis;
+using smws::test::RedisServer;
+
+namespace {
+
+// Runs the scripts the way RedisStream does, on a blocking connection.
+redisReply* eval(redisContext* c, const char* script, const std::vector<std::string>& keys,
+                 const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"EVAL", script, std::to_string(keys.size())};
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<const char*> p;
+  std::vector<size_t> l;
+  for (auto& a : argv) {
+    p.push_back(a.data());
+    l.push_back(a.size());
+  }
+  return static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(p.size()), p.data(), l.data()));
+}
+
+std::vector<std::string> append_keys() {
+  return {"s", "s:meta", "s:machines", "s:mstate", "s:pending", "s:relays"};
+}
+
+std::string cmd_str(redisContext* c, const char* fmt, const char* a, const char* b = nullptr) {
+  auto* r = static_cast<redisReply*>(b ? redisCommand(c, fmt, a, b) : redisCommand(c, fmt, a));
+  std::string out = r && r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : "";
+  if (r && r->type == REDIS_REPLY_INTEGER) out = std::to_string(r->integer);
+  freeReplyObject(r);
+  return out;
+}
+
+struct Recorder : RedisStream::Listener {
+  std::vector<GroupSnapshot::Entry> entries;
+  std::vector<GroupSnapshot> loads;
+  bool up = false;
+  int downs = 0;
+  void on_loaded(const GroupSnapshot& s, bool) override { loads.push_back(s); }
+  void on_entries(const std::vector<GroupSnapshot::Entry>& e) override {
+    entries.insert(entries.end(), e.begin(), e.end());
+  }
+  void on_link(bool u) override {
+    up = u;
+    if (!u) ++downs;
+  }
+};
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+// Drives the streams' I/O until done() or the timeout; true when done.
+bool drive(std::vector<RedisStream*> streams, const std::function<bool()>& done, double seconds) {
+  const double deadline = now_s() + seconds;
+  while (!done()) {
+    if (now_s() > deadline) return false;
+    std::vector<pollfd> fds;
+    for (auto* s : streams) fds.push_back({s->fd(), POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 20);
+    for (size_t i = 0; i < streams.size(); ++i) {
+      if (fds[i].revents) streams[i]->on_readable();
+      streams[i]->on_tick(now_s());
+    }
+  }
+  return true;
+}
+
+StreamOptions options_for(const RedisServer& server, const std::string& relay) {
+  StreamOptions o;
+  REQUIRE(parse_url(server.url(), &o.url).ok());
+  o.stream = "g";
+  o.relay_id = relay;
+  o.epoch_candidate = "epoch-" + relay;
+  o.load_recent = 100;
+  return o;
+}
+
+Outgoing plain(const std::string& text) {
+  Outgoing o;
+  o.event = text;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("the append script numbers a batch densely, sets the epoch once and drops a resent batch",
+          "[redis]") {
+  RedisServer server;
+  redisContext* c = server.client();
+  auto* r = eval(c, RedisStream::append_script(), append_keys(),
+                 {"E1", "0", "1000", "relayA", "1", "e", "", "", "{\"type\":\"a\"}", "m", "w1",
+                  "\"busy\"", "{\"type\":\"state_change\",\"machine_id\":\"w1\",\"state\":\"busy\"}"});
+  REQUIRE(r->type == REDIS_REPLY_ARRAY);
+  CHECK(std::string(r->element[0]->str) == "E1");
+  CHECK(r->element[1]->integer == 1);
+  CHECK(r->element[2]->integer == 2);
+  CHECK(r->element[3]->integer == 0);
+  freeReplyObject(r);
+  // The same counter again (a retry after a lost reply): nothing appended.
+  r = eval(c, RedisStream::append_script(), append_keys(),
+           {"E2", "0", "1000", "relayA", "1", "e", "", "", "{\"type\":\"a\"}"});
+  CHECK(std::string(r->element[0]->str) == "E1");  // the epoch is set once
+  CHECK(r->element[3]->integer == 1);
+  freeReplyObject(r);
+  // Another relay's batch continues the numbers.
+  r = eval(c, RedisStream::append_script(), append_keys(),
+           {"E3", "0", "1000", "relayB", "1", "m", "w1", "\"idle\"",
+            "{\"type\":\"state_change\",\"machine_id\":\"w1\",\"state\":\"idle\"}"});
+  CHECK(r->element[1]->integer == 3);
+  freeReplyObject(r);
+  CHECK(cmd_str(c, "XLEN %s", "s") == "3");
+  auto* ids = static_cast<redisReply*>(redisCommand(c, "XRANGE s - +"));
+  REQUIRE(ids->elements == 3);
+  CHECK(std::string(ids->element[0]->element[0]->str) == "1-0");
+  CHECK(std::string(ids->element[2]->element[0]->str) == "3-0");
+  freeReplyObject(ids);
+  CHECK(cmd_str(c, "HGET %s %s", "s:meta", "seq") == "3");
+  // The machine keeps its last event and the state before it.
+  std::string m = cmd_str(c, "HGET %s %s", "s:machines", "w1");
+  CHECK(m == "3\n\"busy\"\n{\"type\":\"state_change\",\"machine_id\":\"w1\",\"state\":\"idle\"}");
+  redisFree(c);
+}
+
+TEST_CASE("the stream is trimmed to about --redis-history entries", "[redis]") {
+  RedisServer server;
+  redisContext* c = server.client();
+  for (int batch = 1; batch <= 30; ++batch) {
+    std::vector<std::string> args{"E", "0", "100", "r", std::to_string(batch)};
+    for (int i = 0; i < 20; ++i) args.insert(args.end(), {"e", "", "", "{\"type\":\"x\"}"});
+    freeReplyObject(eval(c, RedisStream::append_script(), append_keys(), args));
+  }
+  long len = std::stol(cmd_str(c, "XLEN %s", "s"));
+  CHECK(len >= 100);
+  CHECK(len < 300);  // "~": whole macro nodes, but bounded
+  CHECK(cmd_str(c, "HGET %s %s", "s:meta", "seq") == "600");
+  redisFree(c);
+}
+
+TEST_CASE("the decide script lets exactly one decision win and appends it", "[redis]") {
+  RedisServer server;
+  redisContext* c = server.client();
+  freeReplyObject(eval(c, RedisStream::append_script(), append_keys(),
+                       {"E", "0", "1000", "r", "1", "i", "i-1", "",
+                        "{\"type\":\"interrupt\",\"interrupt_id\":\"i-1\"}"}));
+  CHECK(cmd_str(c, "HEXISTS %s %s", "s:pending", "i-1") == "1");
+  std::vector<std::string> keys{"s", "s:meta", "s:pending"};
+  auto* first = eval(c, RedisStream::decide_script(), keys,
+                     {"i-1", "{\"type\":\"decision\",\"interrupt_id\":\"i-1\"}", "1000"});
+  auto* second = eval(c, RedisStream::decide_script(), keys,
+                      {"i-1", "{\"type\":\"decision\",\"interrupt_id\":\"i-1\",\"n\":2}", "1000"});
+  CHECK(first->element[1]->integer == 2);   // appended as seq 2
+  CHECK(second->element[1]->integer == 0);  // not pending
+  freeReplyObject(first);
+  freeReplyObject(second);
+  CHECK(cmd_str(c, "XLEN %s", "s") == "2");
+  CHECK(cmd_str(c, "HEXISTS %s %s", "s:pending", "i-1") == "0");
+  redisFree(c);
+}
+
+TEST_CASE("the load script sets a new epoch on an empty Redis, starting at the caller's seq",
+          "[redis]") {
+  RedisServer server;
+  redisContext* c = server.client();
+  std::vector<std::string> keys{"s", "s:meta", "s:machines", "s:pending"};
+  auto* r = eval(c, RedisStream::load_script(), keys, {"NEW", "57", "1", "10"});
+  REQUIRE(r->type == REDIS_REPLY_ARRAY);
+  REQUIRE(r->elements == 5);
+  CHECK(std::string(r->element[0]->str) == "NEW");
+  CHECK(std::string(r->element[1]->str) == "57");
+  freeReplyObject(r);
+  r = eval(c, RedisStream::append_script(), append_keys(),
+           {"OTHER", "0", "1000", "r", "1", "e", "", "", "{\"type\":\"a\"}"});
+  CHECK(std::string(r->element[0]->str) == "NEW");
+  CHECK(r->element[1]->integer == 58);
+  freeReplyObject(r);
+  redisFree(c);
+}
+
+TEST_CASE("two streams on one Redis see both relays' events in one order, seq 1..N", "[redis]") {
+  RedisServer server;
+  Recorder ra, rb;
+  RedisStream a(options_for(server, "A"), &ra);
+  RedisStream b(options_for(server, "B"), &rb);
+  a.start(now_s());
+  b.start(now_s());
+  REQUIRE(drive({&a, &b}, [&] { return ra.up && rb.up; }, 10));
+  CHECK(ra.loads.size() == 1);
+  CHECK(a.epoch() == b.epoch());
+  for (int i = 0; i < 50; ++i) {
+    a.append(plain("{\"type\":\"a\",\"n\":" + std::to_string(i) + "}"));
+    b.append(plain("{\"type\":\"b\",\"n\":" + std::to_string(i) + "}"));
+    if (i % 7 == 0) {
+      a.flush();
+      b.flush();
+    }
+  }
+  a.flush();
+  b.flush();
+  REQUIRE(drive({&a, &b}, [&] { return ra.entries.size() == 100 && rb.entries.size() == 100; }, 10));
+  for (size_t i = 0; i < 100; ++i) {
+    CHECK(ra.entries[i].seq == i + 1);
+    CHECK(ra.entries[i].event == rb.entries[i].event);
+  }
+  // Each relay's own events keep their order.
+  int last_a = -1;
+  for (auto& e : ra.entries) {
+    auto j = nlohmann::json::parse(e.event);
+    if (j["type"] == "a") {
+      CHECK(j["n"].get<int>() == last_a + 1);
+      last_a = j["n"];
+    }
+  }
+  CHECK(a.stats().appended == 50);
+}
+
+TEST_CASE("a paused Redis takes the link down, events wait and arrive in order after SIGCONT",
+          "[redis]") {
+  RedisServer server;
+  Recorder ra;
+  RedisStream a(options_for(server, "A"), &ra);
+  a.start(now_s());
+  REQUIRE(drive({&a}, [&] { return ra.up; }, 10));
+  ::kill(server.pid(), SIGSTOP);
+  REQUIRE(drive({&a}, [&] { return !ra.up; }, 10));
+  CHECK_FALSE(a.down_reason().empty());
+  for (int i = 0; i < 20; ++i) a.append(plain("{\"type\":\"x\",\"n\":" + std::to_string(i) + "}"));
+  a.flush();
+  CHECK(a.stats().buffered == 20);
+  ::kill(server.pid(), SIGCONT);
+  REQUIRE(drive({&a}, [&] { return ra.entries.size() == 20; }, 15));
+  for (size_t i = 0; i < 20; ++i) {
+    CHECK(ra.entries[i].seq == i + 1);
+    CHECK(nlohmann::json::parse(ra.entries[i].event)["n"] == i);
+  }
+  CHECK(a.stats().reconnects >= 1);
+}
+
+TEST_CASE("a wrong password is counted, keeps the link down and is retried", "[redis]") {
+  RedisServer server({"--requirepass", "right"});
+  Recorder ra;
+  StreamOptions o = options_for(server, "A");
+  REQUIRE(parse_url("redis://:wrong@127.0.0.1:" + std::to_string(server.port()), &o.url).ok());
+  RedisStream a(o, &ra);
+  a.start(now_s());
+  REQUIRE(drive({&a}, [&] { return a.stats().auth_failures >= 2; }, 10));
+  CHECK_FALSE(a.up());
+  CHECK(a.down_reason().find("authentication failed") != std::string::npos);
+}
+
+TEST_CASE("the right password gets the link up", "[redis]") {
+  RedisServer server({"--requirepass", "right"});
+  Recorder ra;
+  StreamOptions o = options_for(server, "A");
+  REQUIRE(parse_url("redis://:right@127.0.0.1:" + std::to_string(server.port()), &o.url).ok());
+  RedisStream a(o, &ra);
+  a.start(now_s());
+  REQUIRE(drive({&a}, [&] { return ra.up; }, 10));
+}
+
+TEST_CASE("a Redis restarted empty is a new epoch and the stream reloads", "[redis]") {
+  auto server = std::make_unique<RedisServer>();
+  const uint16_t port = server->port();
+  Recorder ra;
+  RedisStream a(options_for(*server, "A"), &ra);
+  a.start(now_s());
+  REQUIRE(drive({&a}, [&] { return ra.up; }, 10));
+  a.append(plain("{\"type\":\"x\"}"));
+  a.flush();
+  REQUIRE(drive({&a}, [&] { return ra.entries.size() == 1; }, 10));
+  std::string old_epoch = a.epoch();
+  redisContext* c = server->client();
+  freeReplyObject(redisCommand(c, "FLUSHALL"));
+  redisFree(c);
+  // The next append finds no epoch: the script sets this relay's candidate
+  // ("epoch-A" again here, so force a different one by appending through a
+  // second relay first).
+  Recorder rb;
+  RedisStream b(options_for(*server, "B"), &rb);
+  b.start(now_s());
+  REQUIRE(drive({&a, &b}, [&] { return rb.up; }, 10));
+  CHECK(b.epoch() == "epoch-B");
+  a.append(plain("{\"type\":\"y\"}"));
+  a.flush();
+  // A's append reply names epoch-B: A reloads, and the new state holds "y".
+  REQUIRE(drive({&a, &b}, [&] { return ra.loads.size() == 2; }, 10));
+  REQUIRE_FALSE(ra.loads.back().recent.empty());
+  CHECK(ra.loads.back().recent.back().event == "{\"type\":\"y\"}");
+  CHECK(ra.loads.back().epoch == "epoch-B");
+  CHECK(a.epoch() == "epoch-B");
+  CHECK(a.epoch() != old_epoch);
+  CHECK(a.stats().resyncs >= 1);
+  (void)port;
+}
