@@ -17,7 +17,12 @@ DEB_PACKAGES += chromium chromium-driver python3-selenium
 # ws-relay --redis: the client library, and the server the tests start themselves
 DEB_PACKAGES += redis-server libhiredis-dev
 
-.PHONY: all deps build release test bench install run clean
+# The package's tests (tests/integration/test_package.py): lintian for the
+# .deb, systemd-analyze for the unit, groff for the man pages, zsh and fish
+# to load the completions.
+DEB_PACKAGES += lintian systemd groff-base zsh fish dpkg-dev fakeroot
+
+.PHONY: all deps build release test bench install deb run clean
 
 all: build
 
@@ -39,8 +44,9 @@ $(BUILD_DIR)/CMakeCache.txt:
 build: deps $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-test: build
-	cd $(BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+# The package tests need the .deb (from the release tree), so test builds it.
+test: build deb
+	cd $(BUILD_DIR) && SMWS_RELEASE_DIR=$(CURDIR)/$(RELEASE_DIR) ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
@@ -56,6 +62,12 @@ bench: release
 
 install: release
 	DESTDIR=$(DESTDIR) cmake --install $(RELEASE_DIR) --prefix $(PREFIX)
+
+# smws_<version>_<arch>.deb in $(RELEASE_DIR) (cmake/Packaging.cmake). Older
+# ones are removed first so the tests find exactly one.
+deb: release
+	rm -f $(RELEASE_DIR)/smws_*.deb
+	cd $(RELEASE_DIR) && cpack -G DEB
 
 # The main job: events from the default socket to every WebSocket client
 # (open http://127.0.0.1:3002/). Ctrl-C stops both.
