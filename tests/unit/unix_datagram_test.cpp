@@ -16,24 +16,14 @@
 #include <vector>
 
 #include "smws/unix_datagram.h"
+#include "support.h"
 
 using smws::DatagramBatch;
 using smws::SocketStatus;
 using smws::UnixDatagramSocket;
+using smws::test::TempDir;
 
 namespace {
-
-// A fresh directory with a short path, removed at the end of the test.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/smws-ut-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  std::string file(const char* name) const { return path + "/" + name; }
-};
 
 bool exists(const std::string& path) {
   struct stat st {};
