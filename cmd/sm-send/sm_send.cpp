@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "smws/exit_code.h"
+#include "smws/hitl.h"
 #include "smws/log.h"
 #include "smws/ndjson.h"
 #include "smws/protocol.h"
@@ -139,39 +140,6 @@ SocketStatus bind_reply_socket(UnixDatagramSocket* reply) {
   return st;
 }
 
-// The exit code a decision stands for (SPEC "sm-send", Edge rules):
-// 0 every entry approves or edits, 1 any rejects, 75 the relay timed it out.
-int decision_exit_code(const nlohmann::json& reply) {
-  auto timed_out = reply.find("timed_out");
-  if (timed_out != reply.end() && timed_out->is_boolean() && timed_out->get<bool>()) {
-    log::warn("nobody answered: the request timed out at the relay");
-    return kExitTempFail;
-  }
-  auto decisions = reply.find("decisions");
-  if (decisions == reply.end() || !decisions->is_array() || decisions->empty()) {
-    log::error("the reply is a decision without a \"decisions\" list");
-    return kExitDataErr;
-  }
-  bool rejected = false;
-  for (const auto& d : *decisions) {
-    std::string type = d.is_object() && d.contains("type") && d["type"].is_string()
-                           ? d["type"].get<std::string>()
-                           : std::string();
-    if (type == "reject") {
-      rejected = true;
-      std::string why = d.contains("message") && d["message"].is_string()
-                            ? ": " + d["message"].get<std::string>()
-                            : std::string();
-      log::note(1, "rejected" + why);
-    } else if (type != "approve" && type != "edit") {
-      log::error("the reply holds a decision of unknown type '" + event::excerpt(type) + "'");
-      return kExitDataErr;
-    }
-  }
-  if (!rejected) log::note(1, "approved");
-  return rejected ? kExitNegative : kExitOk;
-}
-
 // Waits for the decision on `reply`; prints it on stdout.
 int wait_for_reply(const SmSendOptions& o, const UnixDatagramSocket& reply,
                    const std::string& interrupt_id) {
@@ -227,7 +195,11 @@ int wait_for_reply(const SmSendOptions& o, const UnixDatagramSocket& reply,
       event::append_single_line(&line, text);
       line += '\n';
       write_stdout(line);
-      return decision_exit_code(j);
+      DecisionExit verdict = decision_exit_code(j);
+      if (verdict.code == kExitTempFail) log::warn(verdict.message);
+      else if (verdict.code == kExitDataErr) log::error(verdict.message);
+      else log::note(1, verdict.message);
+      return verdict.code;
     }
   }
 }

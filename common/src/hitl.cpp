@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 
+#include "smws/clock.h"
+#include "smws/event.h"
+#include "smws/exit_code.h"
 #include "smws/log.h"
 
 namespace smws {
@@ -383,6 +385,31 @@ std::optional<json> expand_decision(const json& interrupt, const json& short_dec
   return full;
 }
 
+DecisionExit decision_exit_code(const json& decision) {
+  auto timed_out = decision.find("timed_out");
+  if (timed_out != decision.end() && timed_out->is_boolean() && timed_out->get<bool>())
+    return {kExitTempFail, "nobody answered: the request timed out at the relay"};
+  auto entries = decision.find("decisions");
+  if (entries == decision.end() || !entries->is_array() || entries->empty())
+    return {kExitDataErr, "the reply is a decision without a \"decisions\" list"};
+  std::string rejections;
+  for (const auto& entry : *entries) {
+    std::string type = entry.is_object() && entry.contains("type") && entry["type"].is_string()
+                           ? entry["type"].get<std::string>()
+                           : std::string();
+    if (type == "reject") {
+      if (!rejections.empty()) rejections += "; ";
+      rejections += "rejected";
+      if (entry.contains("message") && entry["message"].is_string())
+        rejections += ": " + entry["message"].get<std::string>();
+    } else if (type != "approve" && type != "edit") {
+      return {kExitDataErr, "the reply holds a decision of unknown type '" + event::excerpt(type) + "'"};
+    }
+  }
+  if (rejections.empty()) return {kExitOk, "approved"};
+  return {kExitNegative, rejections};
+}
+
 AuditLog::~AuditLog() {
   if (fd_ >= 0) ::close(fd_);
 }
@@ -406,8 +433,7 @@ bool AuditLog::append(const json& record, std::string& error) {
   }
   json line = record;
   if (line.is_object()) {
-    auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
-    line["logged_at"] = std::chrono::duration<double>(since_epoch).count();
+    line["logged_at"] = wall_seconds();
   }
   // One write(2) per record so that a reader (tail -f) never sees half a
   // line; O_APPEND keeps concurrent writers' lines whole too.

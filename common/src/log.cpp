@@ -50,7 +50,6 @@ void init(std::string_view tool, int verbosity) {
   g_verbosity = verbosity;
 }
 
-void set_verbosity(int verbosity) { g_verbosity = verbosity; }
 int verbosity() { return g_verbosity; }
 const std::string& tool() { return g_tool; }
 

@@ -11,7 +11,6 @@ namespace smws::shutdown {
 namespace {
 
 std::atomic<bool> g_requested{false};
-std::atomic<int> g_signal{0};
 int g_pipe[2] = {-1, -1};
 
 void wake() {
@@ -23,8 +22,7 @@ void wake() {
   }
 }
 
-void on_signal(int sig) {
-  g_signal.store(sig);
+void on_signal(int) {
   g_requested.store(true);
   wake();
 }
@@ -45,7 +43,6 @@ void install() {
 }
 
 bool requested() { return g_requested.load(); }
-int signal_number() { return g_signal.load(); }
 int fd() { return g_pipe[0]; }
 
 void request() {

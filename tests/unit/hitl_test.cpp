@@ -11,7 +11,9 @@
 #include <fstream>
 #include <string>
 
+#include "smws/exit_code.h"
 #include "smws/hitl.h"
+#include "support.h"
 
 using nlohmann::json;
 using smws::HitlTable;
@@ -312,9 +314,8 @@ TEST_CASE("a short decision expands to one entry per action request", "[hitl]") 
 }
 
 TEST_CASE("the audit log holds one fsynced NDJSON line per record", "[hitl]") {
-  char dir_template[] = "/tmp/smws-audit-XXXXXX";
-  REQUIRE(mkdtemp(dir_template));
-  std::string path = std::string(dir_template) + "/audit.ndjson";
+  smws::test::TempDir dir;
+  std::string path = dir.file("audit.ndjson");
   {
     smws::AuditLog audit;
     std::string error;
@@ -337,8 +338,6 @@ TEST_CASE("the audit log holds one fsynced NDJSON line per record", "[hitl]") {
   CHECK(records[1]["interrupt_id"] == "i-7");
   CHECK(records[2]["timed_out"] == true);
   CHECK(records[0]["logged_at"].is_number());
-  ::unlink(path.c_str());
-  ::rmdir(dir_template);
 
   smws::AuditLog nowhere;
   std::string error;
@@ -348,9 +347,8 @@ TEST_CASE("the audit log holds one fsynced NDJSON line per record", "[hitl]") {
 }
 
 TEST_CASE("a reply datagram reaches a bound socket and a vanished one is an error value", "[hitl]") {
-  char dir_template[] = "/tmp/smws-reply-XXXXXX";
-  REQUIRE(mkdtemp(dir_template));
-  std::string path = std::string(dir_template) + "/r.sock";
+  smws::test::TempDir dir;
+  std::string path = dir.file("r.sock");
   int fd = ::socket(AF_UNIX, SOCK_DGRAM, 0);
   REQUIRE(fd >= 0);
   sockaddr_un address{};
@@ -369,7 +367,6 @@ TEST_CASE("a reply datagram reaches a bound socket and a vanished one is an erro
   std::string error = smws::send_reply_datagram(path, "x");
   CHECK(error.find(path) != std::string::npos);
   CHECK_FALSE(smws::send_reply_datagram(std::string(200, 'a'), "x").empty());
-  ::rmdir(dir_template);
 }
 
 TEST_CASE("allowed decisions come from the first review_config naming the action", "[hitl]") {
@@ -379,4 +376,30 @@ TEST_CASE("allowed decisions come from the first review_config naming the action
   CHECK(smws::allowed_decisions(interrupt, "deploy") == std::vector<std::string>{"approve", "edit", "reject"});
   // A malformed interrupt does not throw: everything is allowed, the relay decides.
   CHECK(smws::allowed_decisions(json::array(), "x").size() == 3);
+}
+
+TEST_CASE("a decision's exit code: 0 approve or edit, 1 any reject, 75 timed out, 65 unreadable", "[hitl]") {
+  using smws::decision_exit_code;
+  CHECK(decision_exit_code(approve()).code == smws::kExitOk);
+  CHECK(decision_exit_code(approve()).message == "approved");
+  json edit = {{"type", "decision"}, {"decisions", {{{"type", "edit"}, {"edited_action", json::object()}}}}};
+  CHECK(decision_exit_code(edit).code == smws::kExitOk);
+
+  json mixed = {{"type", "decision"},
+                {"decisions", {{{"type", "approve"}}, {{"type", "reject"}, {"message", "not on a Friday"}}}}};
+  auto rejected = decision_exit_code(mixed);
+  CHECK(rejected.code == smws::kExitNegative);
+  CHECK(rejected.message == "rejected: not on a Friday");
+
+  json timed_out = {{"type", "decision"}, {"timed_out", true}, {"decisions", {{{"type", "reject"}}}}};
+  CHECK(decision_exit_code(timed_out).code == smws::kExitTempFail);
+  CHECK(decision_exit_code(timed_out).message.find("timed out") != std::string::npos);
+
+  CHECK(decision_exit_code(json{{"type", "decision"}}).code == smws::kExitDataErr);
+  CHECK(decision_exit_code(json{{"type", "decision"}, {"decisions", json::array()}}).code == smws::kExitDataErr);
+  auto unknown = decision_exit_code(json{{"decisions", {{{"type", "maybe"}}, {{"type", "approve"}}}}});
+  CHECK(unknown.code == smws::kExitDataErr);
+  CHECK(unknown.message.find("'maybe'") != std::string::npos);
+  // timed_out must be a boolean true to count.
+  CHECK(decision_exit_code(json{{"timed_out", "yes"}, {"decisions", {{{"type", "approve"}}}}}).code == smws::kExitOk);
 }

@@ -6,10 +6,15 @@
 // call takes `now` (seconds on any monotonic clock the caller chooses; the
 // relay uses steady_clock) so tests control time exactly.
 //
-// Threads: ONE thread owns a HitlTable (ws-relay's event loop); the class has
-// no lock, so a caller that shares it across threads must synchronise every
-// call itself. Because all interrupts, decisions and timeouts pass through
-// that one owner, "first valid decision wins" is simply "first call wins".
+// Threads: HitlTable has no lock; its owner serialises every call. In
+// ws-relay that owner is the Relay's mutex (mu_ in cmd/ws-relay/ws_relay.cpp):
+// the event-loop thread calls on_decision, expire and pending_json, and
+// on_interrupt when it reads stdin itself; the stdin thread (only when stdin
+// is a regular file) calls on_interrupt; each call is made with mu_ held.
+// Because all interrupts, decisions and timeouts pass through that one lock,
+// "first valid decision wins" is simply "first call wins". The I/O helpers
+// below are not called under it: ws-relay's output thread owns the AuditLog,
+// and the loop sends reply datagrams (without blocking).
 //
 // The instant of the timeout: an interrupt whose deadline is <= now is no
 // longer decidable. on_decision(now >= deadline) refuses with "not pending"
@@ -168,13 +173,26 @@ std::optional<nlohmann::json> expand_decision(const nlohmann::json& interrupt,
                                               const std::string& decided_by,
                                               std::string& error);
 
+// What a decision means to the program that asked for it and waits (sm-send
+// --wait-reply; SPEC "sm-send", Edge rules): 0 when every entry approves or
+// edits, 1 when any rejects, 75 when the relay timed the request out, 65 when
+// it is not a decision these rules can read (no "decisions" list, an entry
+// of unknown type). message says why, for stderr: a warning with 75, an
+// error with 65, a note for -v ("approved", "rejected: MESSAGE") otherwise.
+struct DecisionExit {
+  int code = 0;
+  std::string message;
+};
+DecisionExit decision_exit_code(const nlohmann::json& decision);
+
 // --- I/O around the table (not used by HitlTable itself) -----------------
 
 // --audit FILE: one NDJSON line per interrupt, decision and timeout, each
 // written with one write(2) and fsync(2)ed before append() returns, so a
 // record that was reported as written survives a crash. append() blocks for
 // the fsync (milliseconds); HITL traffic runs at human rates.
-// Thread-safety: none; the owner of the HitlTable owns its AuditLog.
+// Thread-safety: none; one thread owns an AuditLog (in ws-relay, the output
+// thread, which is not the thread that calls the HitlTable).
 class AuditLog {
  public:
   AuditLog() = default;

@@ -17,7 +17,6 @@ namespace smws::log {
 // default, N > 0 for -v repeated N times. Colour is used only when stderr is a
 // TTY and NO_COLOR is unset.
 void init(std::string_view tool, int verbosity);
-void set_verbosity(int verbosity);
 
 int verbosity();
 const std::string& tool();

@@ -58,8 +58,7 @@ class LineReader {
   // kEof makes next() return the unterminated last line, if any, then kEof.
   Fill fill();
 
-  int error() const { return error_; }        // errno after Fill::kError
-  size_t lines_seen() const { return line_no_; }
+  int error() const { return error_; }  // errno after Fill::kError
 
  private:
   int fd_;

@@ -13,9 +13,6 @@ void install();
 // True once SIGINT or SIGTERM arrived (or request() was called).
 bool requested();
 
-// The signal that arrived (0 when none or when request() was used).
-int signal_number();
-
 // Readable once shutdown is requested; never drained, so it stays readable.
 int fd();
 
