@@ -17,6 +17,11 @@
 //                 to the --audit file (fsync), so neither a full stdout pipe
 //                 nor an fsync can stall the loop.
 //
+// Subscriptions: subs_ (the client index) and routes_ belong to the loop
+// thread; a broadcast goes through fan_out(), which is a plain broadcast
+// while every client takes every event, and otherwise sends to the clients
+// the index selects (see subscription.h), so its cost follows the audience.
+//
 // Lock: mu_ guards hub_, hitl_, inbox_ and stdin_eof_. Taking the events
 // out of inbox_ and taking a snapshot for a new client happen under the same
 // lock hold, so a new client gets every event exactly once: either inside its
@@ -48,6 +53,7 @@
 #include "smws/protocol.h"
 #include "smws/relay_hub.h"
 #include "smws/shutdown.h"
+#include "smws/subscription.h"
 #include "smws/ws_frame.h"
 
 namespace smws {
@@ -167,11 +173,27 @@ class OutputThread {
   std::thread thread_;
 };
 
+core::HubOptions hub_options(const RelayOptions& o) {
+  core::HubOptions h;
+  h.history = o.history;
+  h.seq = o.seq;
+  h.machine_history = o.machine_history;
+  h.machine_history_bytes = o.machine_history_bytes;
+  return h;
+}
+
+// One broadcast and what its audience is chosen by.
+struct Outgoing {
+  net::Frame frame;
+  std::string type;
+  std::optional<std::string> machine;
+};
+
 class Relay : public net::WsServerHandler {
  public:
   Relay(const RelayOptions& options, AuditLog* audit)
       : options_(options),
-        hub_(core::HubOptions{options.history, options.seq}),
+        hub_(hub_options(options)),
         hitl_(HitlOptions{options.hitl_timeout, kHitlMaxPending}),
         output_(audit) {
     hub_.set_interceptor("interrupt", [this](std::string_view event, double) {
@@ -181,6 +203,10 @@ class Relay : public net::WsServerHandler {
   }
 
   void attach(net::WsServer* server) { server_ = server; }
+  // --route paths and their filters (validated by run_ws_relay). Before run().
+  void set_routes(std::vector<core::Route> routes) {
+    for (auto& r : routes) routes_[r.path] = std::move(r.filter);
+  }
 
   // --- stdin: on the loop thread when epoll can watch fd 0 (a pipe, socket
   // or terminal: one thread hop less per event), else on the stdin thread
@@ -200,7 +226,10 @@ class Relay : public net::WsServerHandler {
   net::HttpReply on_http(const net::HttpRequest& request) override;
   void on_open(const net::ClientInfo& client) override;
   void on_message(net::ClientId id, std::string_view payload, bool binary) override;
-  void on_close(net::ClientId id) override { peers_.erase(id); }
+  void on_close(net::ClientId id) override {
+    peers_.erase(id);
+    subs_.remove(id);
+  }
   void on_wake() override;
   void on_tick(double now) override;
 
@@ -208,10 +237,13 @@ class Relay : public net::WsServerHandler {
   core::RelayHub::Intercept on_interrupt(std::string_view event);
   void handle_message(net::ClientId id, std::string_view payload);
   void deliver(const HitlResolution& resolution);  // loop thread, mu_ held
-  void drain_inbox_locked(std::vector<net::Frame>* out);
+  void drain_inbox_locked(std::vector<Outgoing>* out);
   // Hands every complete buffered stdin line to the hub and appends the
   // frames to broadcast to *out. mu_ held. True once stdin has ended.
-  bool ingest_buffered_locked(std::vector<net::Frame>* out);
+  bool ingest_buffered_locked(std::vector<Outgoing>* out);
+  // Loop thread: queues one broadcast to the clients whose filter takes it.
+  void fan_out(const Outgoing& out);
+  void subscribe(net::ClientId id, const nlohmann::json& message);
   void on_stdin_eof();  // loop thread
   std::string metrics_text();
   std::string healthz_text();
@@ -223,25 +255,30 @@ class Relay : public net::WsServerHandler {
   std::mutex mu_;
   core::RelayHub hub_;                 // guarded by mu_
   HitlTable hitl_;                     // guarded by mu_
-  std::vector<net::Frame> inbox_;      // guarded by mu_: broadcasts for the loop
+  std::vector<Outgoing> inbox_;        // guarded by mu_: broadcasts for the loop
   bool stdin_eof_ = false;             // guarded by mu_
   // Owned by whichever thread reads stdin (see read_stdin/on_readable).
   ndjson::LineReader stdin_reader_{STDIN_FILENO, kMaxStdinLine};
   bool eof_handled_ = false;           // loop thread
   std::unordered_map<net::ClientId, std::string> peers_;  // loop thread: id → address
+  core::SubscriptionIndex subs_;                          // loop thread: open clients' filters
+  std::unordered_map<std::string, core::Filter> routes_;  // --route: path → filter (read-only)
+  std::vector<core::SubscriberId> recipients_;            // loop thread: fan_out's scratch
+  uint64_t filtered_out_ = 0;  // loop thread: deliveries a filter spared (/metrics)
   OutputThread output_;
 };
 
 // ------------------------------------------------------------ stdin thread
 
-bool Relay::ingest_buffered_locked(std::vector<net::Frame>* out) {
+bool Relay::ingest_buffered_locked(std::vector<Outgoing>* out) {
   ndjson::LineReader::Line line;
   for (;;) {
     auto st = stdin_reader_.next(&line);
     if (st == ndjson::LineReader::Status::kLine) {
       core::IngestResult r = hub_.ingest(line.text, wall_now(), line.number);
       if (r.ok()) {
-        out->push_back(net::make_text_frame(*r.payload));
+        out->push_back(Outgoing{net::make_text_frame(*r.payload), std::move(r.type),
+                                std::move(r.machine)});
       } else if (!r.error.empty()) {
         log::warn("stdin " + r.error);
       }
@@ -287,14 +324,14 @@ void Relay::on_readable(int fd) {
   // Level-triggered and readable: this read(2) does not block.
   bool failed = stdin_reader_.fill() == ndjson::LineReader::Fill::kError;
   if (failed) log::error("reading stdin: " + log::errno_text(stdin_reader_.error()));
-  std::vector<net::Frame> frames;
+  std::vector<Outgoing> frames;
   bool eof;
   {
     std::lock_guard<std::mutex> lock(mu_);
     eof = ingest_buffered_locked(&frames) || failed;
     if (eof) stdin_eof_ = true;
   }
-  for (const net::Frame& f : frames) server_->broadcast(f);
+  for (const Outgoing& f : frames) fan_out(f);
   if (eof) {
     server_->unwatch(fd);
     on_stdin_eof();
@@ -318,19 +355,32 @@ core::RelayHub::Intercept Relay::on_interrupt(std::string_view event) {
 
 // ------------------------------------------------------------ loop thread
 
-void Relay::drain_inbox_locked(std::vector<net::Frame>* out) {
+void Relay::drain_inbox_locked(std::vector<Outgoing>* out) {
   out->swap(inbox_);
 }
 
+void Relay::fan_out(const Outgoing& out) {
+  const size_t clients = subs_.size();
+  if (subs_.everyone_gets(out.type)) {
+    // The unfiltered path, unchanged: one pass over the open clients.
+    server_->broadcast(out.frame);
+    return;
+  }
+  recipients_.clear();
+  subs_.select(out.type, out.machine ? &*out.machine : nullptr, &recipients_);
+  for (core::SubscriberId id : recipients_) server_->send(id, out.frame);
+  filtered_out_ += clients - recipients_.size();
+}
+
 void Relay::on_wake() {
-  std::vector<net::Frame> frames;
+  std::vector<Outgoing> frames;
   bool eof;
   {
     std::lock_guard<std::mutex> lock(mu_);
     drain_inbox_locked(&frames);
     eof = stdin_eof_;
   }
-  for (const net::Frame& f : frames) server_->broadcast(f);
+  for (const Outgoing& f : frames) fan_out(f);
   if (eof) on_stdin_eof();
 }
 
@@ -359,16 +409,30 @@ void Relay::on_open(const net::ClientInfo& client) {
     }
     if (!since) log::note(1, "client " + client.peer + ": ignoring since=" + *s);
   }
-  std::vector<net::Frame> earlier;
+  // Its filter: the route's (or none), with the query's keys replacing the
+  // route's. A bad query filter is answered with an error and the client
+  // keeps the default view: nothing else changes.
+  core::Filter base;
+  if (auto route = routes_.find(client.request.path); route != routes_.end()) {
+    base = route->second;
+  }
+  core::Filter filter;
+  Status bad = core::filter_from_query(client.request.query, base, &filter);
+  std::vector<Outgoing> earlier;
   std::vector<core::Payload> first;
   {
     std::lock_guard<std::mutex> lock(mu_);
     drain_inbox_locked(&earlier);
-    first = hub_.on_connect(since, wall_now());
+    first = hub_.on_connect(since, wall_now(), filter == core::Filter{} ? nullptr : &filter);
   }
   // Events older than the snapshot go to the clients already there; the
-  // new client joins the broadcast list after this returns.
-  for (const net::Frame& f : earlier) server_->broadcast(f);
+  // new client joins the broadcast list (and the index) after them.
+  for (const Outgoing& f : earlier) fan_out(f);
+  subs_.set(client.id, filter);
+  if (!bad.ok()) {
+    log::note(1, "client " + client.peer + ": " + bad.message);
+    server_->send(client.id, net::make_text_frame(core::filter_error_message(bad)), true);
+  }
   for (const core::Payload& p : first) server_->send(client.id, net::make_text_frame(*p), true);
 }
 
@@ -396,9 +460,10 @@ void Relay::handle_message(net::ClientId id, std::string_view payload) {
   switch (m.kind) {
     case core::ClientMessage::Kind::kRefresh: {
       core::Payload snap;
+      const core::Filter* filter = subs_.find(id);
       {
         std::lock_guard<std::mutex> lock(mu_);
-        snap = hub_.snapshot(wall_now());
+        snap = hub_.snapshot(wall_now(), filter);
       }
       // Held to --max-queue: a client asking for snapshots it never reads
       // is a slow client, not a way to grow our memory.
@@ -407,6 +472,9 @@ void Relay::handle_message(net::ClientId id, std::string_view payload) {
     }
     case core::ClientMessage::Kind::kPong:
       server_->note_pong(id);
+      return;
+    case core::ClientMessage::Kind::kSubscribe:
+      subscribe(id, m.json);
       return;
     case core::ClientMessage::Kind::kForward:
       output_.line(std::move(m.line));
@@ -428,10 +496,36 @@ void Relay::handle_message(net::ClientId id, std::string_view payload) {
   }
 }
 
+void Relay::subscribe(net::ClientId id, const nlohmann::json& message) {
+  const core::Filter* current = subs_.find(id);
+  if (!current) return;  // not open (closing)
+  core::Filter filter = *current;
+  Status s = core::apply_subscribe(message, &filter);
+  if (!s.ok()) {
+    server_->send_text(id, core::filter_error_message(s));
+    return;
+  }
+  std::vector<Outgoing> earlier;
+  std::vector<core::Payload> view;
+  {
+    // As in on_open: what the stdin thread posted before the view was taken
+    // goes out under the old filter first, so every event reaches the
+    // client once (in the view or live after it).
+    std::lock_guard<std::mutex> lock(mu_);
+    drain_inbox_locked(&earlier);
+    view = hub_.on_subscribe(filter, wall_now());
+  }
+  for (const Outgoing& f : earlier) fan_out(f);
+  subs_.set(id, std::move(filter));
+  // Held to --max-queue like a refresh: a client re-subscribing without
+  // reading is a slow client, not a way to grow our memory.
+  for (const core::Payload& p : view) server_->send(id, net::make_text_frame(*p));
+}
+
 void Relay::deliver(const HitlResolution& resolution) {
   std::string text = resolution.decision.dump();
   core::Payload p = hub_.publish(text, wall_now());
-  server_->broadcast(net::make_text_frame(*p));
+  fan_out(Outgoing{net::make_text_frame(*p), "decision", std::nullopt});
   output_.line(text + "\n");
   output_.audit(resolution.decision);
   if (!resolution.reply_to.empty()) {
@@ -459,14 +553,16 @@ std::string Relay::healthz_text() {
                       {"events_in", events_in},
                       {"messages_out", s.messages_out},
                       {"dropped", s.dropped},
+                      {"subscribed", subs_.filtered()},
+                      {"filtered_out", filtered_out_},
                       {"uptime_s", static_cast<uint64_t>(mono_now() - started_)}};
   return j.dump();
 }
 
 std::string Relay::metrics_text() {
   const net::ServerStats& s = server_->stats();
-  uint64_t events_in, invalid, last_seq, machines;
-  size_t pending;
+  uint64_t events_in, invalid, last_seq, machines, mh_evictions;
+  size_t pending, mh_machines, mh_bytes;
   {
     std::lock_guard<std::mutex> lock(mu_);
     events_in = hub_.events_in();
@@ -474,6 +570,9 @@ std::string Relay::metrics_text() {
     last_seq = hub_.last_seq();
     machines = hub_.machines();
     pending = hitl_.pending_count();
+    mh_evictions = hub_.machine_history().evictions();
+    mh_machines = hub_.machine_history().machines();
+    mh_bytes = hub_.machine_history().bytes();
   }
   std::string out;
   auto metric = [&out](const char* name, const char* type, const char* help, double value) {
@@ -508,6 +607,19 @@ std::string Relay::metrics_text() {
   metric("ws_relay_last_seq", "gauge", "Last seq given (--seq).", last_seq);
   metric("ws_relay_machines", "gauge", "Machines in the snapshot table.", machines);
   metric("ws_relay_hitl_pending", "gauge", "Interrupts waiting for a decision.", pending);
+  metric("ws_relay_subscribed_clients", "gauge",
+         "Clients with a type or machine filter (?type=, ?machine=, --route, subscribe).",
+         subs_.filtered());
+  metric("ws_relay_filtered_out_total", "counter",
+         "Deliveries not made because a client's filter did not match the event.", filtered_out_);
+  metric("ws_relay_machine_history_machines", "gauge",
+         "Machines with events held by --machine-history.", mh_machines);
+  metric("ws_relay_machine_history_bytes", "gauge",
+         "Bytes held by --machine-history (bounded by --machine-history-bytes).", mh_bytes);
+  metric("ws_relay_machine_history_evictions_total", "counter",
+         "Machines whose held history was dropped for --machine-history-bytes, least recently "
+         "active first.",
+         mh_evictions);
   metric("ws_relay_uptime_seconds", "gauge", "Seconds since start.", mono_now() - started_);
   return out;
 }
@@ -618,6 +730,20 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
       ->capture_default_str();
   app.add_option("--audit", o.audit, "Append interrupts and decisions to FILE (NDJSON, fsynced)")
       ->type_name("FILE");
+  app.add_option("--route", o.routes,
+                 "Serve PATH as a WebSocket endpoint whose clients get FILTER by default "
+                 "(repeatable; FILTER: type:GLOB[,GLOB...] and/or machine:GLOB[,...] joined by ';')")
+      ->type_name("PATH=FILTER")
+      ->allow_extra_args(false);  // one PATH=FILTER per --route
+  app.add_option("--machine-history", o.machine_history,
+                 "Events kept per machine, replayed to a client whose filter names it (0: none)")
+      ->type_name("N")
+      ->capture_default_str();
+  app.add_option("--machine-history-bytes", o.machine_history_bytes,
+                 "Bound on all --machine-history events; least recently active machines go first")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 40).description(""))
+      ->type_name("BYTES")
+      ->capture_default_str();
   add_common_flags(app, o.common);
 }
 
@@ -634,6 +760,27 @@ int run_ws_relay(const RelayOptions& o) {
   if (o.tls_cert.empty() != o.tls_key.empty()) {
     log::error("--tls-cert and --tls-key go together");
     return kExitUsage;
+  }
+  std::vector<core::Route> routes;
+  for (const std::string& spec : o.routes) {
+    core::Route r;
+    Status s = core::parse_route(spec, &r);
+    if (s.ok() && (r.path == o.path || r.path == "/" || r.path == "/healthz" ||
+                   r.path == "/metrics")) {
+      s = Status::Error(Status::kUsage,
+                        "--route '" + spec + "': " + r.path + " is already served by ws-relay");
+    }
+    for (const core::Route& earlier : routes) {
+      if (s.ok() && earlier.path == r.path) {
+        s = Status::Error(Status::kUsage, "--route '" + spec + "': " + r.path + " is routed twice");
+      }
+    }
+    if (!s.ok()) {
+      log::error(s.message);
+      return exit_code_for(s);
+    }
+    so.extra_paths.push_back(r.path);
+    routes.push_back(std::move(r));
   }
   so.path = o.path;
   so.max_queue = o.max_queue;
@@ -660,6 +807,7 @@ int run_ws_relay(const RelayOptions& o) {
   }
 
   Relay relay(o, &audit);
+  relay.set_routes(std::move(routes));
   net::WsServer server(so, &relay);
   relay.attach(&server);
   std::string error;

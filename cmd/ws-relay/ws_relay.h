@@ -31,6 +31,11 @@ struct RelayOptions {
   double drain_timeout = 5;
   double hitl_timeout = 300;
   std::string audit;
+  // Subscriptions (docs/subscriptions.md): --route PATH=FILTER (repeatable),
+  // --machine-history N, --machine-history-bytes BYTES.
+  std::vector<std::string> routes;
+  size_t machine_history = 0;
+  size_t machine_history_bytes = size_t{64} << 20;
   CommonFlags common;
 };
 

@@ -34,9 +34,19 @@ std::string error_reply(std::string_view why) {
   return json{{"type", "error"}, {"error", why}}.dump();
 }
 
+// The decoded machine_id of a parsed event, when it is a string.
+std::optional<std::string> machine_of(const json& dom) {
+  if (!dom.is_object()) return std::nullopt;
+  const auto id = dom.find("machine_id");
+  if (id == dom.end() || !id->is_string()) return std::nullopt;
+  return id->get<std::string>();
+}
+
 }  // namespace
 
-RelayHub::RelayHub(HubOptions options) : options_(options) {}
+RelayHub::RelayHub(HubOptions options)
+    : options_(options),
+      machine_history_(options.machine_history, options.machine_history_bytes) {}
 
 void RelayHub::set_interceptor(std::string type, Interceptor fn) {
   interceptors_[std::move(type)] = std::move(fn);
@@ -94,10 +104,27 @@ IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_n
       need_dom_for_machine = !raw_machine;
     }
   }
-  if (need_dom_for_machine || need_dom_for_seq) {
+  // The machine_id for subscription filters: a view of the raw string on
+  // the fast path (decoded through the DOM only when it holds escapes); an
+  // event the fast path did not settle is parsed when it may have one.
+  bool need_dom_for_id = false;
+  if (raw.settled) {
+    if (!raw.machine_id.empty() && raw.machine_id[0] == '"') {
+      if (raw.machine_id.find('\\') == std::string_view::npos) {
+        result.machine.emplace(raw.machine_id.substr(1, raw.machine_id.size() - 2));
+      } else {
+        need_dom_for_id = true;
+      }
+    }
+  } else {
+    need_dom_for_id = text.find("machine") != std::string_view::npos ||
+                      text.find("\\u") != std::string_view::npos;
+  }
+  if (need_dom_for_machine || need_dom_for_seq || need_dom_for_id) {
     dom = json::parse(text);  // cannot throw: the bytes were accepted above
     have_dom = true;
     has_seq_key = dom.contains("seq");
+    if (need_dom_for_id) result.machine = machine_of(dom);
   }
 
   std::string event(text);
@@ -118,6 +145,7 @@ IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_n
       }
       event = std::move(verdict.replacement);
       have_dom = true;
+      result.machine = machine_of(dom);
       has_seq_key = dom.contains("seq");
       raw_machine = false;  // the views point into the old text: table from the DOM
     }
@@ -127,7 +155,8 @@ IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_n
   result.status = IngestResult::Status::kBroadcast;
   result.payload =
       commit(std::move(event), have_dom ? &dom : nullptr, has_seq_key, now, &result.seq,
-             raw_machine ? &raw : nullptr);
+             raw_machine ? &raw : nullptr, result.type,
+             result.machine ? &*result.machine : nullptr);
   return result;
 }
 
@@ -136,11 +165,16 @@ Payload RelayHub::publish(std::string_view json_object, double now) {
   if (!dom.is_object()) return nullptr;
   const bool has_seq_key = dom.contains("seq");
   uint64_t seq = 0;
-  return commit(std::string(json_object), &dom, has_seq_key, now, &seq);
+  const auto type = dom.find("type");
+  const std::string type_text = type != dom.end() && type->is_string() ? type->get<std::string>() : "";
+  const auto machine = machine_of(dom);
+  return commit(std::string(json_object), &dom, has_seq_key, now, &seq, nullptr, type_text,
+                machine ? &*machine : nullptr);
 }
 
 Payload RelayHub::commit(std::string text, json* dom, bool has_seq_key, double now,
-                         uint64_t* seq_out, const event::Members* machine) {
+                         uint64_t* seq_out, const event::Members* machine,
+                         std::string_view type, const std::string* machine_id) {
   // Tabled first: `machine` views the caller's line, not `text`.
   if (machine) {
     const auto& id = machine->machine_id;
@@ -180,8 +214,12 @@ Payload RelayHub::commit(std::string text, json* dom, bool has_seq_key, double n
   }
   auto payload = std::make_shared<const std::string>(std::move(text));
   if (options_.history > 0) {
-    history_.push_back(Held{seq, payload});
+    history_.push_back(Held{seq, payload, std::string(type),
+                            machine_id ? std::optional<std::string>(*machine_id) : std::nullopt});
     while (history_.size() > options_.history) history_.pop_front();
+  }
+  if (machine_id && machine_history_.enabled()) {
+    machine_history_.add(*machine_id, type, seq, payload);
   }
   return payload;
 }
@@ -245,8 +283,16 @@ void RelayHub::apply_state_change(const std::string& id, const event::Members& f
   machines_dirty_ = true;
 }
 
-Payload RelayHub::snapshot(double now) const {
-  if (machines_dirty_) {
+Payload RelayHub::snapshot(double now, const Filter* filter) const {
+  const bool narrowed = filter && !filter->machines.empty();
+  std::string narrowed_json;
+  if (narrowed) {
+    for (const auto& m : machine_order_) {
+      if (!filter->shows_machine(m.id)) continue;
+      if (!narrowed_json.empty()) narrowed_json += ',';
+      narrowed_json += m.json;
+    }
+  } else if (machines_dirty_) {
     machines_json_.clear();
     for (const auto& m : machine_order_) {
       if (!machines_json_.empty()) machines_json_ += ',';
@@ -254,12 +300,14 @@ Payload RelayHub::snapshot(double now) const {
     }
     machines_dirty_ = false;
   }
+  const std::string& machines = narrowed ? narrowed_json : machines_json_;
   std::string out;
-  out.reserve(machines_json_.size() + 96);
+  out.reserve(machines.size() + 96);
   out += "{\"type\":\"initial\",\"machines\":[";
-  out += machines_json_;
+  out += machines;
   out += "],\"pending\":";
-  out += pending_provider_ ? pending_provider_(now) : std::string("[]");
+  const bool hitl = !filter || filter->hitl;
+  out += pending_provider_ && hitl ? pending_provider_(now) : std::string("[]");
   out += ",\"timestamp\":";
   out += json(now).dump();
   if (options_.seq) {
@@ -270,7 +318,32 @@ Payload RelayHub::snapshot(double now) const {
   return std::make_shared<const std::string>(std::move(out));
 }
 
-std::vector<Payload> RelayHub::on_connect(std::optional<uint64_t> since, double now) const {
+void RelayHub::replay(const Filter* filter, uint64_t after, std::vector<Payload>* out) const {
+  if (!filter) {
+    for (const auto& held : history_) {
+      if (held.seq > after) out->push_back(held.payload);
+    }
+    return;
+  }
+  std::vector<HeldEvent> per_machine;
+  machine_history_.collect(*filter, after, &per_machine);
+  // Two ascending runs merged by seq; an event in both goes out once.
+  size_t j = 0;
+  for (const auto& held : history_) {
+    if (held.seq <= after || !filter->matches(held.type, held.machine ? &*held.machine : nullptr)) {
+      continue;
+    }
+    while (j < per_machine.size() && per_machine[j].seq < held.seq) {
+      out->push_back(per_machine[j++].payload);
+    }
+    if (j < per_machine.size() && per_machine[j].seq == held.seq) ++j;
+    out->push_back(held.payload);
+  }
+  for (; j < per_machine.size(); ++j) out->push_back(per_machine[j].payload);
+}
+
+std::vector<Payload> RelayHub::on_connect(std::optional<uint64_t> since, double now,
+                                          const Filter* filter) const {
   std::vector<Payload> out;
   const uint64_t last = last_seq();
   if (since && options_.seq && *since <= last) {
@@ -278,22 +351,31 @@ std::vector<Payload> RelayHub::on_connect(std::optional<uint64_t> since, double 
     if (n == last) return out;
     const uint64_t first_held = history_.empty() ? last + 1 : history_.front().seq;
     if (n + 1 >= first_held) {
-      for (const auto& held : history_) {
-        if (held.seq > n) out.push_back(held.payload);
-      }
+      replay(filter, n, &out);
       return out;
     }
     const uint64_t newest_gone = first_held - 1;
     out.push_back(std::make_shared<const std::string>(
         "{\"type\":\"gap\",\"from\":" + std::to_string(n + 1) +
         ",\"to\":" + std::to_string(newest_gone) + "}"));
-    out.push_back(snapshot(now));
-    for (const auto& held : history_) out.push_back(held.payload);  // all are > newest_gone
+    out.push_back(snapshot(now, filter));
+    // Every held event is > newest_gone; a machine's older ones the
+    // snapshot already reflects.
+    replay(filter, newest_gone, &out);
     return out;
   }
   out.reserve(history_.size() + 1);
-  out.push_back(snapshot(now));
-  for (const auto& held : history_) out.push_back(held.payload);
+  out.push_back(snapshot(now, filter));
+  replay(filter, 0, &out);
+  return out;
+}
+
+std::vector<Payload> RelayHub::on_subscribe(const Filter& filter, double now) const {
+  std::vector<Payload> out;
+  out.push_back(snapshot(now, &filter));
+  std::vector<HeldEvent> held;
+  machine_history_.collect(filter, 0, &held);
+  for (auto& h : held) out.push_back(std::move(h.payload));
   return out;
 }
 
@@ -324,6 +406,10 @@ ClientMessage RelayHub::classify_client_message(std::string_view text) {
     }
     if (t == "decision") {
       msg.kind = ClientMessage::Kind::kDecision;
+      return msg;
+    }
+    if (t == "subscribe") {
+      msg.kind = ClientMessage::Kind::kSubscribe;
       return msg;
     }
   }

@@ -78,7 +78,7 @@ TEST_CASE("a glob's star matches any run of characters, the empty one too", "[su
   CHECK(glob_match("**", "x"));
 }
 
-TEST_CASE("without a star a glob is an exact name, and ? and [ are literal", "[subscription]") {
+TEST_CASE("without a star a glob is an exact name, and question marks and brackets are literal", "[subscription]") {
   CHECK(glob_match("worker-1", "worker-1"));
   CHECK_FALSE(glob_match("worker-1", "worker-12"));
   CHECK_FALSE(glob_match("worker-1", "worker-"));
@@ -173,7 +173,7 @@ TEST_CASE("a route filter with an unknown key, no colon or an empty glob is refu
   CHECK(s.message.find("unknown key 'typo'") != std::string::npos);
 }
 
-TEST_CASE("--route splits PATH from FILTER at the first equals sign", "[subscription]") {
+TEST_CASE("a route spec splits PATH from FILTER at the first equals sign", "[subscription]") {
   Route r;
   REQUIRE(parse_route("/api/v1/ws/queue=type:queue_update", &r).ok());
   CHECK(r.path == "/api/v1/ws/queue");

@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "smws/event.h"
+#include "smws/subscription.h"
 
 namespace smws::core {
 
@@ -46,6 +47,11 @@ struct HubOptions {
   // grow memory without limit; past it the least recently active machine is
   // forgotten (counted in machines_evicted()). 100k machines is ~tens of MB.
   size_t max_machines = 100000;
+  // --machine-history N: the last N events of each machine, replayed to a
+  // client whose filter names it (0 = none), bounded in total by
+  // --machine-history-bytes (default 64 MiB: ~600k events of 100 bytes).
+  size_t machine_history = 0;
+  size_t machine_history_bytes = size_t{64} << 20;
 };
 
 // What ingest() made of one stdin line.
@@ -61,6 +67,9 @@ struct IngestResult {
                        // whitespace trimmed), plus "seq":N under --seq
   std::string type;    // kBroadcast: the event's `type`
   uint64_t seq = 0;    // kBroadcast under --seq: the number given
+  // kBroadcast: the event's machine_id when it is a string (decoded), for
+  // subscription filters.
+  std::optional<std::string> machine;
   std::string error;   // kInvalid: "line 7: not JSON: ..." (no tool prefix);
                        // kRefused: "line 7: " + the interceptor's error
 
@@ -73,6 +82,8 @@ struct ClientMessage {
     kRefresh,   // {"type":"refresh"}: send that client snapshot()
     kPong,      // {"type":"pong"}: application-level pong, consumed
     kDecision,  // {"type":"decision",...}: for the HITL module; `json` holds it
+    kSubscribe, // {"type":"subscribe",...}: new filters (subscription.h's
+                // apply_subscribe reads `json`)
     kForward,   // any other JSON object: write `line` to stdout
     kError,     // not JSON, or JSON but not an object: send `reply` to it only
   };
@@ -134,7 +145,10 @@ class RelayHub {
   // machines: {"id","current_state","previous_state","last_activity","data"},
   // least recently active first. Under --seq it also carries "seq":M, the
   // last number the snapshot reflects, so a client knows where to resume.
-  Payload snapshot(double now) const;
+  //
+  // With a filter (subscriptions): only the machines it shows (the machine
+  // globs; types hide no machine), and "pending":[] when it opted out of HITL.
+  Payload snapshot(double now, const Filter* filter = nullptr) const;
 
   // What a client receives first, in order, before the live stream.
   // since = the `?since=N` query value (nullopt when absent or when --seq is
@@ -146,7 +160,18 @@ class RelayHub {
   //                         no longer held), snapshot, held events after M
   // An N larger than the last seq given (a client of an earlier run) is
   // answered like no since: a fresh snapshot.
-  std::vector<Payload> on_connect(std::optional<uint64_t> since, double now) const;
+  //
+  // With a filter, every part is narrowed to it: the snapshot as above, the
+  // history and the since replay to matching events (seq keeps its gaps);
+  // and a filter that names machines gets their --machine-history events
+  // too, merged with the history by seq (each event once), oldest first.
+  // Whether a gap is announced is decided on the --history ring alone.
+  std::vector<Payload> on_connect(std::optional<uint64_t> since, double now,
+                                  const Filter* filter = nullptr) const;
+
+  // The answer to a subscribe: the new view's snapshot, then the held
+  // --machine-history events of the machines it names, oldest first.
+  std::vector<Payload> on_subscribe(const Filter& filter, double now) const;
 
   // Sorts one text message from a client (already UTF-8 checked by the codec).
   static ClientMessage classify_client_message(std::string_view text);
@@ -159,6 +184,7 @@ class RelayHub {
   size_t machines() const { return machine_order_.size(); }
   uint64_t machines_evicted() const { return machines_evicted_; }
   size_t history_size() const { return history_.size(); }
+  const MachineHistory& machine_history() const { return machine_history_; }
 
  private:
   // Every field is serialized JSON, as received (the snapshot splices them).
@@ -173,6 +199,8 @@ class RelayHub {
   struct Held {
     uint64_t seq;
     Payload payload;
+    std::string type;                    // for filtered replay
+    std::optional<std::string> machine;  // the decoded machine_id, if a string
   };
 
   // Stamps (under --seq), applies a state_change to the machine table, holds
@@ -181,8 +209,14 @@ class RelayHub {
   // which is replaced rather than duplicated.
   // `machine`: the raw members of a state_change from the fast path (nullptr
   // otherwise; then a DOM state_change is tabled from `dom`).
+  // `type`/`machine_id`: the event's, for the histories (machine_id nullptr
+  // when it has none).
   Payload commit(std::string text, nlohmann::json* dom, bool has_seq_key, double now,
-                 uint64_t* seq_out, const event::Members* machine = nullptr);
+                 uint64_t* seq_out, const event::Members* machine = nullptr,
+                 std::string_view type = {}, const std::string* machine_id = nullptr);
+  // Appends the held events matching `filter` with seq > after, merged with
+  // its machines' --machine-history events (each seq once), oldest first.
+  void replay(const Filter* filter, uint64_t after, std::vector<Payload>* out) const;
   // id: the decoded machine_id; fields: raw JSON text of state,
   // previous_state, timestamp and data (the other members unused).
   void apply_state_change(const std::string& id, const event::Members& fields, double now);
@@ -204,6 +238,7 @@ class RelayHub {
   mutable bool machines_dirty_ = true;
 
   std::deque<Held> history_;  // the last options_.history broadcasts, oldest first
+  MachineHistory machine_history_;
 
   event::Scan scan_;  // reused by ingest() so its strings keep their capacity
   std::unordered_map<std::string, Interceptor> interceptors_;

@@ -585,7 +585,9 @@ void WsServer::Impl::on_head(Conn* c, double now) {
   }
   request->peer = c->peer;
   bool head_only = request->method == "HEAD";
-  if (request->path == options.path) {
+  if (request->path == options.path ||
+      std::find(options.extra_paths.begin(), options.extra_paths.end(), request->path) !=
+          options.extra_paths.end()) {
     if (!is_upgrade_request(*request)) {
       HttpReply r = text_reply(426, "this path serves WebSocket only (Upgrade: websocket)");
       r.headers.emplace_back("Upgrade", "websocket");

@@ -63,6 +63,9 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 3002;  // 0: the kernel picks; see bound_port()
   std::string path = "/ws/events";
+  // More WebSocket paths (ws-relay's --route); a client's ClientInfo says
+  // which one it asked for (request.path).
+  std::vector<std::string> extra_paths;
   size_t max_queue = 1024;  // data messages per client
   SlowClientPolicy slow_client = SlowClientPolicy::kDisconnect;
   double ping_interval = 20;  // seconds; 0 disables pings
