@@ -55,6 +55,9 @@ struct Options {
   std::string host = "127.0.0.1";
   int port = 0;
   std::string path = "/ws/events";
+  // --spread M: each "%i" in the path becomes (connection index % M), so
+  // connection k can subscribe to machine k % M (bench_subscriptions.py).
+  int spread = 0;
   int clients = 1;
   uint64_t expect = 0;       // benchmark events per connection; 0 = until stopped
   bool wait_initial = false; // ready only after each connection's first message
@@ -81,7 +84,7 @@ const uint8_t kMask[4] = {0x11, 0x22, 0x33, 0x44};
 void usage() {
   std::fprintf(stderr,
                "usage: relay_load_client --port P [--host H] [--path P] [--clients N]\n"
-               "  [--expect M] [--wait-initial] [--stall] [--rcvbuf B] [--timeout S]\n");
+               "  [--spread M] [--expect M] [--wait-initial] [--stall] [--rcvbuf B] [--timeout S]\n");
   std::exit(64);
 }
 
@@ -96,6 +99,7 @@ Options parse(int argc, char** argv) {
     if (a == "--host") o.host = value();
     else if (a == "--port") o.port = std::atoi(value().c_str());
     else if (a == "--path") o.path = value();
+    else if (a == "--spread") o.spread = std::atoi(value().c_str());
     else if (a == "--clients") o.clients = std::atoi(value().c_str());
     else if (a == "--expect") o.expect = std::strtoull(value().c_str(), nullptr, 10);
     else if (a == "--wait-initial") o.wait_initial = true;
@@ -132,11 +136,17 @@ int main(int argc, char** argv) {
 
   const int ep = epoll_create1(EPOLL_CLOEXEC);
   std::vector<Conn> conns(o.clients);
-  const std::string request = "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host + ":" +
-                              std::to_string(o.port) +
-                              "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                              "Sec-WebSocket-Version: 13\r\n\r\n";
+  auto request_for = [&o](int index) {
+    std::string path = o.path;
+    if (o.spread > 0) {
+      const std::string k = std::to_string(index % o.spread);
+      for (size_t at; (at = path.find("%i")) != std::string::npos;) path.replace(at, 2, k);
+    }
+    return "GET " + path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) +
+           "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Version: 13\r\n\r\n";
+  };
   int started = 0, inflight = 0, ready = 0, complete = 0, closed = 0;
   std::map<int, int> close_codes;
   std::vector<int64_t> latencies;
@@ -232,6 +242,7 @@ int main(int argc, char** argv) {
           close_conn(c, -1);
           continue;
         }
+        const std::string request = request_for(static_cast<int>(idx));
         if (send(c.fd, request.data(), request.size(), MSG_NOSIGNAL) !=
             static_cast<ssize_t>(request.size())) {
           close_conn(c, -1);

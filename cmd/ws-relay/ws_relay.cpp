@@ -607,7 +607,7 @@ std::string Relay::metrics_text() {
   metric("ws_relay_last_seq", "gauge", "Last seq given (--seq).", last_seq);
   metric("ws_relay_machines", "gauge", "Machines in the snapshot table.", machines);
   metric("ws_relay_hitl_pending", "gauge", "Interrupts waiting for a decision.", pending);
-  metric("ws_relay_subscribed_clients", "gauge",
+  metric("ws_relay_subscriptions", "gauge",
          "Clients with a type or machine filter (?type=, ?machine=, --route, subscribe).",
          subs_.filtered());
   metric("ws_relay_filtered_out_total", "counter",

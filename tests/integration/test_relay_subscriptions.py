@@ -65,7 +65,7 @@ def test_two_clients_with_different_filters_get_exactly_their_events():
             assert health["filtered_out"] == 10
             status, _, metrics = relay.http_get("/metrics")
             assert status == 200
-            assert re.search(r"^ws_relay_subscribed_clients 2$", metrics, re.M)
+            assert re.search(r"^ws_relay_subscriptions 2$", metrics, re.M)
             assert re.search(r"^ws_relay_filtered_out_total 10$", metrics, re.M)
             for ws in (by_machine, by_type, everything):
                 await ws.close()

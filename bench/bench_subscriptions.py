@@ -1,0 +1,152 @@
+#!/usr/bin/python3
+"""Subscriptions (issue 12): does a broadcast cost work for the clients it
+goes to, not for every client? Three ws-relays, measured in the same run with
+the same load client (bench/relay_load_client.cpp), each fed 100-byte events
+whose machine_id is spread over 1,000 machines (event i -> m-(i % 1000)):
+
+  ideal       10 unfiltered clients, 10,000 events/s         (the baseline)
+  filtered    10,000 clients, client k on ?machine=m-(k % 1000),
+              10,000 events/s: each event goes to 10 clients
+  unfiltered  10,000 unfiltered clients: each event goes to all 10,000, so
+              the same rate is out of reach on this machine; it is fed
+              SMWS_BENCH_SLOW_RATE events/s (default 20), and its CPU per
+              event is what to compare
+
+Per relay: CPU time per event (/proc/PID/stat, user + system, over the paced
+run) and the p50/p99 latency of every delivery (stdin write -> receipt).
+Ratios are against `ideal`. Goal: filtered within 2x of ideal per event.
+
+The machine is shared (2 cores for relay, load client and driver), so the
+absolute figures are noisy; the ratios are what to read.
+
+Env: SMWS_BIN_DIR (ws-relay), SMWS_BENCH_DIR (relay_load_client).
+Options: --quick (shorter runs, 2,000 filtered clients).
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_relay  # noqa: E402  (the same harness: Server, Lines)
+from bench_relay import LOAD, RELAY, Lines, Server  # noqa: E402
+
+import subprocess  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+MACHINES = 1000
+CLIENTS = 2000 if QUICK else 10000
+SECONDS = 1.0 if QUICK else 3.0
+RATE = 10000
+SLOW_RATE = float(os.environ.get("SMWS_BENCH_SLOW_RATE", "20"))
+SLOW_SECONDS = 2.0
+
+
+def event_line(i, t, size=100):
+    head = f'{{"type":"b","i":{i},"t":{t},"machine_id":"m-{i % MACHINES}","p":"'
+    return (head + "x" * max(0, size - len(head) - 2) + '"}\n').encode()
+
+
+class Load:
+    def __init__(self, port, clients, path, expect, spread=0, timeout=300):
+        args = [LOAD, "--port", str(port), "--clients", str(clients), "--path", path,
+                "--expect", str(expect), "--wait-initial", "--timeout", str(timeout)]
+        if spread:
+            args += ["--spread", str(spread)]
+        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.out = Lines(self.p.stdout)
+
+    def ready(self, timeout=300):
+        r = json.loads(self.out.get(timeout))
+        if r.get("closed"):
+            raise RuntimeError(f"{r['closed']} connections failed to open")
+        return r
+
+    def result(self, timeout):
+        return json.loads(self.out.get(timeout))
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait(10)
+
+
+def paced(srv, rate, seconds):
+    """Writes rate*seconds events, each stamped when written. Sleeps between
+    them (never spins: the relay and the load client need the cores)."""
+    total = int(rate * seconds)
+    interval = 1e9 / rate
+    start = time.monotonic_ns() + 1_000_000
+    for i in range(total):
+        d = start + i * interval - time.monotonic_ns()
+        if d > 0:
+            time.sleep(d / 1e9)
+        os.write(srv.fd, event_line(i, time.monotonic_ns()))
+    return total
+
+
+def scenario(clients, filtered, rate, seconds):
+    srv = Server("relay")
+    load = None
+    try:
+        total = int(rate * seconds)
+        path = "/ws/events?machine=m-%i" if filtered else "/ws/events"
+        expect = total // MACHINES if filtered else total
+        load = Load(srv.port, clients, path, expect, spread=MACHINES if filtered else 0)
+        load.ready()
+        time.sleep(0.5)  # let the handshake burst settle before CPU is read
+        cpu0 = srv.cpu()
+        sent = paced(srv, rate, seconds)
+        r = load.result(600)
+        cpu1 = srv.cpu()
+        return {"clients": clients, "filtered": filtered, "events": sent, "rate": rate,
+                "cpu_per_event_us": (cpu1 - cpu0) / sent * 1e6,
+                "deliveries": r["messages"], "complete": r["complete"],
+                "p50_us": r["lat_p50_us"], "p99_us": r["lat_p99_us"],
+                "closes": r["close_codes"]}
+    finally:
+        if load:
+            load.stop()
+        srv.stop()
+
+
+def line(name, r, base):
+    cpu_x = r["cpu_per_event_us"] / base["cpu_per_event_us"] if base["cpu_per_event_us"] else 0
+    p99_x = r["p99_us"] / base["p99_us"] if base["p99_us"] > 0 else 0
+    print(f"  {name:<10} {r['clients']:>6} clients {r['rate']:>7.0f} ev/s: "
+          f"CPU {r['cpu_per_event_us']:8.1f} us/event ({cpu_x:7.2f}x ideal), "
+          f"p50 {r['p50_us']:8.0f} us, p99 {r['p99_us']:9.0f} us ({p99_x:6.2f}x ideal), "
+          f"{r['deliveries']} deliveries, {r['complete']}/{r['clients']} complete", flush=True)
+    return cpu_x
+
+
+def main():
+    for path in (RELAY, LOAD):
+        if not os.path.exists(path):
+            print(f"bench_subscriptions: missing {path}", file=sys.stderr)
+            return 69
+    # The relay's defaults, except room for the clients and a queue that a
+    # busy shared machine cannot overflow (then the run would measure 1013s).
+    bench_relay.RELAY_ARGS = ["--max-clients", "20000", "--max-queue", "100000"]
+    la = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {la[0]:.1f} {la[1]:.1f}", flush=True)
+    print(f"events over {MACHINES} machines; filtered clients each on one machine", flush=True)
+    ideal = scenario(10, False, RATE, SECONDS)
+    filtered = scenario(CLIENTS, True, RATE, SECONDS)
+    unfiltered = scenario(CLIENTS, False, SLOW_RATE, SLOW_SECONDS)
+    line("ideal", ideal, ideal)
+    x = line("filtered", filtered, ideal)
+    line("unfiltered", unfiltered, ideal)
+    print(f"      filtered CPU per event {x:.2f}x the 10-client relay "
+          f"(goal within 2x: {'goal met' if x <= 2 else 'GOAL MISSED'}); "
+          f"{unfiltered['cpu_per_event_us'] / filtered['cpu_per_event_us']:.0f}x less than "
+          f"the same clients unfiltered", flush=True)
+    if os.environ.get("BENCH_JSON"):
+        with open(os.environ["BENCH_JSON"], "w") as f:
+            json.dump({"ideal": ideal, "filtered": filtered, "unfiltered": unfiltered}, f,
+                      indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
