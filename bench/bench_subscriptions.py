@@ -19,11 +19,18 @@ Ratios are against `ideal`. Goal: filtered within 2x of ideal per event.
 The machine is shared (2 cores for relay, load client and driver), so the
 absolute figures are noisy; the ratios are what to read.
 
+Before/after: with SMWS_BASELINE_RELAY=PATH (a ws-relay built from an
+earlier commit) it also runs bench_relay's unfiltered fan-out (10 clients,
+100-byte events, alternating the two binaries, median of 3 each) and prints
+the rate and CPU per delivery of this build against that one: the check that
+the unfiltered path did not get slower.
+
 Env: SMWS_BIN_DIR (ws-relay), SMWS_BENCH_DIR (relay_load_client).
 Options: --quick (shorter runs, 2,000 filtered clients).
 """
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -85,6 +92,15 @@ def cpu_ns(pid):
     return total
 
 
+def user_sys(pid):
+    """(user, system) CPU seconds from /proc/PID/stat (10 ms ticks): the
+    relay's own code against the kernel's send path, which on loopback also
+    runs the receiving side's TCP input."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / bench_relay.CLK_TCK, int(fields[12]) / bench_relay.CLK_TCK
+
+
 def paced(srv, rate, seconds):
     """Writes rate*seconds events, each stamped when written. Sleeps between
     them (never spins: the relay and the load client need the cores)."""
@@ -109,12 +125,14 @@ def scenario(clients, filtered, rate, seconds):
         load = Load(srv.port, clients, path, expect, spread=MACHINES if filtered else 0)
         load.ready()
         time.sleep(0.5)  # let the handshake burst settle before CPU is read
-        cpu0 = cpu_ns(srv.p.pid)
+        cpu0, us0 = cpu_ns(srv.p.pid), user_sys(srv.p.pid)
         sent = paced(srv, rate, seconds)
         r = load.result(600)
-        cpu1 = cpu_ns(srv.p.pid)
+        cpu1, us1 = cpu_ns(srv.p.pid), user_sys(srv.p.pid)
         return {"clients": clients, "filtered": filtered, "events": sent, "rate": rate,
                 "cpu_per_event_us": (cpu1 - cpu0) / sent / 1e3,
+                "user_per_event_us": (us1[0] - us0[0]) / sent * 1e6,
+                "sys_per_event_us": (us1[1] - us0[1]) / sent * 1e6,
                 "deliveries": r["messages"], "complete": r["complete"],
                 "p50_us": r["lat_p50_us"], "p99_us": r["lat_p99_us"],
                 "closes": r["close_codes"]}
@@ -128,7 +146,8 @@ def line(name, r, base):
     cpu_x = r["cpu_per_event_us"] / base["cpu_per_event_us"] if base["cpu_per_event_us"] else 0
     p99_x = r["p99_us"] / base["p99_us"] if base["p99_us"] > 0 else 0
     print(f"  {name:<10} {r['clients']:>6} clients {r['rate']:>7.0f} ev/s: "
-          f"CPU {r['cpu_per_event_us']:8.1f} us/event ({cpu_x:7.2f}x ideal), "
+          f"CPU {r['cpu_per_event_us']:8.1f} us/event ({cpu_x:7.2f}x ideal; user "
+          f"{r['user_per_event_us']:.1f}, system {r['sys_per_event_us']:.1f}), "
           f"p50 {r['p50_us']:8.0f} us, p99 {r['p99_us']:9.0f} us ({p99_x:6.2f}x ideal), "
           f"{r['deliveries']} deliveries, {r['complete']}/{r['clients']} complete", flush=True)
     return cpu_x
@@ -155,11 +174,35 @@ def main():
           f"(goal within 2x: {'goal met' if x <= 2 else 'GOAL MISSED'}); "
           f"{unfiltered['cpu_per_event_us'] / filtered['cpu_per_event_us']:.0f}x less than "
           f"the same clients unfiltered", flush=True)
+    results = {"ideal": ideal, "filtered": filtered, "unfiltered": unfiltered}
+    baseline = os.environ.get("SMWS_BASELINE_RELAY")
+    if baseline:
+        results["before_after"] = before_after(baseline)
     if os.environ.get("BENCH_JSON"):
         with open(os.environ["BENCH_JSON"], "w") as f:
-            json.dump({"ideal": ideal, "filtered": filtered, "unfiltered": unfiltered}, f,
-                      indent=1)
+            json.dump(results, f, indent=1)
     return 0
+
+
+def before_after(baseline, pairs=3):
+    n = 20000 if QUICK else 200000
+    current = bench_relay.RELAY
+    bench_relay.RELAY_ARGS = ["--max-queue", "1000000"]  # bench_relay's own setting
+    runs = {"before": [], "after": []}
+    try:
+        for _ in range(pairs):
+            for name, binary in (("before", baseline), ("after", current)):
+                bench_relay.RELAY = binary
+                runs[name].append(bench_relay.fanout("relay", 10, n))
+    finally:
+        bench_relay.RELAY = current
+    med = {k: (statistics.median(r["rate"] for r in v),
+               statistics.median(r["cpu_per_m"] for r in v)) for k, v in runs.items()}
+    (rb, cb), (ra, ca) = med["before"], med["after"]
+    print(f"unfiltered fan-out, 10 clients, {n} events (median of {pairs}, alternating): "
+          f"before {rb / 1e6:.2f}M/s {cb:.3f} s CPU/M, after {ra / 1e6:.2f}M/s {ca:.3f} s CPU/M "
+          f"= rate {ra / rb:.2f}x, CPU per delivery {ca / cb:.2f}x", flush=True)
+    return {"before": runs["before"], "after": runs["after"]}
 
 
 if __name__ == "__main__":
