@@ -509,6 +509,33 @@ def test_reconnects_with_backoff_after_the_relay_restarts():
             approver.kill()
 
 
+def test_q_during_the_reconnect_wait_quits_with_0():
+    # Issue 14: the wait between reconnect attempts reads the keyboard too.
+    with Stack(listener=False) as s, \
+            Pty([tool("hitl-approve"), s.url], env={"NO_COLOR": "1"}) as term:
+        term.expect(r"waiting for approval requests")
+        s.relay.kill()
+        term.expect(r"reconnecting; \[q\]uit")
+        term.type("q")
+        assert term.wait(10) == 0
+
+
+def test_a_stdin_decision_for_an_interrupt_not_yet_pending_is_held_until_it_arrives():
+    # Issue 14: a script may know an interrupt's id before the relay's
+    # broadcast reaches hitl-approve; its decision waits for the interrupt.
+    with Stack(listener=False) as s, Watcher(s.url) as w, ReplySocket() as reply, \
+            Proc([tool("hitl-approve"), "--decisions", "-", "-v", s.url], stdin=subprocess.PIPE) as approver:
+        wait_for(lambda: s.clients() == 2, 10, what="hitl-approve connected")
+        err = Lines(approver.p.stderr)
+        approver.p.stdin.write(b'{"interrupt_id":"i-early","type":"approve"}\n')
+        approver.p.stdin.flush()
+        err.wait(lambda l: "i-early is not pending yet; held" in l, what="the line held")
+        s.feed(deploy_interrupt("i-early", reply_to=reply.path))
+        assert reply.recv()["decisions"] == [{"type": "approve"}]
+        approver.p.stdin.close()
+        assert approver.wait(15) == 0
+
+
 def test_wss_with_insecure_decides_and_an_unverified_certificate_is_refused():
     tmp = short_tmpdir()
     cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")

@@ -13,6 +13,8 @@
 // inspected, and corrupts the stream when two threads send.
 //
 // Threads: a WsClient is used by one thread at a time (no internal locking).
+// ws-probe drives it from its own poll loop; hitl-approve through
+// WsClientThread (ws_client_thread.h), whose reader thread owns it.
 #pragma once
 
 #include <chrono>
