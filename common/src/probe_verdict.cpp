@@ -1,20 +1,14 @@
 #include "smws/probe_verdict.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 
+#include "smws/ascii.h"
 #include "smws/exit_code.h"
 
 namespace smws::core {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
@@ -69,7 +63,7 @@ std::string refused_text(const ProbeEvidence& e) {
 }
 
 bool reason_mentions_keepalive(std::string_view reason) {
-  std::string r = lower(reason);
+  std::string r = ascii_lower(reason);
   return contains(r, "ping") || contains(r, "pong") || contains(r, "keepalive") ||
          contains(r, "keep-alive") || contains(r, "heartbeat");
 }
@@ -167,8 +161,8 @@ std::vector<Intermediary> fingerprint(const std::vector<std::pair<std::string, s
     out.push_back({std::move(name), std::move(evidence)});
   };
   for (const auto& [raw_name, value] : headers) {
-    std::string name = lower(raw_name);
-    std::string v = lower(value);
+    std::string name = ascii_lower(raw_name);
+    std::string v = ascii_lower(value);
     std::string evidence = raw_name + ": " + value;
     if (evidence.size() > 80) evidence = evidence.substr(0, 77) + "...";
     if (name == "server") {
@@ -262,7 +256,7 @@ Verdict decide(const ProbeEvidence& e) {
       v.cause = "unreachable";
       v.exit_code = kExitUnavailable;
       v.text = "Cannot reach the endpoint: " + (e.error.empty() ? std::string("connect failed") : e.error) + ". ";
-      if (contains(lower(e.error), "certificate")) {
+      if (contains(ascii_lower(e.error), "certificate")) {
         v.text += "The server's TLS certificate was not accepted: expired, self-signed, missing its chain, or "
                   "issued for another host name. Fix the certificate; --insecure probes the rest anyway.";
       } else if (contains(e.error, "TLS")) {

@@ -8,22 +8,17 @@
 #include <Poco/URI.h>
 
 #include <algorithm>
-#include <cctype>
 #include <sstream>
+
+#include "smws/ascii.h"
 
 namespace smws::net {
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // Does a comma-separated header value contain token (case-insensitive)?
 bool header_has_token(const std::string& value, std::string_view token) {
-  std::string v = lower(value);
-  std::string t = lower(token);
+  std::string v = ascii_lower(value);
+  std::string t = ascii_lower(token);
   size_t start = 0;
   while (start <= v.size()) {
     size_t end = v.find(',', start);
@@ -68,11 +63,11 @@ std::string authority_of(std::string_view origin) {
   std::string_view rest = origin.substr(scheme_end + 3);
   size_t slash = rest.find('/');
   if (slash != std::string_view::npos) rest = rest.substr(0, slash);
-  return lower(rest);
+  return ascii_lower(rest);
 }
 
 std::string normalize_origin(std::string_view origin) {
-  std::string o = lower(origin);
+  std::string o = ascii_lower(origin);
   while (!o.empty() && o.back() == '/') o.pop_back();
   return o;
 }
@@ -106,7 +101,7 @@ std::optional<HttpRequest> parse_request_head(std::string_view head, std::string
     out.target = request.getURI();
     out.version = request.getVersion();
     for (const auto& [name, value] : request) {
-      std::string key = lower(name);
+      std::string key = ascii_lower(name);
       auto [it, inserted] = out.headers.emplace(key, value);
       if (!inserted) it->second += ", " + value;
     }
@@ -215,7 +210,7 @@ bool origin_allowed(const HttpRequest& request, const std::vector<std::string>& 
   if (!origin) return true;
   if (allowed.empty()) {
     const std::string* host = request.header("host");
-    return host && !authority_of(*origin).empty() && authority_of(*origin) == lower(*host);
+    return host && !authority_of(*origin).empty() && authority_of(*origin) == ascii_lower(*host);
   }
   std::string o = normalize_origin(*origin);
   return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& a) {
@@ -228,7 +223,7 @@ bool token_ok(const HttpRequest& request, const std::string& token) {
   bool ok = false;
   if (const std::string* auth = request.header("authorization")) {
     static constexpr std::string_view kBearer = "bearer ";
-    if (auth->size() > kBearer.size() && lower(auth->substr(0, kBearer.size())) == kBearer) {
+    if (auth->size() > kBearer.size() && ascii_lower(auth->substr(0, kBearer.size())) == kBearer) {
       ok |= constant_time_equal(auth->substr(kBearer.size()), token);
     }
   }

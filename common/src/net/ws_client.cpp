@@ -1,5 +1,6 @@
 #include "smws/net/ws_client.h"
 
+#include "smws/ascii.h"
 #include "smws/net/handshake.h"
 
 #include <poll.h>
@@ -41,12 +42,6 @@ constexpr size_t kMaxBodyExcerpt = 512;
 // connection can hold up the caller's loop.
 constexpr int kTlsRecordWaitMs = 1000;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::string base64(const unsigned char* data, size_t size) {
   std::ostringstream out;
   Poco::Base64Encoder encoder(out);
@@ -65,7 +60,7 @@ int remaining_ms(Clock::time_point deadline) {
 }
 
 bool header_has_token(std::string_view value, std::string_view token) {
-  std::string v = lower(value);
+  std::string v = ascii_lower(value);
   size_t start = 0;
   while (start <= v.size()) {
     size_t comma = v.find(',', start);
@@ -187,7 +182,7 @@ class WsClient::TlsTransport : public WsClient::Transport {
     } catch (const Poco::Net::SSLConnectionUnexpectedlyClosedException&) {
       return Io::kEof;  // FIN without close_notify
     } catch (const Poco::Exception& e) {
-      std::string text = lower(e.displayText());
+      std::string text = ascii_lower(e.displayText());
       if (text.find("unexpected eof") != std::string::npos) return Io::kEof;
       if (text.find("reset") != std::string::npos) return Io::kReset;
       *error = e.displayText();
@@ -242,7 +237,7 @@ std::optional<WsUrl> parse_ws_url(std::string_view url, std::string* error) {
   std::string_view rest;
   std::string scheme_part;
   size_t sep = url.find("://");
-  if (sep != std::string_view::npos) scheme_part = lower(url.substr(0, sep));
+  if (sep != std::string_view::npos) scheme_part = ascii_lower(url.substr(0, sep));
   if (scheme_part == "ws" || scheme_part == "http") {
     out.tls = false;
   } else if (scheme_part == "wss" || scheme_part == "https") {
@@ -496,7 +491,7 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
     if (parsed.has("Location")) what += ", Location: " + parsed.get("Location");  // a redirect: where to
     return fail(HandshakeInfo::Outcome::kRefused, what);
   }
-  if (!parsed.has("Upgrade") || lower(parsed.get("Upgrade")) != "websocket") {
+  if (!parsed.has("Upgrade") || ascii_lower(parsed.get("Upgrade")) != "websocket") {
     return fail(HandshakeInfo::Outcome::kRefused,
                 parsed.has("Upgrade") ? "101 with 'Upgrade: " + parsed.get("Upgrade") + "' instead of websocket"
                                       : "101 without an 'Upgrade: websocket' header");
