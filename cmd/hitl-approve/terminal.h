@@ -53,7 +53,10 @@ void out(const std::string& text);
 std::optional<std::string> edit_text(const std::string& text, std::string& error);
 
 // Reads one line from fd in cooked mode (the caller suspended RawMode);
-// nullopt on EOF or shutdown.
+// nullopt on EOF or shutdown. Not ndjson::LineReader, on purpose: an empty
+// line is an answer here ("Enter for none"), which LineReader skips, and
+// the bytes after the line are keys for the prompt, so it reads one byte at
+// a time and never past the newline.
 std::optional<std::string> read_line(int fd);
 
 // "4m 58s", "12s", "1h 3m".
