@@ -34,10 +34,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -46,11 +44,16 @@
 
 #include "smws/exit_code.h"
 #include "smws/hitl.h"
+#include "smws/listen_address.h"
 #include "smws/log.h"
 #include "smws/ndjson.h"
 #include "smws/net/dashboard.h"
+#include "smws/web_assets.h"
 #include "smws/net/ws_server.h"
+#include "smws/output_thread.h"
+#include "smws/prometheus.h"
 #include "smws/protocol.h"
+#include "smws/protocol_messages.h"
 #include "smws/relay_hub.h"
 #include "smws/shutdown.h"
 #include "smws/subscription.h"
@@ -62,116 +65,27 @@ namespace {
 // Longest stdin line accepted. Events are at most 64 KiB as datagrams; 1 MiB
 // leaves room for events built by other producers while bounding memory.
 constexpr size_t kMaxStdinLine = 1 << 20;
-// Lines waiting for stdout. A reader that stops reading our stdout must not
-// grow memory without bound: past either limit, lines are dropped and
-// counted. The byte limit matters because one line can be --max-message
-// (1 MiB by default): 100,000 lines alone would allow ~100 GB.
-constexpr size_t kMaxOutputBacklog = 100000;
-constexpr size_t kMaxOutputBacklogBytes = 64 << 20;
 
+// The relay's clocks: wall time for event timestamps and `last_activity`,
+// monotonic time for HITL deadlines and uptime (immune to clock steps).
 double wall_now() {
   using namespace std::chrono;
   return duration<double>(system_clock::now().time_since_epoch()).count();
 }
 
-double mono_now() { return net::WsServer::now(); }
+double mono_now() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
 
-// Writes stdout lines and audit records on its own thread (see top).
-class OutputThread {
- public:
-  explicit OutputThread(AuditLog* audit) : audit_(audit), thread_([this] { run(); }) {}
-  ~OutputThread() {
-    if (!stop()) std::_Exit(kExitOk);  // see stop(); nothing else is left to do
-  }
-
-  // Any thread. line: one NDJSON line with its '\n'.
-  void line(std::string line) { push(Item{std::move(line), {}, false}); }
-  void audit(nlohmann::json record) {
-    if (audit_ && audit_->is_open()) push(Item{{}, std::move(record), true});
-  }
-
-  // Writes what is queued, then ends the thread. Returns false when that
-  // did not finish within `seconds` (stdout is a pipe nobody reads): the
-  // thread is then left blocked in write(2) and the caller must _exit.
-  bool stop(double seconds = 2.0) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!thread_.joinable()) return true;
-    stopping_ = true;
-    cv_.notify_one();
-    bool done = cv_done_.wait_for(lock, std::chrono::duration<double>(seconds),
-                                  [&] { return finished_; });
-    lock.unlock();
-    if (!done) return false;
-    thread_.join();
-    return true;
-  }
-
- private:
-  struct Item {
-    std::string line;
-    nlohmann::json record;
-    bool is_audit = false;
+// Records go to the --audit file when one is open; without one, nowhere.
+OutputThread::RecordSink audit_sink(AuditLog* audit) {
+  if (!audit->is_open()) return nullptr;
+  return [audit](const nlohmann::json& record) {
+    std::string error;
+    if (!audit->append(record, error)) log::error(error);
   };
-
-  void push(Item item) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!item.is_audit && (items_.size() >= kMaxOutputBacklog ||
-                             queued_bytes_ + item.line.size() > kMaxOutputBacklogBytes)) {
-        if (dropped_++ == 0) log::warn("stdout is not being read: dropping client messages");
-        return;
-      }
-      queued_bytes_ += item.line.size();
-      items_.push_back(std::move(item));
-    }
-    cv_.notify_one();
-  }
-
-  void run() {
-    ndjson::Writer out(STDOUT_FILENO);
-    bool stdout_open = true;
-    for (;;) {
-      std::deque<Item> batch;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || !items_.empty(); });
-        if (items_.empty() && stopping_) break;
-        batch.swap(items_);
-        queued_bytes_ = 0;
-      }
-      for (Item& item : batch) {
-        if (item.is_audit) {
-          std::string error;
-          if (!audit_->append(item.record, error)) log::error(error);
-        } else if (stdout_open) {
-          std::string_view text = item.line;
-          if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
-          if (out.write_line(text) != ndjson::Writer::Status::kOk) stdout_open = false;
-        }
-      }
-      // A lone message reaches the pipe at once; a burst goes in large writes.
-      if (stdout_open && out.flush() != ndjson::Writer::Status::kOk) {
-        stdout_open = false;
-        log::note(1, "stdout closed; client messages are no longer printed");
-      }
-    }
-    if (stdout_open) out.flush();
-    std::lock_guard<std::mutex> lock(mu_);
-    finished_ = true;
-    cv_done_.notify_all();
-  }
-
-  AuditLog* audit_;
-  std::mutex mu_;
-  std::condition_variable cv_;       // wakes the thread: items_ or stopping_
-  std::condition_variable cv_done_;  // wakes stop(): finished_
-  std::deque<Item> items_;  // guarded by mu_
-  bool stopping_ = false;   // guarded by mu_
-  bool finished_ = false;   // guarded by mu_
-  size_t queued_bytes_ = 0; // guarded by mu_: bytes of the lines in items_
-  size_t dropped_ = 0;      // guarded by mu_
-  std::thread thread_;
-};
+}
 
 core::HubOptions hub_options(const RelayOptions& o) {
   core::HubOptions h;
@@ -195,14 +109,15 @@ class Relay : public net::WsServerHandler {
       : options_(options),
         hub_(hub_options(options)),
         hitl_(HitlOptions{options.hitl_timeout, kHitlMaxPending}),
-        output_(audit) {
+        output_(STDOUT_FILENO, audit_sink(audit)) {
     hub_.set_interceptor("interrupt", [this](std::string_view event, double) {
       return on_interrupt(event);
     });
     hub_.set_pending_provider([this](double) { return hitl_.pending_json(mono_now()).dump(); });
   }
 
-  void attach(net::WsServer* server) { server_ = server; }
+  // Registers the relay's HTTP routes; before server->run().
+  void attach(net::WsServer* server);
   // --route paths and their filters (validated by run_ws_relay). Before run().
   void set_routes(std::vector<core::Route> routes) {
     for (auto& r : routes) routes_[r.path] = std::move(r.filter);
@@ -211,8 +126,8 @@ class Relay : public net::WsServerHandler {
   // --- stdin: on the loop thread when epoll can watch fd 0 (a pipe, socket
   // or terminal: one thread hop less per event), else on the stdin thread
   // (a regular file). Exactly one of the two reads stdin_reader_.
-  void read_stdin(int stop_fd);         // the stdin thread's body
-  void on_readable(int fd) override;    // loop thread
+  void read_stdin(int stop_fd);  // the stdin thread's body
+  void read_stdin_on_loop();     // loop thread: the watch callback for fd 0
 
   // --- main thread, after run() ---
   void finish() {
@@ -223,7 +138,6 @@ class Relay : public net::WsServerHandler {
   }
 
   // --- loop thread (WsServerHandler) ---
-  net::HttpReply on_http(const net::HttpRequest& request) override;
   void on_open(const net::ClientInfo& client) override;
   void on_message(net::ClientId id, std::string_view payload, bool binary) override;
   void on_close(net::ClientId id) override {
@@ -231,7 +145,7 @@ class Relay : public net::WsServerHandler {
     subs_.remove(id);
   }
   void on_wake() override;
-  void on_tick(double now) override;
+  void on_tick() override;
 
  private:
   core::RelayHub::Intercept on_interrupt(std::string_view event);
@@ -257,7 +171,7 @@ class Relay : public net::WsServerHandler {
   HitlTable hitl_;                     // guarded by mu_
   std::vector<Outgoing> inbox_;        // guarded by mu_: broadcasts for the loop
   bool stdin_eof_ = false;             // guarded by mu_
-  // Owned by whichever thread reads stdin (see read_stdin/on_readable).
+  // Owned by whichever thread reads stdin (see read_stdin/read_stdin_on_loop).
   ndjson::LineReader stdin_reader_{STDIN_FILENO, kMaxStdinLine};
   bool eof_handled_ = false;           // loop thread
   std::unordered_map<net::ClientId, std::string> peers_;  // loop thread: id → address
@@ -320,7 +234,7 @@ void Relay::read_stdin(int stop_fd) {
   }
 }
 
-void Relay::on_readable(int fd) {
+void Relay::read_stdin_on_loop() {
   // Level-triggered and readable: this read(2) does not block.
   bool failed = stdin_reader_.fill() == ndjson::LineReader::Fill::kError;
   if (failed) log::error("reading stdin: " + log::errno_text(stdin_reader_.error()));
@@ -333,7 +247,7 @@ void Relay::on_readable(int fd) {
   }
   for (const Outgoing& f : frames) fan_out(f);
   if (eof) {
-    server_->unwatch(fd);
+    server_->unwatch(STDIN_FILENO);
     on_stdin_eof();
   }
 }
@@ -348,7 +262,7 @@ core::RelayHub::Intercept Relay::on_interrupt(std::string_view event) {
     out.error = "interrupt: " + r.error;
     return out;
   }
-  output_.audit(r.event);
+  output_.record(r.event);
   out.replacement = r.event.dump();
   return out;
 }
@@ -401,12 +315,7 @@ void Relay::on_open(const net::ClientInfo& client) {
   peers_[client.id] = client.peer;
   std::optional<uint64_t> since;
   if (const std::string* s = client.request.query_param("since"); s && options_.seq) {
-    try {
-      size_t used = 0;
-      unsigned long long n = std::stoull(*s, &used);
-      if (used == s->size()) since = n;
-    } catch (const std::exception&) {
-    }
+    since = core::RelayHub::parse_since(*s);
     if (!since) log::note(1, "client " + client.peer + ": ignoring since=" + *s);
   }
   // Its filter: the route's (or none), with the query's keys replacing the
@@ -425,24 +334,27 @@ void Relay::on_open(const net::ClientInfo& client) {
     drain_inbox_locked(&earlier);
     first = hub_.on_connect(since, wall_now(), filter == core::Filter{} ? nullptr : &filter);
   }
-  // Events older than the snapshot go to the clients already there; the
-  // new client joins the broadcast list (and the index) after them.
+  // Events older than the snapshot go to the clients already there; then
+  // the new client joins the index and the broadcast list with its first
+  // messages (a filter error, snapshot/history) ahead of the live stream, so
+  // it gets every event exactly once.
   for (const Outgoing& f : earlier) fan_out(f);
   subs_.set(client.id, filter);
+  std::vector<net::Frame> frames;
+  frames.reserve(first.size() + 1);
   if (!bad.ok()) {
     log::note(1, "client " + client.peer + ": " + bad.message);
-    server_->send(client.id, net::make_text_frame(core::filter_error_message(bad)), true);
+    frames.push_back(net::make_text_frame(core::filter_error_message(bad)));
   }
-  for (const core::Payload& p : first) server_->send(client.id, net::make_text_frame(*p), true);
+  for (const core::Payload& p : first) frames.push_back(net::make_text_frame(*p));
+  server_->join(client.id, frames);
 }
 
 void Relay::on_message(net::ClientId id, std::string_view payload, bool binary) {
   // The protocol is JSON text; a binary message (whose bytes need not even
   // be UTF-8) gets an error reply like any other message that is not JSON.
   if (binary) {
-    server_->send_text(id, nlohmann::json{{"type", "error"},
-                                          {"error", "binary messages are not supported: send JSON as text"}}
-                               .dump());
+    server_->send_text(id, protocol::error_message("binary messages are not supported: send JSON as text"));
     return;
   }
   // One client's message must never take the relay down: a surprise from
@@ -451,7 +363,7 @@ void Relay::on_message(net::ClientId id, std::string_view payload, bool binary) 
     handle_message(id, payload);
   } catch (const std::exception& e) {
     log::error("message from client " + std::to_string(id) + ": " + e.what());
-    server_->send_text(id, nlohmann::json{{"type", "error"}, {"error", "internal error"}}.dump());
+    server_->send_text(id, protocol::error_message("internal error"));
   }
 }
 
@@ -527,14 +439,15 @@ void Relay::deliver(const HitlResolution& resolution) {
   core::Payload p = hub_.publish(text, wall_now());
   fan_out(Outgoing{net::make_text_frame(*p), "decision", std::nullopt});
   output_.line(text + "\n");
-  output_.audit(resolution.decision);
+  output_.record(resolution.decision);
   if (!resolution.reply_to.empty()) {
     std::string err = send_reply_datagram(resolution.reply_to, text);
     if (!err.empty()) log::warn(err);
   }
 }
 
-void Relay::on_tick(double now) {
+void Relay::on_tick() {
+  double now = mono_now();
   std::lock_guard<std::mutex> lock(mu_);
   if (auto next = hitl_.next_deadline(); next && *next <= now) {
     for (const HitlResolution& r : hitl_.expire(now)) deliver(r);
@@ -574,101 +487,75 @@ std::string Relay::metrics_text() {
     mh_machines = hub_.machine_history().machines();
     mh_bytes = hub_.machine_history().bytes();
   }
-  std::string out;
-  auto metric = [&out](const char* name, const char* type, const char* help, double value) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.17g", value);
-    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
-           name + " " + buf + "\n";
-  };
-  metric("ws_relay_clients", "gauge", "Connected WebSocket clients.", s.clients);
-  metric("ws_relay_tcp_connections", "gauge",
-         "TCP connections held (handshaking, open, closing), this request's included.",
+  PrometheusText out;
+  out.gauge("ws_relay_clients", "Connected WebSocket clients.", s.clients);
+  out.gauge("ws_relay_tcp_connections", "TCP connections held (handshaking, open, closing), this request's included.",
          s.tcp_connections);
-  metric("ws_relay_events_in_total", "counter", "Valid events read from stdin.", events_in);
-  metric("ws_relay_invalid_lines_total", "counter", "Stdin lines skipped as invalid.", invalid);
-  metric("ws_relay_messages_out_total", "counter", "Messages written to clients.", s.messages_out);
-  metric("ws_relay_bytes_out_total", "counter", "WebSocket bytes written to clients.", s.bytes_out);
-  metric("ws_relay_messages_in_total", "counter", "Messages received from clients.", s.messages_in);
-  metric("ws_relay_dropped_total", "counter", "Messages dropped for slow clients (--slow-client drop).",
+  out.counter("ws_relay_events_in_total", "Valid events read from stdin.", events_in);
+  out.counter("ws_relay_invalid_lines_total", "Stdin lines skipped as invalid.", invalid);
+  out.counter("ws_relay_messages_out_total", "Messages written to clients.", s.messages_out);
+  out.counter("ws_relay_bytes_out_total", "WebSocket bytes written to clients.", s.bytes_out);
+  out.counter("ws_relay_messages_in_total", "Messages received from clients.", s.messages_in);
+  out.counter("ws_relay_dropped_total", "Messages dropped for slow clients (--slow-client drop).",
          s.dropped);
-  metric("ws_relay_slow_client_closes_total", "counter", "Clients closed with 1013 for a full queue.",
+  out.counter("ws_relay_slow_client_closes_total", "Clients closed with 1013 for a full queue.",
          s.slow_client_closes);
-  metric("ws_relay_ping_timeouts_total", "counter", "Clients closed with 1008 for unanswered pings.",
+  out.counter("ws_relay_ping_timeouts_total", "Clients closed with 1008 for unanswered pings.",
          s.ping_timeouts);
-  metric("ws_relay_protocol_errors_total", "counter", "Clients closed with 1002/1007/1009.",
+  out.counter("ws_relay_protocol_errors_total", "Clients closed with 1002/1007/1009.",
          s.protocol_errors);
-  metric("ws_relay_connections_total", "counter", "WebSocket handshakes completed.",
+  out.counter("ws_relay_connections_total", "WebSocket handshakes completed.",
          s.connections_total);
-  metric("ws_relay_handshakes_refused_total", "counter", "WebSocket upgrades refused (4xx/5xx).",
+  out.counter("ws_relay_handshakes_refused_total", "WebSocket upgrades refused (4xx/5xx).",
          s.handshakes_refused);
-  metric("ws_relay_accepts_shed_total", "counter",
-         "TCP connections closed at accept: too many still in their handshake.", s.accepts_shed);
-  metric("ws_relay_last_seq", "gauge", "Last seq given (--seq).", last_seq);
-  metric("ws_relay_machines", "gauge", "Machines in the snapshot table.", machines);
-  metric("ws_relay_hitl_pending", "gauge", "Interrupts waiting for a decision.", pending);
-  metric("ws_relay_subscriptions", "gauge",
-         "Clients with a type or machine filter (?type=, ?machine=, --route, subscribe).",
+  out.counter("ws_relay_accepts_shed_total", "TCP connections closed at accept: too many still in their handshake.", s.accepts_shed);
+  out.gauge("ws_relay_last_seq", "Last seq given (--seq).", last_seq);
+  out.gauge("ws_relay_machines", "Machines in the snapshot table.", machines);
+  out.gauge("ws_relay_hitl_pending", "Interrupts waiting for a decision.", pending);
+  out.gauge("ws_relay_subscriptions", "Clients with a type or machine filter (?type=, ?machine=, --route, subscribe).",
          subs_.filtered());
-  metric("ws_relay_filtered_out_total", "counter",
-         "Deliveries not made because a client's filter did not match the event.", filtered_out_);
-  metric("ws_relay_machine_history_machines", "gauge",
-         "Machines with events held by --machine-history.", mh_machines);
-  metric("ws_relay_machine_history_bytes", "gauge",
-         "Bytes held by --machine-history (bounded by --machine-history-bytes).", mh_bytes);
-  metric("ws_relay_machine_history_evictions_total", "counter",
-         "Machines whose held history was dropped for --machine-history-bytes, least recently "
+  out.counter("ws_relay_filtered_out_total", "Deliveries not made because a client's filter did not match the event.", filtered_out_);
+  out.gauge("ws_relay_machine_history_machines", "Machines with events held by --machine-history.", mh_machines);
+  out.gauge("ws_relay_machine_history_bytes", "Bytes held by --machine-history (bounded by --machine-history-bytes).", mh_bytes);
+  out.counter("ws_relay_machine_history_evictions_total", "Machines whose held history was dropped for --machine-history-bytes, least recently "
          "active first.",
          mh_evictions);
-  metric("ws_relay_uptime_seconds", "gauge", "Seconds since start.", mono_now() - started_);
-  return out;
+  out.gauge("ws_relay_uptime_seconds", "Seconds since start.", mono_now() - started_);
+  return out.text();
 }
 
-net::HttpReply Relay::on_http(const net::HttpRequest& request) {
-  if (request.method != "GET" && request.method != "HEAD") {
-    net::HttpReply r = net::text_reply(405, "only GET and HEAD are served");
-    r.headers.emplace_back("Allow", "GET, HEAD");
-    return r;
-  }
-  if (request.path == "/healthz") {
+void Relay::attach(net::WsServer* server) {
+  server_ = server;
+  server->route("/healthz", [this](const net::HttpRequest&) {
     net::HttpReply r = net::text_reply(200, healthz_text());
     r.content_type = "application/json";
     return r;
+  });
+  server->route(
+      "/metrics",
+      [this](const net::HttpRequest&) {
+        net::HttpReply r;
+        r.content_type = PrometheusText::kContentType;
+        r.body = metrics_text();
+        return r;
+      },
+      net::RouteAccess::kToken);
+  // The dashboard: the page is the way in to the data, so it needs the
+  // token like /metrics; its script, stylesheet and icon hold no data and a
+  // browser fetches them without the token the page's URL carries.
+  server->route(
+      "/",
+      [this](const net::HttpRequest& request) {
+        return net::dashboard_page(request, options_.path);
+      },
+      net::RouteAccess::kToken);
+  for (size_t i = 0; i < web::asset_count(); ++i) {
+    std::string_view name = web::asset_at(i).name;
+    if (name == "index.html") continue;  // only served at "/"
+    server->route("/" + std::string(name), [](const net::HttpRequest& request) {
+      return *net::dashboard_asset(request);
+    });
   }
-  if (request.path != "/" && request.path != "/metrics") {
-    // The dashboard's script, stylesheet and icon hold no data: no token.
-    if (auto asset = net::dashboard_asset(request)) return *asset;
-    return net::text_reply(404, "not found: " + request.path);
-  }
-  if (!net::token_ok(request, options_.token)) {
-    net::HttpReply r = net::text_reply(401, "a valid token is required");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
-  }
-  if (request.path == "/metrics") {
-    net::HttpReply r;
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = metrics_text();
-    return r;
-  }
-  return net::dashboard_page(request, options_.path);
-}
-
-// "HOST:PORT", "[V6]:PORT" or ":PORT" (all interfaces).
-bool parse_listen(const std::string& text, std::string* host, uint16_t* port) {
-  size_t colon = text.rfind(':');
-  if (colon == std::string::npos) return false;
-  std::string h = text.substr(0, colon);
-  std::string p = text.substr(colon + 1);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos) {
-    return false;
-  }
-  unsigned long n = std::stoul(p);
-  if (n > 65535) return false;
-  *host = h.empty() ? "0.0.0.0" : h;
-  *port = static_cast<uint16_t>(n);
-  return true;
 }
 
 }  // namespace
@@ -749,10 +636,13 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
 
 int run_ws_relay(const RelayOptions& o) {
   net::ServerOptions so;
-  if (!parse_listen(o.listen, &so.host, &so.port)) {
-    log::error("--listen '" + o.listen + "': expected HOST:PORT, e.g. 127.0.0.1:3002");
-    return kExitUsage;
+  ListenAddress listen;
+  if (Status st = parse_listen(o.listen, &listen); !st.ok()) {
+    log::error("--listen '" + o.listen + "': " + st.message);
+    return exit_code_for(st);
   }
+  so.host = listen.host;
+  so.port = listen.port;
   if (o.path.empty() || o.path[0] != '/') {
     log::error("--path '" + o.path + "': must start with '/'");
     return kExitUsage;
@@ -787,8 +677,10 @@ int run_ws_relay(const RelayOptions& o) {
   so.slow_client = o.slow_client == "drop" ? net::SlowClientPolicy::kDrop
                                            : net::SlowClientPolicy::kDisconnect;
   so.ping_interval = o.ping_interval;
-  so.ping_timeout = o.ping_timeout >= 0 ? o.ping_timeout : 2 * o.ping_interval;
-  so.app_ping = o.app_ping;
+  so.ping_timeout =
+      o.ping_timeout >= 0 ? o.ping_timeout : protocol::kPingTimeoutFactor * o.ping_interval;
+  so.drop_notice = protocol::dropped_message;
+  if (o.app_ping) so.keepalive = [] { return protocol::app_ping_message(wall_now()); };
   so.max_message = o.max_message;
   so.max_clients = o.max_clients;
   so.allow_origins = o.allow_origin;
@@ -810,21 +702,17 @@ int run_ws_relay(const RelayOptions& o) {
   relay.set_routes(std::move(routes));
   net::WsServer server(so, &relay);
   relay.attach(&server);
-  std::string error;
-  if (!server.open(&error)) {
-    log::error(error);
+  if (Status st = server.open(); !st.ok()) {
+    log::error(st.message);
     relay.finish();
-    if (error.rfind("cannot read", 0) == 0) return kExitNoInput;
-    if (error.find("TLS") != std::string::npos) return kExitDataErr;
-    if (error.find("denied") != std::string::npos) return kExitNoPerm;
-    return kExitCantCreate;
+    return exit_code_for(st);
   }
   // Always shown (unless -q): scripts and tests read the port from it.
   log::note(0, "listening on " + server.url());
 
   int stop_fd = -1;
   std::thread reader;
-  if (!server.watch(STDIN_FILENO)) {
+  if (!server.watch(STDIN_FILENO, [&relay] { relay.read_stdin_on_loop(); })) {
     log::note(2, "stdin cannot be polled (a regular file?): reading it on its own thread");
     stop_fd = ::eventfd(0, EFD_CLOEXEC);
     reader = std::thread([&] { relay.read_stdin(stop_fd); });

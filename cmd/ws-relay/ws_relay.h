@@ -8,28 +8,29 @@
 #include <vector>
 
 #include "smws/cli.h"
+#include "smws/protocol.h"
 
 namespace smws {
 
 struct RelayOptions {
-  std::string listen = "127.0.0.1:3002";
-  std::string path = "/ws/events";
-  size_t max_queue = 1024;
+  std::string listen = protocol::kDefaultListen;
+  std::string path = protocol::kDefaultWsPath;
+  size_t max_queue = protocol::kDefaultMaxQueue;
   std::string slow_client = "disconnect";
   size_t history = 0;
   bool seq = false;
-  double ping_interval = 20;
+  double ping_interval = protocol::kDefaultPingInterval;
   double ping_timeout = -1;  // < 0: twice ping_interval
   bool app_ping = false;
-  size_t max_clients = 10000;
-  size_t max_message = 1 << 20;
+  size_t max_clients = protocol::kDefaultMaxClients;
+  size_t max_message = protocol::kDefaultMaxMessage;
   std::vector<std::string> allow_origin;
   std::string token;
   std::string tls_cert;
   std::string tls_key;
   bool exit_on_eof = false;
-  double drain_timeout = 5;
-  double hitl_timeout = 300;
+  double drain_timeout = protocol::kDefaultDrainTimeout;
+  double hitl_timeout = protocol::kDefaultHitlTimeout;
   std::string audit;
   // Subscriptions (docs/subscriptions.md): --route PATH=FILTER (repeatable),
   // --machine-history N, --machine-history-bytes BYTES.

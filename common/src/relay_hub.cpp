@@ -1,5 +1,7 @@
 #include "smws/relay_hub.h"
 
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "smws/event.h"
@@ -377,6 +379,17 @@ std::vector<Payload> RelayHub::on_subscribe(const Filter& filter, double now) co
   machine_history_.collect(filter, 0, &held);
   for (auto& h : held) out.push_back(std::move(h.payload));
   return out;
+}
+
+std::optional<uint64_t> RelayHub::parse_since(const std::string& text) {
+  try {
+    size_t used = 0;
+    unsigned long long n = std::stoull(text, &used);
+    if (used == text.size()) return n;
+  } catch (const std::exception&) {
+    // std::invalid_argument or std::out_of_range: not a number we can use.
+  }
+  return std::nullopt;
 }
 
 ClientMessage RelayHub::classify_client_message(std::string_view text) {

@@ -733,3 +733,19 @@ TEST_CASE("a machine_id that is not a string is broadcast but not tabled", "[rel
   CHECK(hub.ingest(R"({"type":"state_change","machine_id":null,"state":"a"})", kNow).ok());
   CHECK(hub.machines() == 0);
 }
+
+TEST_CASE("since= takes a decimal number and nothing else", "[relay_hub][since]") {
+  CHECK(RelayHub::parse_since("0") == 0u);
+  CHECK(RelayHub::parse_since("42") == 42u);
+  CHECK(RelayHub::parse_since("18446744073709551615") == UINT64_MAX);
+  CHECK_FALSE(RelayHub::parse_since(""));
+  CHECK_FALSE(RelayHub::parse_since("abc"));
+  CHECK_FALSE(RelayHub::parse_since("5x"));
+  CHECK_FALSE(RelayHub::parse_since("18446744073709551616"));  // out of range
+}
+
+TEST_CASE("since=-1 wraps to the largest value, which on_connect treats as no since",
+          "[relay_hub][since]") {
+  // Pins the behaviour ws-relay always had (std::stoull accepts a sign).
+  CHECK(RelayHub::parse_since("-1") == UINT64_MAX);
+}

@@ -9,11 +9,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
 #include "smws/net/ws_server.h"
+#include "smws/protocol_messages.h"
 #include "smws/ws_frame.h"
 
 using namespace smws;
@@ -31,8 +35,10 @@ class Broadcaster : public WsServerHandler {
   std::atomic<bool> broadcast_done{false};
   std::atomic<int> wakes{0};
 
-  HttpReply on_http(const HttpRequest&) override { return text_reply(404, "no"); }
-  void on_open(const ClientInfo&) override { ++opened; }
+  void on_open(const ClientInfo& client) override {
+    server->join(client.id);
+    ++opened;
+  }
   void on_message(ClientId, std::string_view, bool) override {}
   void on_close(ClientId) override {}
   void on_wake() override {
@@ -124,11 +130,11 @@ TEST_CASE("under drop, every broadcast is delivered or counted, in order", "[ws_
   options.path = "/ws";
   options.max_queue = 16;
   options.slow_client = SlowClientPolicy::kDrop;
+  options.drop_notice = protocol::dropped_message;
   options.ping_interval = 0;
   WsServer server(options, &handler);
   handler.server = &server;
-  std::string error;
-  REQUIRE(server.open(&error));
+  REQUIRE(server.open().ok());
   std::thread loop([&] { server.run(); });
 
   {
@@ -175,8 +181,7 @@ TEST_CASE("under disconnect, a client whose queue overflows is closed with 1013"
   options.ping_interval = 0;
   WsServer server(options, &handler);
   handler.server = &server;
-  std::string error;
-  REQUIRE(server.open(&error));
+  REQUIRE(server.open().ok());
   std::thread loop([&] { server.run(); });
   {
     RawClient client(server.bound_port());
@@ -216,11 +221,13 @@ class Stepper : public WsServerHandler {
   std::atomic<uint64_t> writes_refused{0};
   std::atomic<uint64_t> tcp_connections{0};
 
-  HttpReply on_http(const HttpRequest&) override { return text_reply(404, "no"); }
-  void on_open(const ClientInfo&) override { ++opened; }
+  void on_open(const ClientInfo& client) override {
+    server->join(client.id);
+    ++opened;
+  }
   void on_message(ClientId, std::string_view, bool) override {}
   void on_close(ClientId) override {}
-  void on_tick(double) override { tcp_connections = server->stats().tcp_connections; }
+  void on_tick() override { tcp_connections = server->stats().tcp_connections; }
   void on_wake() override {
     writes_refused = server->stats().writes_refused;
     if (stop) {
@@ -261,8 +268,7 @@ TEST_CASE("a stalled client costs no write call per event and resumes on EPOLLOU
   options.ping_interval = 0;
   WsServer server(options, &handler);
   handler.server = &server;
-  std::string error;
-  REQUIRE(server.open(&error));
+  REQUIRE(server.open().ok());
   std::thread loop([&] { server.run(); });
   {
     RawClient client(server.bound_port());
@@ -334,8 +340,7 @@ TEST_CASE("connects beyond max_handshaking are closed at once, real clients stil
   options.handshake_timeout = 60;  // far beyond the waits below: only the cap closes
   WsServer server(options, &handler);
   handler.server = &server;
-  std::string error;
-  REQUIRE(server.open(&error));
+  REQUIRE(server.open().ok());
   std::thread loop([&] { server.run(); });
 
   int a = silent_connect(server.bound_port());
@@ -356,4 +361,185 @@ TEST_CASE("connects beyond max_handshaking are closed at once, real clients stil
   server.wake();
   loop.join();
   CHECK(server.stats().accepts_shed == 1);
+}
+
+TEST_CASE("open() says what failed with a Status code, not only in its text", "[ws_server]") {
+  Broadcaster handler;
+  ServerOptions options;
+  options.port = 0;
+  WsServer first(options, &handler);
+  REQUIRE(first.open().ok());
+
+  SECTION("a port already in use cannot be listened on") {
+    options.port = first.bound_port();
+    WsServer second(options, &handler);
+    Status st = second.open();
+    CHECK(st.code == Status::kCantCreate);
+    CHECK(st.message.rfind("cannot listen on 127.0.0.1:", 0) == 0);
+  }
+  SECTION("a certificate that cannot be read is a missing input") {
+    options.tls_cert = "/nonexistent/cert.pem";
+    options.tls_key = "/nonexistent/key.pem";
+    WsServer second(options, &handler);
+    Status st = second.open();
+    CHECK(st.code == Status::kNotFound);
+    CHECK(st.message == "cannot read /nonexistent/cert.pem");
+  }
+  SECTION("a certificate without its key is refused before anything is bound") {
+    options.tls_cert = "cert.pem";
+    WsServer second(options, &handler);
+    CHECK(second.open().code == Status::kUsage);
+  }
+}
+
+namespace {
+
+// A tool's per-client state, as subscriptions would attach it.
+struct Topic : ClientState {
+  explicit Topic(std::string n) : name(std::move(n)) {}
+  std::string name;
+};
+
+// on_open: broadcasts "before" (the new client has not joined: not for it),
+// then joins it with `first`; the client named in topics gets a Topic. Each
+// wake runs `on_step` on the loop thread.
+class Joiner : public WsServerHandler {
+ public:
+  WsServer* server = nullptr;
+  std::vector<Frame> first;
+  std::vector<std::string> topics;  // given in connection order
+  std::atomic<int> opened{0};
+  std::atomic<int> steps{0};
+  std::function<void()> on_step;
+
+  void on_open(const ClientInfo& client) override {
+    server->broadcast(make_text_frame("before"));
+    server->join(client.id, first);
+    int n = opened.load();
+    if (n < static_cast<int>(topics.size())) {
+      server->set_state(client.id, std::make_unique<Topic>(topics[static_cast<size_t>(n)]));
+    }
+    ++opened;
+  }
+  void on_message(ClientId, std::string_view, bool) override {}
+  void on_close(ClientId) override {}
+  void on_wake() override {
+    if (on_step) on_step();
+    ++steps;
+  }
+  void step() {
+    int before = steps.load();
+    server->wake();
+    wait_until([&] { return steps.load() > before; });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a client gets broadcasts only once joined, its first messages ahead and unbounded",
+          "[ws_server]") {
+  Joiner handler;
+  // 20 MB of first messages against a queue of 2: held to the bound they
+  // would get the client closed with 1013 before it read anything.
+  for (int i = 0; i < 200; ++i) {
+    handler.first.push_back(make_text_frame("first " + std::to_string(i) + std::string(100000, '.')));
+  }
+  ServerOptions options;
+  options.port = 0;
+  options.path = "/ws";
+  options.max_queue = 2;
+  options.ping_interval = 0;
+  WsServer server(options, &handler);
+  handler.server = &server;
+  REQUIRE(server.open().ok());
+  std::thread loop([&] { server.run(); });
+  {
+    RawClient client(server.bound_port());
+    wait_until([&] { return handler.opened.load() == 1; });
+    for (int i = 0; i < 200; ++i) {
+      auto m = client.next();
+      REQUIRE(m);
+      REQUIRE(m->opcode == ws::Opcode::kText);
+      REQUIRE(m->payload.rfind("first " + std::to_string(i) + ".", 0) == 0);
+    }
+    // (They do count once queued: a broadcast while they still fill the
+    // queue would find it full, as with any backlog.)
+    handler.on_step = [&] { server.broadcast(make_text_frame("live")); };
+    handler.step();
+    auto m = client.next();
+    REQUIRE(m);
+    CHECK(m->payload == "live");  // not "before", and no close 1013
+    handler.on_step = [&] { server.begin_shutdown(1); };
+    handler.step();
+  }
+  loop.join();
+  CHECK(server.stats().slow_client_closes == 0);
+}
+
+TEST_CASE("broadcast_if reaches the clients whose state wants it, broadcast all",
+          "[ws_server]") {
+  Joiner handler;
+  handler.topics = {"a", "b"};
+  ServerOptions options;
+  options.port = 0;
+  options.path = "/ws";
+  options.ping_interval = 0;
+  WsServer server(options, &handler);
+  handler.server = &server;
+  REQUIRE(server.open().ok());
+  std::thread loop([&] { server.run(); });
+  {
+    RawClient a(server.bound_port());
+    wait_until([&] { return handler.opened.load() == 1; });
+    RawClient b(server.bound_port());
+    wait_until([&] { return handler.opened.load() == 2; });
+    CHECK(a.next()->payload == "before");  // b's on_open broadcast, a had joined
+    handler.on_step = [&] {
+      server.broadcast_if(make_text_frame("for a"), [](const ClientState* s) {
+        auto* t = dynamic_cast<const Topic*>(s);
+        return t && t->name == "a";
+      });
+      server.broadcast(make_text_frame("for all"));
+    };
+    handler.step();
+    CHECK(a.next()->payload == "for a");
+    CHECK(a.next()->payload == "for all");
+    CHECK(b.next()->payload == "for all");
+    handler.on_step = [&] { server.begin_shutdown(1); };
+    handler.step();
+  }
+  loop.join();
+}
+
+TEST_CASE("the tool's keepalive message goes out with each ping", "[ws_server]") {
+  Joiner handler;
+  ServerOptions options;
+  options.port = 0;
+  options.path = "/ws";
+  options.ping_interval = 0.05;
+  options.ping_timeout = 10;
+  options.keepalive = [] { return std::string("keepalive"); };
+  WsServer server(options, &handler);
+  handler.server = &server;
+  REQUIRE(server.open().ok());
+  std::thread loop([&] { server.run(); });
+  {
+    RawClient client(server.bound_port());
+    auto m = client.next();  // RawClient answers the WebSocket ping itself
+    REQUIRE(m);
+    CHECK(m->opcode == ws::Opcode::kText);
+    CHECK(m->payload == "keepalive");
+    handler.on_step = [&] { server.begin_shutdown(1); };
+    handler.step();
+  }
+  loop.join();
+}
+
+TEST_CASE("the drop policy without a drop notice is refused at open", "[ws_server]") {
+  Joiner handler;
+  ServerOptions options;
+  options.port = 0;
+  options.slow_client = SlowClientPolicy::kDrop;
+  WsServer server(options, &handler);
+  CHECK(server.open().code == Status::kUsage);
 }

@@ -17,7 +17,17 @@ inline constexpr size_t kDefaultMaxEventSize = 64 * 1024;
 
 // ws-relay: loopback by default; exposing it is an explicit --listen.
 inline constexpr const char* kDefaultListen = "127.0.0.1:3002";
+inline constexpr const char* kDefaultHost = "127.0.0.1";
+inline constexpr unsigned kDefaultPort = 3002;
 inline constexpr const char* kDefaultWsPath = "/ws/events";
+
+// Largest message a client may send (close 1009 above): client messages are
+// small JSON (decisions, refresh, pong); 1 MiB leaves room and bounds memory.
+inline constexpr size_t kDefaultMaxMessage = 1 << 20;
+
+// Open WebSocket clients at once (HTTP 503 above). Each holds a descriptor;
+// the descriptor limit here is 20,000.
+inline constexpr size_t kDefaultMaxClients = 10000;
 
 // Per-client queue: 1024 messages absorb a burst of a few hundred ms at
 // 10k events/s before a client is judged slow.
@@ -26,6 +36,11 @@ inline constexpr size_t kDefaultMaxQueue = 1024;
 // 20 s pings keep nginx's 60 s proxy_read_timeout and most NAT tables happy;
 // twice the interval before a client is declared dead.
 inline constexpr double kDefaultPingInterval = 20.0;
+inline constexpr double kPingTimeoutFactor = 2.0;  // --ping-timeout default, x interval
+
+// An HTTP request head or TLS handshake must complete within this: a
+// connection that never finishes its head holds a descriptor (slowloris).
+inline constexpr double kHandshakeTimeout = 10.0;
 
 // A slow client gets close 1013 queued; if it has not taken it within this
 // time, the TCP connection is dropped.

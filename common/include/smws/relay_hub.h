@@ -173,6 +173,13 @@ class RelayHub {
   // --machine-history events of the machines it names, oldest first.
   std::vector<Payload> on_subscribe(const Filter& filter, double now) const;
 
+  // The value of a `?since=` query parameter: a whole decimal number, read
+  // as std::stoull reads it (leading blanks and a sign are taken, and "-1"
+  // wraps to the largest value, which on_connect answers like no since).
+  // nullopt for anything else (empty, "abc", "5x", out of range): the
+  // caller logs it and connects the client as if it gave none.
+  static std::optional<uint64_t> parse_since(const std::string& text);
+
   // Sorts one text message from a client (already UTF-8 checked by the codec).
   static ClientMessage classify_client_message(std::string_view text);
 

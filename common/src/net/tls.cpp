@@ -19,14 +19,12 @@ TlsContext::~TlsContext() = default;
 
 SSL_CTX* TlsContext::ssl_ctx() const { return impl_->context->sslContext(); }
 
-std::unique_ptr<TlsContext> TlsContext::load_server(const std::string& cert_file,
-                                                    const std::string& key_file,
-                                                    std::string* error) {
+Status TlsContext::load_server(const std::string& cert_file, const std::string& key_file,
+                               std::unique_ptr<TlsContext>* out) {
   // POCO reports a missing file as a generic OpenSSL error; say which file.
   for (const std::string* file : {&cert_file, &key_file}) {
     if (!std::ifstream(*file).good()) {
-      *error = "cannot read " + *file;
-      return nullptr;
+      return Status::Error(Status::kNotFound, "cannot read " + *file);
     }
   }
   Poco::Net::initializeSSL();
@@ -41,15 +39,14 @@ std::unique_ptr<TlsContext> TlsContext::load_server(const std::string& cert_file
     tls->impl_->context = new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, params);
     tls->impl_->context->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
   } catch (const Poco::Exception& e) {
-    *error = "cannot load TLS certificate " + cert_file + " / key " + key_file + ": " +
-             e.displayText();
-    return nullptr;
+    return Status::Error(Status::kTls, "cannot load TLS certificate " + cert_file + " / key " +
+                                           key_file + ": " + e.displayText());
   }
   SSL_CTX* ctx = tls->ssl_ctx();
   if (SSL_CTX_check_private_key(ctx) != 1) {
-    *error = "TLS key " + key_file + " does not match certificate " + cert_file;
     ERR_clear_error();
-    return nullptr;
+    return Status::Error(Status::kTls,
+                         "TLS key " + key_file + " does not match certificate " + cert_file);
   }
   // The loop retries an SSL_write that wanted more room with the same bytes,
   // but the staging buffer may have grown (moved) meanwhile; partial writes
@@ -57,7 +54,8 @@ std::unique_ptr<TlsContext> TlsContext::load_server(const std::string& cert_file
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                             SSL_MODE_RELEASE_BUFFERS);
   // POCO's server context caches sessions under its own id; nothing to add.
-  return tls;
+  *out = std::move(tls);
+  return Status::Ok();
 }
 
 }  // namespace smws::net

@@ -1,5 +1,9 @@
-// The epoll loop behind WsServer. Everything here runs on the loop thread
-// except wake(). Model and reasons: docs/architecture.md.
+// The epoll loop behind WsServer and the lifecycle of its connections:
+// accept, handshake, open, closing, linger. Queues are send_queue.cpp's,
+// bytes on the wire transport.cpp's, the upgrade decision
+// upgrade_admission.cpp's, plain HTTP http_routes.cpp's. Everything here
+// runs on the loop thread except wake(). Model and reasons:
+// docs/architecture.md.
 #include "smws/net/ws_server.h"
 
 #include <arpa/inet.h>
@@ -10,24 +14,20 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
-
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <unordered_map>
 
 #include "smws/log.h"
 #include "smws/net/tls.h"
+#include "smws/net/transport.h"
+#include "smws/net/upgrade_admission.h"
 #include "smws/shutdown.h"
 #include "smws/ws_frame.h"
 
@@ -40,38 +40,10 @@ constexpr size_t kReadChunk = 64 * 1024;
 // Bytes read from one client per loop turn before the others get theirs: a
 // flooding client cannot starve the rest (it is resumed on the next turn).
 constexpr size_t kMaxReadPerTurn = 256 * 1024;
-// Frames gathered into one sendmsg(2); 64 x ~100 B events fill a packet train
-// while keeping the iovec array on the stack.
-constexpr int kMaxIov = 64;
-// TLS has no writev: frames are copied into a staging buffer of about one
-// TLS record and written with SSL_write.
-constexpr size_t kTlsStage = 16 * 1024;
 // Connections accepted per listener event before serving the others.
 constexpr int kMaxAcceptPerTurn = 256;
 // After EMFILE/ENFILE the listener pauses this long instead of spinning.
 constexpr double kAcceptPause = 0.1;
-
-enum class EntryKind : uint8_t {
-  kData,        // a data message (counts against max_queue)
-  kControl,     // our ping
-  kPong,        // answer to the client's latest ping, encoded when written
-  kClose,       // our close frame
-  kDropNotice,  // {"type":"dropped","count":N}, encoded when it is written
-  kRaw,         // HTTP bytes (101 or a reply)
-};
-
-struct Entry {
-  Frame frame;  // null only for a kDropNotice not yet encoded
-  EntryKind kind = EntryKind::kData;
-  uint64_t dropped = 0;  // kDropNotice: messages it stands for
-};
-
-Frame make_frame(std::string bytes) { return std::make_shared<const std::string>(std::move(bytes)); }
-
-double wall_clock() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
 
 std::string format_addr(const sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -91,11 +63,14 @@ std::string format_addr(const sockaddr_storage& ss) {
   return "?";
 }
 
-}  // namespace
-
-Frame make_text_frame(std::string_view payload) {
-  return make_frame(ws::encode_frame(ws::Opcode::kText, payload));
+// Seconds on the loop's monotonic clock (timers, deadlines).
+double mono_now() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
+
+}  // namespace
 
 // One TCP connection, from accept to close. Owned by Impl::conns_ (loop thread).
 struct Conn {
@@ -108,8 +83,7 @@ struct Conn {
   };
 
   ClientId id = 0;
-  int fd = -1;
-  SSL* ssl = nullptr;
+  Transport io;
   Phase phase = Phase::kHandshake;
   std::string peer;
   double deadline = 0;  // for every phase but kOpen: when it is dropped
@@ -117,22 +91,13 @@ struct Conn {
   std::string head;  // kHandshake: request bytes so far
   std::unique_ptr<ws::FrameReader> reader;  // from kOpen on
 
-  std::deque<Entry> queue;
-  size_t front_offset = 0;  // bytes of queue.front() already written (plain TCP)
-  size_t data_queued = 0;   // kData entries in queue
-  std::string tls_out;      // TLS: staged bytes; retried as they are until written
-  size_t tls_out_off = 0;
+  SendQueue queue;
   bool write_blocked = false;  // kernel buffer full: wait for EPOLLOUT
   bool in_dirty = false;       // listed in dirty_ (needs a flush)
   bool in_ready = false;       // listed in ready_ (more bytes to read)
   bool counted_open = false;   // counted in stats.clients, on_open called
+  bool joined = false;         // in the broadcast list (join())
   bool warned_drop = false;    // the first drop was logged (once per client)
-  // A kPong entry is queued and not yet encoded; it will answer with this,
-  // the latest ping's payload (RFC 6455 §5.5.3 allows answering only the
-  // latest), so a ping flood from a client that does not read costs one
-  // queue entry, not one per ping.
-  bool pong_queued = false;
-  std::string pong_payload;
   bool close_queued = false;
   bool close_sent = false;
   bool close_received = false;
@@ -142,7 +107,16 @@ struct Conn {
   double ping_outstanding_since = 0;  // 0: no ping waiting for its pong
   uint64_t ping_counter = 0;
 
-  bool has_partial_front() const { return front_offset > 0; }
+  std::unique_ptr<ClientState> state;  // the tool's (set_state)
+
+  bool has_unwritten() const { return !queue.empty() || io.has_staged(); }
+};
+
+// A fd the tool watches (watch()). Its address is the epoll tag; unwatch()
+// only disarms it, so a tag still in this turn's event list stays valid.
+struct Watch {
+  int fd = -1;
+  std::function<void()> on_readable;
 };
 
 struct WsServer::Impl {
@@ -151,6 +125,8 @@ struct WsServer::Impl {
   ServerOptions options;
   WsServerHandler* handler;
   std::unique_ptr<TlsContext> tls;
+  HttpRoutes routes;
+  AdmissionRules admission;
   ServerStats stats;
 
   int listen_fd = -1;
@@ -160,7 +136,7 @@ struct WsServer::Impl {
   bool listener_paused = false;
   double resume_accept_at = 0;
   bool shutdown_fd_watched = false;
-  int watched_fd = -1;  // watch(): its address is the epoll tag
+  std::vector<std::unique_ptr<Watch>> watches;  // freed with the server
   bool shutting_down = false;
   size_t handshaking = 0;     // conns in Phase::kHandshake (max_handshaking)
   bool warned_shed = false;   // the first shed accept was logged
@@ -169,7 +145,7 @@ struct WsServer::Impl {
 
   ClientId next_id = 1;
   std::vector<Conn*> conns;   // every live connection (owning; deleted in reap)
-  std::vector<Conn*> open;    // kOpen clients, the broadcast list (compacted in reap)
+  std::vector<Conn*> open;    // joined kOpen clients, the broadcast list (compacted in reap)
   std::unordered_map<ClientId, Conn*> by_id;  // kOpen and kClosing clients
   std::vector<Conn*> dirty;   // queued bytes waiting for a flush
   std::vector<Conn*> ready;   // stopped reading at the per-turn cap
@@ -181,7 +157,7 @@ struct WsServer::Impl {
   std::vector<char> read_buf = std::vector<char>(kReadChunk);
 
   // --- setup ---
-  bool open_listener(std::string* error);
+  Status open_listener();
 
   // --- loop ---
   void accept_all(double now);
@@ -193,9 +169,6 @@ struct WsServer::Impl {
   void refuse(Conn* c, const HttpReply& reply, bool head_only, double now);
   void on_frames(Conn* c, double now);
   void flush(Conn* c, double now);
-  void flush_plain(Conn* c, double now);
-  void flush_tls(Conn* c, double now);
-  void after_written(Conn* c, const Entry& e);
   void on_drained(Conn* c, double now);
   void scan(double now);
   void begin_close(Conn* c, uint16_t code, std::string_view reason, bool discard,
@@ -204,7 +177,6 @@ struct WsServer::Impl {
   void leave_handshake(Conn* c) {
     if (c->phase == Conn::Phase::kHandshake) --handshaking;
   }
-  void discard_unstarted(Conn* c);
   void start_shutdown(double seconds, bool discard, double now);
   void on_signal(double now);
   void destroy(Conn* c);
@@ -212,23 +184,34 @@ struct WsServer::Impl {
   void notify_closed();
 
   // --- queueing ---
-  SendStatus enqueue_data(Conn* c, const Frame& frame, double now, bool initial = false);
-  void enqueue(Conn* c, Frame frame, EntryKind kind);
+  // bounded: held to max_queue (everything but what join() queues first).
+  SendStatus enqueue_data(Conn* c, const Frame& frame, double now, bool bounded = true);
+  void enqueue(Conn* c, Frame frame, EntryKind kind) {
+    c->queue.push(std::move(frame), kind);
+    mark_dirty(c);
+  }
+  // The watch whose epoll tag this is, or null (then it is a connection).
+  Watch* watch_for(void* tag) const {
+    for (const auto& w : watches) {
+      if (w.get() == tag) return w.get();
+    }
+    return nullptr;
+  }
   void mark_dirty(Conn* c) {
     if (!c->in_dirty) {
       c->in_dirty = true;
       dirty.push_back(c);
     }
   }
-
-  // --- transport: plain TCP or TLS ---
-  // > 0 bytes, 0 EOF, -1 would block, -2 error.
-  ssize_t transport_read(Conn* c, char* buf, size_t n);
+  Conn* find(ClientId id) const {
+    auto it = by_id.find(id);
+    return it == by_id.end() ? nullptr : it->second;
+  }
 };
 
 // ---------------------------------------------------------------- setup
 
-bool WsServer::Impl::open_listener(std::string* error) {
+Status WsServer::Impl::open_listener() {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -239,8 +222,7 @@ bool WsServer::Impl::open_listener(std::string* error) {
   int rc = getaddrinfo(options.host.empty() ? nullptr : options.host.c_str(), port_text.c_str(),
                        &hints, &res);
   if (rc != 0) {
-    *error = "cannot listen on " + where + ": " + gai_strerror(rc);
-    return false;
+    return Status::Error(Status::kCantCreate, "cannot listen on " + where + ": " + gai_strerror(rc));
   }
   int last_errno = 0;
   for (addrinfo* ai = res; ai; ai = ai->ai_next) {
@@ -264,47 +246,52 @@ bool WsServer::Impl::open_listener(std::string* error) {
   }
   freeaddrinfo(res);
   if (listen_fd < 0) {
-    *error = "cannot listen on " + where + ": " + log::errno_text(last_errno);
-    return false;
+    // EACCES: a privileged port, or a policy (SELinux) forbids it.
+    return Status::Error(last_errno == EACCES ? Status::kPermission : Status::kCantCreate,
+                         last_errno, "cannot listen on " + where + ": " + log::errno_text(last_errno));
   }
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len);
   port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
                                    : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  return true;
+  return Status::Ok();
 }
 
 WsServer::WsServer(ServerOptions options, WsServerHandler* handler)
     : impl_(std::make_unique<Impl>(std::move(options), handler)) {}
 
 WsServer::~WsServer() {
-  for (Conn* c : impl_->conns) {
-    if (c->ssl) SSL_free(c->ssl);
-    if (c->fd >= 0) ::close(c->fd);
-    delete c;
-  }
+  for (Conn* c : impl_->conns) delete c;  // ~Transport closes the socket
   if (impl_->listen_fd >= 0) ::close(impl_->listen_fd);
   if (impl_->epoll_fd >= 0) ::close(impl_->epoll_fd);
   if (impl_->event_fd >= 0) ::close(impl_->event_fd);
 }
 
-bool WsServer::open(std::string* error) {
+void WsServer::route(std::string path, RouteHandler handler, RouteAccess access) {
+  impl_->routes.add(std::move(path), std::move(handler), access);
+}
+
+Status WsServer::open() {
   Impl& s = *impl_;
+  if (s.options.slow_client == SlowClientPolicy::kDrop && !s.options.drop_notice) {
+    return Status::Error(Status::kUsage, "the drop policy needs a drop notice to send");
+  }
+  s.admission.allow_origins = s.options.allow_origins;
+  s.admission.token = s.options.token;
+  s.admission.max_clients = s.options.max_clients;
   if (!s.options.tls_cert.empty() || !s.options.tls_key.empty()) {
     if (s.options.tls_cert.empty() || s.options.tls_key.empty()) {
-      *error = "TLS needs both a certificate and a key";
-      return false;
+      return Status::Error(Status::kUsage, "TLS needs both a certificate and a key");
     }
-    s.tls = TlsContext::load_server(s.options.tls_cert, s.options.tls_key, error);
-    if (!s.tls) return false;
+    Status st = TlsContext::load_server(s.options.tls_cert, s.options.tls_key, &s.tls);
+    if (!st.ok()) return st;
   }
-  if (!s.open_listener(error)) return false;
+  if (Status st = s.open_listener(); !st.ok()) return st;
   s.epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
   s.event_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s.epoll_fd < 0 || s.event_fd < 0) {
-    *error = "cannot create epoll/eventfd: " + log::errno_text(errno);
-    return false;
+    return Status::Error(Status::kSystem, errno, "cannot create epoll/eventfd: " + log::errno_text(errno));
   }
   // data.ptr identifies the source: nullptr-based tags for the three fixed fds.
   epoll_event ev{};
@@ -327,7 +314,7 @@ bool WsServer::open(std::string* error) {
     shortest = std::min(s.options.ping_interval, s.options.ping_timeout);
   }
   s.scan_period = std::clamp(shortest / 4, 0.005, 0.25);
-  return true;
+  return Status::Ok();
 }
 
 uint16_t WsServer::bound_port() const { return impl_->port; }
@@ -338,12 +325,6 @@ std::string WsServer::url() const {
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   return std::string(s.tls ? "wss://" : "ws://") + host + ":" + std::to_string(s.port) +
          s.options.path;
-}
-
-double WsServer::now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 void WsServer::wake() {
@@ -359,9 +340,9 @@ void WsServer::run() {
   Impl& s = *impl_;
   constexpr int kMaxEvents = 256;
   epoll_event events[kMaxEvents];
-  s.next_scan = now() + s.scan_period;
+  s.next_scan = mono_now() + s.scan_period;
   for (;;) {
-    double t = now();
+    double t = mono_now();
     int timeout_ms = 0;
     if (s.ready.empty()) {
       timeout_ms = static_cast<int>(std::ceil(std::max(0.0, s.next_scan - t) * 1000));
@@ -371,7 +352,7 @@ void WsServer::run() {
       log::error("epoll_wait: " + log::errno_text(errno));
       n = 0;
     }
-    t = now();
+    t = mono_now();
     for (int i = 0; i < n; ++i) {
       void* tag = events[i].data.ptr;
       if (tag == &s.listen_fd) {
@@ -381,10 +362,10 @@ void WsServer::run() {
         [[maybe_unused]] ssize_t r = ::read(s.event_fd, &count, sizeof count);
         s.wake_pending.store(false);
         s.handler->on_wake();
-      } else if (tag == &s.watched_fd) {
-        if (s.watched_fd >= 0) s.handler->on_readable(s.watched_fd);
       } else if (tag == &s.shutdown_fd_watched) {
         s.on_signal(t);
+      } else if (Watch* w = s.watch_for(tag)) {
+        if (w->fd >= 0) w->on_readable();
       } else {
         s.handle_event(static_cast<Conn*>(tag), events[i].events, t);
       }
@@ -400,7 +381,7 @@ void WsServer::run() {
     }
     if (t >= s.next_scan) {
       s.scan(t);
-      s.handler->on_tick(t);
+      s.handler->on_tick();
       s.next_scan = t + s.scan_period;
     }
     s.notify_closed();
@@ -459,19 +440,13 @@ void WsServer::Impl::accept_all(double now) {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto* c = new Conn;
     c->id = next_id++;
-    c->fd = fd;
     c->peer = format_addr(ss);
     c->deadline = now + options.handshake_timeout;
-    if (tls) {
-      c->ssl = SSL_new(tls->ssl_ctx());
-      if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
-        log::warn("TLS: cannot set up a connection from " + c->peer);
-        if (c->ssl) SSL_free(c->ssl);
-        ::close(fd);
-        delete c;
-        continue;
-      }
-      SSL_set_accept_state(c->ssl);
+    if (!c->io.attach(fd, tls.get())) {
+      log::warn("TLS: cannot set up a connection from " + c->peer);
+      ::close(fd);
+      delete c;
+      continue;
     }
     conns.push_back(c);
     ++handshaking;
@@ -488,46 +463,19 @@ void WsServer::Impl::handle_event(Conn* c, uint32_t events, double now) {
   if (c->dead) return;
   // TLS reads may need writes (handshake) and vice versa, so a TLS connection
   // tries both on any event.
-  if ((events & EPOLLOUT) || c->ssl) c->write_blocked = false;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) || c->ssl) read_some(c, now);
-  if (!c->dead && !c->write_blocked && (!c->queue.empty() || c->tls_out_off < c->tls_out.size())) {
-    flush(c, now);
-  }
-}
-
-ssize_t WsServer::Impl::transport_read(Conn* c, char* buf, size_t n) {
-  if (!c->ssl) {
-    for (;;) {
-      ssize_t r = ::recv(c->fd, buf, n, 0);
-      if (r >= 0) return r;
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
-      return -2;
-    }
-  }
-  ERR_clear_error();
-  int r = SSL_read(c->ssl, buf, static_cast<int>(n));
-  if (r > 0) return r;
-  int err = SSL_get_error(c->ssl, r);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return -1;
-  if (err == SSL_ERROR_ZERO_RETURN) return 0;
-  if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) return 0;  // TCP EOF without close_notify
-  if (c->phase == Conn::Phase::kHandshake) {
-    char text[256];
-    ERR_error_string_n(ERR_get_error(), text, sizeof text);
-    log::note(1, "TLS handshake with " + c->peer + " failed: " + text);
-  }
-  ERR_clear_error();
-  return -2;
+  bool tls = c->io.tls();
+  if ((events & EPOLLOUT) || tls) c->write_blocked = false;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) || tls) read_some(c, now);
+  if (!c->dead && !c->write_blocked && c->has_unwritten()) flush(c, now);
 }
 
 void WsServer::Impl::read_some(Conn* c, double now) {
   size_t budget = kMaxReadPerTurn;
   while (!c->dead) {
-    ssize_t n = transport_read(c, read_buf.data(), read_buf.size());
+    ssize_t n = c->io.read(read_buf.data(), read_buf.size(), c->phase == Conn::Phase::kHandshake,
+                           c->peer);
     if (n == -1) return;
-    if (n == 0 && !c->write_blocked &&
-        (!c->queue.empty() || c->tls_out_off < c->tls_out.size())) {
+    if (n == 0 && !c->write_blocked && c->has_unwritten()) {
       // A peer may half-close right behind its close frame or its HTTP
       // request (nc -N, socat) and still read our echo or reply: hand the
       // kernel what is queued before letting go.
@@ -588,29 +536,16 @@ void WsServer::Impl::on_head(Conn* c, double now) {
   if (request->path == options.path ||
       std::find(options.extra_paths.begin(), options.extra_paths.end(), request->path) !=
           options.extra_paths.end()) {
-    if (!is_upgrade_request(*request)) {
-      HttpReply r = text_reply(426, "this path serves WebSocket only (Upgrade: websocket)");
-      r.headers.emplace_back("Upgrade", "websocket");
-      refuse(c, r, head_only, now);
+    Admission a = admit_upgrade(*request, admission, stats.clients, shutting_down);
+    if (a.verdict == Admission::Verdict::kNotUpgrade) {
+      refuse(c, a.reply, head_only, now);
       return;
     }
-    std::optional<HttpReply> refusal = check_upgrade(*request);
-    if (!refusal && !origin_allowed(*request, options.allow_origins)) {
-      refusal = text_reply(403, "origin not allowed: " + *request->header("origin"));
-    }
-    if (!refusal && !token_ok(*request, options.token)) {
-      refusal = text_reply(401, "a valid token is required (Authorization: Bearer or ?token=)");
-      refusal->headers.emplace_back("WWW-Authenticate", "Bearer");
-    }
-    if (!refusal && (stats.clients >= options.max_clients || shutting_down)) {
-      refusal = text_reply(503, shutting_down ? "shutting down" : "too many clients");
-      refusal->headers.emplace_back("Retry-After", "5");
-    }
-    if (refusal) {
+    if (a.verdict == Admission::Verdict::kRefuse) {
       ++stats.handshakes_refused;
-      log::note(1, "refused WebSocket from " + c->peer + ": " + std::to_string(refusal->status) +
-                       " " + refusal->body.substr(0, refusal->body.size() - 1));
-      refuse(c, *refusal, false, now);
+      log::note(1, "refused WebSocket from " + c->peer + ": " + std::to_string(a.reply.status) +
+                       " " + a.reply.body.substr(0, a.reply.body.size() - 1));
+      refuse(c, a.reply, false, now);
       return;
     }
     std::string rest = c->head.substr(end);
@@ -622,7 +557,7 @@ void WsServer::Impl::on_head(Conn* c, double now) {
     return;
   }
   ++stats.http_requests;
-  refuse(c, handler->on_http(*request), head_only, now);
+  refuse(c, routes.serve(*request, options.token), head_only, now);
 }
 
 void WsServer::Impl::refuse(Conn* c, const HttpReply& reply, bool head_only, double now) {
@@ -654,9 +589,6 @@ void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, double now) {
   info.peer = c->peer;
   info.request = std::move(request);
   handler->on_open(info);
-  // Joins the broadcast list only now: what the handler broadcast from
-  // on_open (events older than the snapshot it sent) is not sent twice.
-  if (c->counted_open) open.push_back(c);
 }
 
 void WsServer::Impl::on_frames(Conn* c, double now) {
@@ -681,11 +613,8 @@ void WsServer::Impl::on_frames(Conn* c, double now) {
         break;
       case ws::Opcode::kPing:
         if (!c->close_queued) {
-          c->pong_payload = msg.payload;
-          if (!c->pong_queued) {
-            c->pong_queued = true;
-            enqueue(c, nullptr, EntryKind::kPong);
-          }
+          c->queue.push_pong(msg.payload);
+          mark_dirty(c);
         }
         break;
       case ws::Opcode::kPong:
@@ -719,176 +648,62 @@ void WsServer::Impl::on_frames(Conn* c, double now) {
 
 // ---------------------------------------------------------------- queues
 
-void WsServer::Impl::enqueue(Conn* c, Frame frame, EntryKind kind) {
-  Entry e;
-  e.frame = std::move(frame);
-  e.kind = kind;
-  c->queue.push_back(std::move(e));
-  if (kind == EntryKind::kData) ++c->data_queued;
-  mark_dirty(c);
-}
-
-SendStatus WsServer::Impl::enqueue_data(Conn* c, const Frame& frame, double now, bool initial) {
+SendStatus WsServer::Impl::enqueue_data(Conn* c, const Frame& frame, double now, bool bounded) {
   if (c->dead || c->phase != Conn::Phase::kOpen || c->close_queued) return SendStatus::kClosing;
   // A full queue only means "slow" when the kernel will not take more either:
   // one stdin read can post thousands of events at once, and a fast client
   // must not be closed for the size of a burst. So write now and look again.
-  if (c->data_queued >= options.max_queue && !initial && !c->write_blocked) {
+  if (c->queue.data_queued() >= options.max_queue && bounded && !c->write_blocked) {
     flush(c, now);
     if (c->dead) return SendStatus::kClosing;
   }
-  if (c->data_queued < options.max_queue || initial) {
+  if (c->queue.data_queued() < options.max_queue || !bounded) {
     enqueue(c, frame, EntryKind::kData);
     return SendStatus::kQueued;
   }
   if (options.slow_client == SlowClientPolicy::kDisconnect) {
     ++stats.slow_client_closes;
     log::note(1, "client " + std::to_string(c->id) + " (" + c->peer + ") is too slow: " +
-                     std::to_string(c->data_queued) + " messages queued; closing with 1013");
+                     std::to_string(c->queue.data_queued()) + " messages queued; closing with 1013");
     begin_close(c, ws::kCloseTryAgainLater, "try again later", true, options.close_timeout, now);
     return SendStatus::kClosing;
   }
   // kDrop: the oldest unwritten message makes room; a notice stands in its
   // place, so the client learns how many it missed, right where it missed them.
-  size_t p = c->has_partial_front() ? 1 : 0;
-  if (p < c->queue.size() && c->queue[p].kind == EntryKind::kDropNotice) {
-    c->queue[p].frame.reset();  // not written yet (nothing at p is): re-encode later
-  } else {
-    Entry notice;
-    notice.kind = EntryKind::kDropNotice;
-    c->queue.insert(c->queue.begin() + static_cast<std::ptrdiff_t>(p), std::move(notice));
-  }
   if (!c->warned_drop) {
     c->warned_drop = true;
     log::warn("client " + std::to_string(c->id) + " (" + c->peer +
               ") is too slow: dropping its oldest messages (counted in /metrics)");
   }
-  auto victim = std::find_if(c->queue.begin() + static_cast<std::ptrdiff_t>(p) + 1, c->queue.end(),
-                             [](const Entry& e) { return e.kind == EntryKind::kData; });
   ++stats.dropped;
-  c->queue[p].dropped++;
-  if (victim == c->queue.end()) return SendStatus::kDropped;  // only a partial one: drop the new one
-  c->queue.erase(victim);
-  --c->data_queued;
-  enqueue(c, frame, EntryKind::kData);
+  c->queue.drop_oldest_and_push(frame);
+  mark_dirty(c);
   return SendStatus::kDropped;
 }
 
 void WsServer::Impl::flush(Conn* c, double now) {
-  if (c->ssl) {
-    flush_tls(c, now);
-  } else {
-    flush_plain(c, now);
-  }
-}
-
-void WsServer::Impl::after_written(Conn* c, const Entry& e) {
-  stats.bytes_out += e.frame->size();
-  if (e.kind == EntryKind::kData || e.kind == EntryKind::kDropNotice) {
-    ++stats.messages_out;
-    if (e.kind == EntryKind::kData) --c->data_queued;
-  } else if (e.kind == EntryKind::kClose) {
-    c->close_sent = true;
-  }
-}
-
-static void materialize(Conn* c, Entry& e) {
-  if (e.kind == EntryKind::kPong && !e.frame) {
-    e.frame = make_frame(ws::encode_frame(ws::Opcode::kPong, c->pong_payload));
-    c->pong_queued = false;
-  }
-  if (e.kind == EntryKind::kDropNotice && !e.frame) {
-    e.frame = make_text_frame("{\"type\":\"dropped\",\"count\":" + std::to_string(e.dropped) + "}");
-  }
-}
-
-void WsServer::Impl::flush_plain(Conn* c, double now) {
-  while (!c->queue.empty()) {
-    iovec iov[kMaxIov];
-    int count = 0;
-    size_t total = 0;
-    for (auto it = c->queue.begin(); it != c->queue.end() && count < kMaxIov; ++it, ++count) {
-      materialize(c, *it);
-      size_t skip = count == 0 ? c->front_offset : 0;
-      iov[count].iov_base = const_cast<char*>(it->frame->data()) + skip;
-      iov[count].iov_len = it->frame->size() - skip;
-      total += iov[count].iov_len;
-    }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<size_t>(count);
-    ssize_t n = ::sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        ++stats.writes_refused;
-        c->write_blocked = true;
-        return;
-      }
+  WriteTally tally;
+  Transport::Write result = c->io.write(c->queue, options.drop_notice, &tally);
+  stats.bytes_out += tally.bytes;
+  stats.messages_out += tally.messages;
+  stats.writes_refused += tally.refused;
+  if (tally.close_written) c->close_sent = true;
+  switch (result) {
+    case Transport::Write::kDrained:
+      on_drained(c, now);
+      return;
+    case Transport::Write::kBlocked:
+      c->write_blocked = true;  // EPOLLOUT (TLS: any event) resumes
+      return;
+    case Transport::Write::kFailed:
       destroy(c);  // EPIPE, ECONNRESET: the peer is gone
       return;
-    }
-    size_t left = static_cast<size_t>(n);
-    while (left > 0) {
-      Entry& front = c->queue.front();
-      size_t rest = front.frame->size() - c->front_offset;
-      if (left < rest) {
-        c->front_offset += left;
-        break;
-      }
-      left -= rest;
-      c->front_offset = 0;
-      after_written(c, front);
-      c->queue.pop_front();
-    }
-    if (static_cast<size_t>(n) < total) {
-      c->write_blocked = true;  // the kernel took what fit; EPOLLOUT resumes
-      return;
-    }
   }
-  on_drained(c, now);
-}
-
-void WsServer::Impl::flush_tls(Conn* c, double now) {
-  for (;;) {
-    if (c->tls_out_off == c->tls_out.size()) {
-      c->tls_out.clear();
-      c->tls_out_off = 0;
-      // Stage whole frames (at least one) up to about one TLS record.
-      while (!c->queue.empty()) {
-        Entry& e = c->queue.front();
-        materialize(c, e);
-        if (!c->tls_out.empty() && c->tls_out.size() + e.frame->size() > kTlsStage) break;
-        c->tls_out += *e.frame;
-        after_written(c, e);
-        c->queue.pop_front();
-      }
-      if (c->tls_out.empty()) break;
-    }
-    ERR_clear_error();
-    // Retried with the same bytes after WANT_WRITE, as OpenSSL requires.
-    int r = SSL_write(c->ssl, c->tls_out.data() + c->tls_out_off,
-                      static_cast<int>(c->tls_out.size() - c->tls_out_off));
-    if (r > 0) {
-      c->tls_out_off += static_cast<size_t>(r);
-      continue;
-    }
-    int err = SSL_get_error(c->ssl, r);
-    ERR_clear_error();
-    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
-      ++stats.writes_refused;
-      c->write_blocked = true;
-      return;
-    }
-    destroy(c);
-    return;
-  }
-  on_drained(c, now);
 }
 
 // Queue and staging empty: finish whatever the phase was waiting for.
 void WsServer::Impl::on_drained(Conn* c, double now) {
-  if (c->dead || !c->queue.empty() || c->tls_out_off < c->tls_out.size()) return;
+  if (c->dead || c->has_unwritten()) return;
   // Our close frame is with the kernel: from here the peer owes only its
   // close, which the close grace bounds, whatever longer grace (a
   // --drain-timeout) was meant for taking the queue.
@@ -901,12 +716,7 @@ void WsServer::Impl::on_drained(Conn* c, double now) {
   if (!finished) return;
   // Shut our side and wait for the peer's FIN: closing with unread bytes
   // would send RST, which can destroy the reply before the peer reads it.
-  if (c->ssl) {
-    ERR_clear_error();
-    SSL_shutdown(c->ssl);
-    ERR_clear_error();
-  }
-  ::shutdown(c->fd, SHUT_WR);
+  c->io.shutdown_write();
   c->phase = Conn::Phase::kLinger;
   c->deadline = std::min(c->deadline, now + options.close_timeout);
 }
@@ -914,7 +724,7 @@ void WsServer::Impl::on_drained(Conn* c, double now) {
 void WsServer::Impl::begin_close(Conn* c, uint16_t code, std::string_view reason, bool discard,
                                  double grace, double now) {
   if (c->close_queued || c->dead) return;
-  if (discard) discard_unstarted(c);
+  if (discard) c->queue.discard_unstarted();
   std::string frame = code == ws::kCloseNoStatus ? ws::encode_frame(ws::Opcode::kClose, "")
                                                  : ws::encode_close(code, reason);
   enqueue(c, make_frame(std::move(frame)), EntryKind::kClose);
@@ -922,21 +732,6 @@ void WsServer::Impl::begin_close(Conn* c, uint16_t code, std::string_view reason
   c->phase = Conn::Phase::kClosing;
   c->deadline = now + grace;
   leave_open(c);
-}
-
-// Drops the queued entries not yet started: data, drop notices, pings,
-// pongs. Kept: a frame partly written (its rest must follow, or the stream
-// breaks), HTTP bytes (a 101 must precede every frame) and our close frame.
-void WsServer::Impl::discard_unstarted(Conn* c) {
-  auto first = c->queue.begin() + (c->has_partial_front() ? 1 : 0);
-  // remove_if applies the predicate exactly once per entry.
-  auto last = std::remove_if(first, c->queue.end(), [c](const Entry& e) {
-    if (e.kind == EntryKind::kRaw || e.kind == EntryKind::kClose) return false;
-    if (e.kind == EntryKind::kData) --c->data_queued;
-    if (e.kind == EntryKind::kPong && !e.frame) c->pong_queued = false;
-    return true;
-  });
-  c->queue.erase(last, c->queue.end());
 }
 
 void WsServer::Impl::leave_open(Conn* c) {
@@ -953,14 +748,10 @@ void WsServer::Impl::destroy(Conn* c) {
   leave_handshake(c);
   c->dead = true;
   by_id.erase(c->id);
-  if (c->ssl) {
-    SSL_free(c->ssl);
-    c->ssl = nullptr;
-  }
-  ::close(c->fd);  // also removes it from the epoll set
-  c->fd = -1;
+  c->io.close();  // also removes it from the epoll set
   --stats.tcp_connections;
   c->queue.clear();
+  c->state.reset();
   needs_reap = true;
 }
 
@@ -978,8 +769,7 @@ void WsServer::Impl::notify_closed() {
 void WsServer::Impl::reap() {
   if (!needs_reap) return;
   needs_reap = false;
-  open.erase(std::remove_if(open.begin(), open.end(),
-                            [](Conn* c) { return !c->counted_open; }),
+  open.erase(std::remove_if(open.begin(), open.end(), [](Conn* c) { return !c->counted_open; }),
              open.end());
   // `ready` and `dirty` may outlive the turn: drop the dead before they are freed.
   for (auto* list : {&ready, &dirty}) {
@@ -999,7 +789,6 @@ void WsServer::Impl::scan(double now) {
     ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev);
     listener_paused = false;
   }
-  std::string app_ping;
   for (Conn* c : conns) {
     if (c->dead) continue;
     if (c->phase != Conn::Phase::kOpen) {
@@ -1022,30 +811,36 @@ void WsServer::Impl::scan(double now) {
       if (c->ping_outstanding_since == 0) c->ping_outstanding_since = now;
       std::string payload = std::to_string(++c->ping_counter);
       enqueue(c, make_frame(ws::encode_frame(ws::Opcode::kPing, payload)), EntryKind::kControl);
-      if (options.app_ping) {
-        char buf[96];
-        std::snprintf(buf, sizeof buf, "{\"type\":\"ping\",\"timestamp\":%.3f}", wall_clock());
-        enqueue_data(c, make_text_frame(buf), now);
-      }
+      if (options.keepalive) enqueue_data(c, make_text_frame(options.keepalive()), now);
     }
   }
 }
 
 // ---------------------------------------------------------------- public (loop thread)
 
-SendStatus WsServer::send(ClientId id, const Frame& frame, bool initial) {
-  auto it = impl_->by_id.find(id);
-  if (it == impl_->by_id.end()) return SendStatus::kNoClient;
-  return impl_->enqueue_data(it->second, frame, now(), initial);
+SendStatus WsServer::send(ClientId id, const Frame& frame) {
+  Conn* c = impl_->find(id);
+  if (!c) return SendStatus::kNoClient;
+  return impl_->enqueue_data(c, frame, mono_now());
 }
 
 SendStatus WsServer::send_text(ClientId id, std::string_view payload) {
   return send(id, make_text_frame(payload));
 }
 
+bool WsServer::join(ClientId id, const std::vector<Frame>& first) {
+  Conn* c = impl_->find(id);
+  if (!c || c->joined || !c->counted_open || c->close_queued) return false;
+  double t = mono_now();
+  for (const Frame& f : first) impl_->enqueue_data(c, f, t, false);
+  c->joined = true;
+  impl_->open.push_back(c);
+  return true;
+}
+
 size_t WsServer::broadcast(const Frame& frame) {
   Impl& s = *impl_;
-  double t = now();
+  double t = mono_now();
   size_t queued = 0;
   // Closing clients stay in `open` until reap(); enqueue_data skips them.
   for (size_t i = 0; i < s.open.size(); ++i) {
@@ -1054,28 +849,54 @@ size_t WsServer::broadcast(const Frame& frame) {
   return queued;
 }
 
+size_t WsServer::broadcast_if(const Frame& frame,
+                              const std::function<bool(const ClientState*)>& want) {
+  Impl& s = *impl_;
+  double t = mono_now();
+  size_t queued = 0;
+  for (size_t i = 0; i < s.open.size(); ++i) {
+    Conn* c = s.open[i];
+    if (!want(c->state.get())) continue;
+    if (s.enqueue_data(c, frame, t) != SendStatus::kClosing) ++queued;
+  }
+  return queued;
+}
+
+void WsServer::set_state(ClientId id, std::unique_ptr<ClientState> state) {
+  if (Conn* c = impl_->find(id)) c->state = std::move(state);
+}
+
+ClientState* WsServer::state(ClientId id) const {
+  Conn* c = impl_->find(id);
+  return c ? c->state.get() : nullptr;
+}
+
 void WsServer::close(ClientId id, uint16_t code, std::string_view reason) {
   auto it = impl_->by_id.find(id);
   if (it == impl_->by_id.end()) return;
-  impl_->begin_close(it->second, code, reason, true, impl_->options.close_timeout, now());
+  impl_->begin_close(it->second, code, reason, true, impl_->options.close_timeout, mono_now());
 }
 
-bool WsServer::watch(int fd) {
+bool WsServer::watch(int fd, std::function<void()> on_readable) {
   Impl& s = *impl_;
-  if (s.watched_fd >= 0) return false;  // one is all the relay needs
+  auto w = std::make_unique<Watch>();
+  w->fd = fd;
+  w->on_readable = std::move(on_readable);
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.ptr = &s.watched_fd;
+  ev.data.ptr = w.get();
   if (::epoll_ctl(s.epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) return false;
-  s.watched_fd = fd;
+  s.watches.push_back(std::move(w));
   return true;
 }
 
 void WsServer::unwatch(int fd) {
-  Impl& s = *impl_;
-  if (s.watched_fd != fd || fd < 0) return;
-  ::epoll_ctl(s.epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
-  s.watched_fd = -1;
+  if (fd < 0) return;
+  for (auto& w : impl_->watches) {
+    if (w->fd != fd) continue;
+    ::epoll_ctl(impl_->epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+    w->fd = -1;  // the callback may be running: it is dropped with the server
+  }
 }
 
 void WsServer::note_pong(ClientId id) {
@@ -1084,7 +905,9 @@ void WsServer::note_pong(ClientId id) {
 }
 
 // The --exit-on-eof drain: queued data first, then 1001.
-void WsServer::begin_shutdown(double seconds) { impl_->start_shutdown(seconds, false, now()); }
+void WsServer::begin_shutdown(double seconds) {
+  impl_->start_shutdown(seconds, false, mono_now());
+}
 
 // discard: unstarted queued data is dropped so 1001 goes out next (a
 // signal); otherwise clients get their queues first (a drain).
@@ -1122,7 +945,7 @@ void WsServer::Impl::on_signal(double now) {
   }
   for (Conn* c : conns) {
     if (c->dead) continue;
-    if (c->phase == Conn::Phase::kClosing && !c->close_sent) discard_unstarted(c);
+    if (c->phase == Conn::Phase::kClosing && !c->close_sent) c->queue.discard_unstarted();
     c->deadline = std::min(c->deadline, now + options.close_timeout);
   }
 }

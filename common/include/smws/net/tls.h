@@ -10,16 +10,20 @@
 #include <memory>
 #include <string>
 
+#include "smws/status.h"
+
 typedef struct ssl_ctx_st SSL_CTX;
 
 namespace smws::net {
 
 class TlsContext {
  public:
-  // Loads a PEM certificate (chain) and private key for the server role.
-  // Returns nullptr and sets *error ("cannot load ...: why") on failure.
-  static std::unique_ptr<TlsContext> load_server(const std::string& cert_file,
-                                                 const std::string& key_file, std::string* error);
+  // Loads a PEM certificate (chain) and private key for the server role
+  // into *out. Fails with kNotFound ("cannot read FILE") for a file that
+  // cannot be opened, kTls for one that does not load or a key that does not
+  // match the certificate.
+  static Status load_server(const std::string& cert_file, const std::string& key_file,
+                            std::unique_ptr<TlsContext>* out);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;

@@ -1,11 +1,23 @@
 // WsServer: a WebSocket + HTTP server driven by ONE epoll thread that owns
-// every socket (listener, handshakes, clients). Design and measurements:
+// every socket (listener, handshakes, clients). It knows WebSocket and HTTP,
+// not the protocol spoken over them: the tool registers its HTTP routes,
+// gives it the messages it must send on its own (a drop notice, an
+// application keepalive), decides when a client joins the broadcast and may
+// attach state to each client. Design, threads and measurements:
 // docs/architecture.md.
+//
+// The pieces, one concept per file:
+//   ws_server.cpp        the loop and connection lifecycle (this header)
+//   send_queue.h         a connection's output queue and drop policy
+//   transport.h          plain TCP / TLS bytes of one connection
+//   upgrade_admission.h  which upgrade requests become clients
+//   http_routes.h        the plain-HTTP routes the tool registers
 //
 // Threads
 //   loop thread   the thread that calls run(). It alone touches sockets,
 //                 connection state, queues and stats, and it calls every
-//                 WsServerHandler method. Handler code must not block.
+//                 WsServerHandler method, route handler and watch callback.
+//                 None of those may block.
 //   any thread    may call wake() (an eventfd write); the loop then calls
 //                 handler->on_wake(), where the handler moves whatever its own
 //                 producer threads posted into send()/broadcast().
@@ -17,11 +29,10 @@
 //   - Each client has a bounded queue of shared, encoded-once frames
 //     (max_queue data messages). On overflow: kDisconnect closes it with 1013
 //     and drops TCP if the close is not taken within close_timeout;
-//     kDrop drops the oldest queued messages and sends
-//     {"type":"dropped","count":N} in their place, so every message is either
-//     delivered or counted.
+//     kDrop drops the oldest queued messages and queues the tool's
+//     drop_notice in their place, so every message is delivered or counted.
 //   - Liveness by ping deadline: a ping every ping_interval; no pong within
-//     ping_timeout → close 1008 "ping timeout". A client that is merely
+//     ping_timeout -> close 1008 "ping timeout". A client that is merely
 //     silent (but answers pings) is never closed.
 //   - Protocol violations close only the offending client, with RFC 6455's
 //     code (1002 framing, 1007 UTF-8, 1009 size).
@@ -33,51 +44,46 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "smws/net/handshake.h"
+#include "smws/net/http_routes.h"
+#include "smws/net/send_queue.h"
+#include "smws/protocol.h"
+#include "smws/status.h"
 
 namespace smws::net {
 
-// One encoded WebSocket frame, shared by every queue it is in: a broadcast is
-// encoded once and each client holds a reference.
-using Frame = std::shared_ptr<const std::string>;
-Frame make_text_frame(std::string_view payload);
-
 using ClientId = uint64_t;
 
-enum class SlowClientPolicy { kDisconnect, kDrop };
-
-// What happened to a message handed to send(): uWebSockets' SendStatus idea.
-enum class SendStatus {
-  kQueued,      // in the client's queue
-  kDropped,     // queue full under kDrop: the oldest message made room (counted)
-  kClosing,     // client is closing (or just got closed for overflow): not sent
-  kNoClient,    // unknown id
-};
-
 struct ServerOptions {
-  std::string host = "127.0.0.1";
-  uint16_t port = 3002;  // 0: the kernel picks; see bound_port()
-  std::string path = "/ws/events";
+  std::string host = protocol::kDefaultHost;
+  uint16_t port = protocol::kDefaultPort;  // 0: the kernel picks; see bound_port()
+  std::string path = protocol::kDefaultWsPath;
   // More WebSocket paths (ws-relay's --route); a client's ClientInfo says
   // which one it asked for (request.path).
   std::vector<std::string> extra_paths;
-  size_t max_queue = 1024;  // data messages per client
+  size_t max_queue = protocol::kDefaultMaxQueue;  // data messages per client
   SlowClientPolicy slow_client = SlowClientPolicy::kDisconnect;
-  double ping_interval = 20;  // seconds; 0 disables pings
-  double ping_timeout = 40;
-  bool app_ping = false;      // also send {"type":"ping","timestamp":...}
-  size_t max_message = 1 << 20;  // largest client message (1009 above)
-  size_t max_clients = 10000;    // open WebSocket clients (503 above)
+  // kDrop: the text of the message that stands for N dropped ones (required
+  // with kDrop; open() refuses kDrop without it).
+  DropNotice drop_notice;
+  double ping_interval = protocol::kDefaultPingInterval;  // seconds; 0 disables pings
+  double ping_timeout = protocol::kPingTimeoutFactor * protocol::kDefaultPingInterval;
+  // When set, also queued as a data message with each ping (an application
+  // keepalive for clients that cannot see WebSocket pings, e.g. browsers).
+  std::function<std::string()> keepalive;
+  size_t max_message = protocol::kDefaultMaxMessage;  // largest client message (1009 above)
+  size_t max_clients = protocol::kDefaultMaxClients;  // open WebSocket clients (503 above)
   std::vector<std::string> allow_origins;  // empty: same host only
   std::string token;                       // empty: no token required
   std::string tls_cert, tls_key;           // both set: wss/https
   // An HTTP request head or TLS handshake must complete within this (slowloris).
-  double handshake_timeout = 10;
+  double handshake_timeout = protocol::kHandshakeTimeout;
   // TCP connections still in their handshake, at most; one accepted above
   // this is closed at once. Each holds a descriptor and up to 16 KiB of
   // request head until handshake_timeout, so idle connects could otherwise
@@ -86,11 +92,11 @@ struct ServerOptions {
   // 1024 x 16 KiB bounds head buffers at 16 MiB.
   size_t max_handshaking = 1024;
   // A close we sent must be taken (and answered) within this; the SPEC's 2 s.
-  double close_timeout = 2;
+  double close_timeout = protocol::kSlowClientCloseGrace;
 };
 
 // Counters, owned and written by the loop thread (read them there, e.g. from
-// a handler's on_http for /metrics).
+// a route handler for /metrics).
 struct ServerStats {
   uint64_t clients = 0;              // open WebSocket clients now
   uint64_t tcp_connections = 0;      // TCP connections held now, any phase
@@ -103,7 +109,7 @@ struct ServerStats {
   uint64_t slow_client_closes = 0;   // closes with 1013
   uint64_t ping_timeouts = 0;        // closes with 1008 "ping timeout"
   uint64_t protocol_errors = 0;      // closes with 1002/1007/1009
-  uint64_t http_requests = 0;        // non-upgrade requests served
+  uint64_t http_requests = 0;        // requests served by the routes
   uint64_t handshakes_refused = 0;   // upgrade requests answered with 4xx/5xx
   uint64_t accepts_shed = 0;         // connections closed at accept: already
                                      // max_handshaking handshakes in flight
@@ -118,26 +124,29 @@ struct ClientInfo {
   HttpRequest request;   // the upgrade request (query, headers)
 };
 
+// State a tool attaches to a client (issue 12's subscriptions, filters):
+// the server keeps it with the connection, hands it to broadcast filters and
+// destroys it when the connection goes.
+class ClientState {
+ public:
+  virtual ~ClientState() = default;
+};
+
 // Called on the loop thread only. Methods must not block.
 class WsServerHandler {
  public:
   virtual ~WsServerHandler() = default;
-  // A request that is not a WebSocket upgrade on options.path.
-  virtual HttpReply on_http(const HttpRequest& request) = 0;
-  // A client completed its handshake; send() its first messages here. The
-  // client joins the broadcast list when on_open returns, so broadcasts made
-  // inside on_open do not reach it.
+  // A client completed its handshake. It receives what is send() to it, but
+  // broadcasts only once join() is called for it (here or later).
   virtual void on_open(const ClientInfo& client) = 0;
   // A complete text (binary = false) or binary message from a client.
   virtual void on_message(ClientId id, std::string_view payload, bool binary) = 0;
   virtual void on_close(ClientId id) = 0;
   // wake() was called from some thread.
   virtual void on_wake() {}
-  // Called every few hundred milliseconds (timeouts of the handler's own).
-  virtual void on_tick(double now) {}
-  // The fd given to watch() is readable (level-triggered: called again on
-  // the next turn while it stays readable, so read once per call).
-  virtual void on_readable(int fd) {}
+  // Called every few hundred milliseconds (for the handler's own timeouts,
+  // on its own clock).
+  virtual void on_tick() {}
 };
 
 class WsServer {
@@ -147,9 +156,17 @@ class WsServer {
   WsServer(const WsServer&) = delete;
   WsServer& operator=(const WsServer&) = delete;
 
-  // Loads TLS, binds and listens. false and *error ("cannot listen on
-  // 127.0.0.1:3002: Address already in use") on failure.
-  bool open(std::string* error);
+  // Plain-HTTP routes (any path but options.path); register before run().
+  // kToken routes need options.token. Requests are counted in
+  // ServerStats::http_requests.
+  void route(std::string path, RouteHandler handler, RouteAccess access = RouteAccess::kPublic);
+
+  // Loads TLS, binds and listens. On failure a Status whose code says what
+  // failed (map it with exit_code_for): kNotFound a certificate or key that
+  // cannot be read, kTls one that does not load, kPermission a port we may
+  // not bind, kUsage inconsistent options, kCantCreate any other listen
+  // failure ("cannot listen on 127.0.0.1:3002: Address already in use").
+  Status open();
   uint16_t bound_port() const;
   // "ws://127.0.0.1:PORT/ws/events" (wss:// with TLS; IPv6 in brackets).
   std::string url() const;
@@ -165,20 +182,31 @@ class WsServer {
   void wake();
 
   // --- loop thread only ---
-  // initial: part of what a client receives first (snapshot, history); not
-  // held to max_queue, so a --history longer than the queue does not get a
-  // new client closed as slow before it could read anything.
-  SendStatus send(ClientId id, const Frame& frame, bool initial = false);
+  // Queues one data message, held to max_queue.
+  SendStatus send(ClientId id, const Frame& frame);
   SendStatus send_text(ClientId id, std::string_view payload);
-  // Queues the frame to every open client. Returns how many queued it.
+  // Adds an open client to the broadcast list. `first` is queued before any
+  // broadcast and is not held to max_queue: it is what the client must have
+  // before its stream starts (however long), so it cannot get the client
+  // judged slow before it could read. Returns false for an unknown or
+  // closing client.
+  bool join(ClientId id, const std::vector<Frame>& first = {});
+  // Queues the frame to every joined client. Returns how many queued it.
   size_t broadcast(const Frame& frame);
+  // The same, to the joined clients for which want(state) is true (state is
+  // what set_state() attached, or null).
+  size_t broadcast_if(const Frame& frame, const std::function<bool(const ClientState*)>& want);
+  // Attaches (replaces) a client's state; no-op for an unknown client.
+  void set_state(ClientId id, std::unique_ptr<ClientState> state);
+  ClientState* state(ClientId id) const;
   // Starts a close handshake with one client (unsent data after the frame
   // being written is discarded).
   void close(ClientId id, uint16_t code, std::string_view reason);
-  // Watches one extra fd (the relay's stdin) for readability, so its data is
-  // handled on the loop thread without a hop through another thread. False
-  // when epoll cannot watch it (a regular file): read it on a thread then.
-  bool watch(int fd);
+  // Watches another fd (a tool's stdin) for readability: on_readable runs
+  // on the loop thread, level-triggered (again on the next turn while the fd
+  // stays readable, so read once per call). False when epoll cannot watch it
+  // (a regular file): read it on a thread of its own then.
+  bool watch(int fd, std::function<void()> on_readable);
   void unwatch(int fd);
   // Marks the client alive as if it answered a ping (application-level pong).
   void note_pong(ClientId id);
@@ -188,8 +216,6 @@ class WsServer {
   void begin_shutdown(double seconds);
   bool shutting_down() const;
   const ServerStats& stats() const;
-  // Seconds on the loop's monotonic clock.
-  static double now();
 
  private:
   struct Impl;

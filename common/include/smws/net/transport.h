@@ -1,0 +1,78 @@
+// Transport: the bytes of one accepted connection, over plain TCP or TLS.
+// Non-blocking both ways; owned by one connection, used by the loop thread.
+//
+// Plain TCP writes the queue with sendmsg(MSG_NOSIGNAL): up to kMaxIov
+// frames per call, an iovec per frame, no copy; what the kernel does not
+// take stays queued with an offset into the front frame. TLS has no writev:
+// whole frames are copied into a staging buffer of about one TLS record and
+// written with SSL_write; after WANT_WRITE the same bytes are retried (the
+// context also allows partial and moving-buffer writes, tls.cpp).
+//
+// OpenSSL's socket BIO uses write(2), not MSG_NOSIGNAL: with TLS the process
+// must ignore SIGPIPE (shutdown::install() does).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "smws/net/send_queue.h"
+
+typedef struct ssl_st SSL;
+
+namespace smws::net {
+
+class TlsContext;
+
+// What one write() handed to the kernel, for the server's counters.
+struct WriteTally {
+  uint64_t bytes = 0;     // bytes of fully written entries
+  uint64_t messages = 0;  // data messages and drop notices fully written
+  uint64_t refused = 0;   // write calls that took nothing (EAGAIN, TLS WANT_*)
+  bool close_written = false;  // our close frame went out
+};
+
+class Transport {
+ public:
+  enum class Write {
+    kDrained,  // queue (and TLS staging) empty
+    kBlocked,  // the kernel took what fit: wait for EPOLLOUT (TLS: any event)
+    kFailed,   // the peer is gone (EPIPE, ECONNRESET, a TLS error)
+  };
+
+  // Takes the accepted socket. With tls set, the connection starts a
+  // server-side TLS handshake; false (and the socket stays the caller's)
+  // when OpenSSL cannot set one up.
+  bool attach(int fd, TlsContext* tls);
+  ~Transport();
+
+  int fd() const { return fd_; }
+  bool tls() const { return ssl_ != nullptr; }
+  // TLS bytes staged and not yet taken by the kernel.
+  bool has_staged() const { return stage_off_ < stage_.size(); }
+
+  // > 0 bytes read, 0 EOF, -1 would block, -2 error. in_handshake: a TLS
+  // failure is logged (naming peer), since nothing else will report it.
+  ssize_t read(char* buf, size_t n, bool in_handshake, const std::string& peer);
+
+  // Writes queued entries until the queue is drained or the kernel is full.
+  Write write(SendQueue& queue, const DropNotice& notice, WriteTally* tally);
+
+  // Our side is done: TLS close_notify, then shutdown(SHUT_WR).
+  void shutdown_write();
+  // Frees TLS state and closes the socket (which leaves any epoll set).
+  void close();
+
+ private:
+  Write write_plain(SendQueue& queue, const DropNotice& notice, WriteTally* tally);
+  Write write_tls(SendQueue& queue, const DropNotice& notice, WriteTally* tally);
+
+  int fd_ = -1;
+  SSL* ssl_ = nullptr;
+  std::string stage_;     // TLS: staged bytes, retried as they are until written
+  size_t stage_off_ = 0;
+};
+
+}  // namespace smws::net

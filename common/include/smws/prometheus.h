@@ -1,0 +1,33 @@
+// Prometheus text exposition format (version 0.0.4) for /metrics: one
+// "# HELP", one "# TYPE" and one sample line per metric, no labels (ws-relay
+// has one of each thing). https://prometheus.io/docs/instrumenting/exposition_formats/
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace smws {
+
+class PrometheusText {
+ public:
+  // What to send as the reply's Content-Type.
+  static constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+  // name: [a-zA-Z_:][a-zA-Z0-9_:]* (counters end in _total); help: one line.
+  // The value is printed with 17 significant digits, so a uint64 counter up
+  // to 2^53 is exact.
+  void gauge(std::string_view name, std::string_view help, double value) {
+    add(name, "gauge", help, value);
+  }
+  void counter(std::string_view name, std::string_view help, double value) {
+    add(name, "counter", help, value);
+  }
+
+  const std::string& text() const { return out_; }
+
+ private:
+  void add(std::string_view name, std::string_view type, std::string_view help, double value);
+  std::string out_;
+};
+
+}  // namespace smws

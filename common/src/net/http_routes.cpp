@@ -1,0 +1,25 @@
+#include "smws/net/http_routes.h"
+
+namespace smws::net {
+
+void HttpRoutes::add(std::string path, RouteHandler handler, RouteAccess access) {
+  routes_[std::move(path)] = Route{std::move(handler), access};
+}
+
+HttpReply HttpRoutes::serve(const HttpRequest& request, const std::string& token) const {
+  if (request.method != "GET" && request.method != "HEAD") {
+    HttpReply r = text_reply(405, "only GET and HEAD are served");
+    r.headers.emplace_back("Allow", "GET, HEAD");
+    return r;
+  }
+  auto it = routes_.find(request.path);
+  if (it == routes_.end()) return text_reply(404, "not found: " + request.path);
+  if (it->second.access == RouteAccess::kToken && !token_ok(request, token)) {
+    HttpReply r = text_reply(401, "a valid token is required");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  return it->second.handler(request);
+}
+
+}  // namespace smws::net
