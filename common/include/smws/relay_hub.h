@@ -186,7 +186,6 @@ class RelayHub {
   // Counters for /healthz and /metrics.
   uint64_t events_in() const { return events_in_; }          // valid stdin events
   uint64_t invalid_lines() const { return invalid_lines_; }  // bad stdin lines
-  uint64_t lines() const { return lines_; }                  // every ingest() call
   uint64_t last_seq() const { return next_seq_ - 1; }        // 0 before the first
   size_t machines() const { return machine_order_.size(); }
   uint64_t machines_evicted() const { return machines_evicted_; }
@@ -232,7 +231,7 @@ class RelayHub {
   uint64_t next_seq_ = 1;
   uint64_t events_in_ = 0;
   uint64_t invalid_lines_ = 0;
-  uint64_t lines_ = 0;
+  uint64_t lines_ = 0;  // every ingest() call: the line number when none is given
   uint64_t machines_evicted_ = 0;
 
   // Machine table: list in order of last activity (front = least recent),

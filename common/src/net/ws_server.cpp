@@ -950,8 +950,6 @@ void WsServer::Impl::on_signal(double now) {
   }
 }
 
-bool WsServer::shutting_down() const { return impl_->shutting_down; }
-
 const ServerStats& WsServer::stats() const { return impl_->stats; }
 
 }  // namespace smws::net

@@ -214,7 +214,6 @@ class WsServer {
   // has `seconds` to take it (but only the close grace to answer once the
   // 1001 is written); run() returns when all are gone.
   void begin_shutdown(double seconds);
-  bool shutting_down() const;
   const ServerStats& stats() const;
 
  private:
