@@ -33,7 +33,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -42,6 +41,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "smws/clock.h"
 #include "smws/exit_code.h"
 #include "smws/hitl.h"
 #include "smws/listen_address.h"
@@ -66,17 +66,11 @@ namespace {
 // leaves room for events built by other producers while bounding memory.
 constexpr size_t kMaxStdinLine = 1 << 20;
 
-// The relay's clocks: wall time for event timestamps and `last_activity`,
-// monotonic time for HITL deadlines and uptime (immune to clock steps).
-double wall_now() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
-double mono_now() {
-  using namespace std::chrono;
-  return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
+// The relay's clocks (its own, not the server's): wall time for event
+// timestamps and `last_activity`, monotonic time for HITL deadlines and
+// uptime (immune to clock steps).
+double wall_now() { return wall_seconds(); }
+double mono_now() { return monotonic_seconds(); }
 
 // Records go to the --audit file when one is open; without one, nowhere.
 OutputThread::RecordSink audit_sink(AuditLog* audit) {

@@ -7,7 +7,7 @@ using smws::ListenAddress;
 using smws::parse_listen;
 using smws::Status;
 
-TEST_CASE("HOST:PORT, [V6]:PORT and :PORT are listen addresses", "[listen_address]") {
+TEST_CASE("HOST:PORT, a bracketed IPv6 HOST:PORT and :PORT are listen addresses", "[listen_address]") {
   ListenAddress a;
   REQUIRE(parse_listen("127.0.0.1:3002", &a).ok());
   CHECK(a.host == "127.0.0.1");

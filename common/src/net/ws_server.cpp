@@ -24,6 +24,7 @@
 #include <deque>
 #include <unordered_map>
 
+#include "smws/clock.h"
 #include "smws/log.h"
 #include "smws/net/tls.h"
 #include "smws/net/transport.h"
@@ -64,11 +65,7 @@ std::string format_addr(const sockaddr_storage& ss) {
 }
 
 // Seconds on the loop's monotonic clock (timers, deadlines).
-double mono_now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
+double mono_now() { return monotonic_seconds(); }
 
 }  // namespace
 
