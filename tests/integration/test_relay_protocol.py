@@ -7,6 +7,7 @@ would refuse to send, and Debian's python3-websockets for the wss client."""
 import asyncio
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -16,8 +17,9 @@ import urllib.request
 import pytest
 import websockets
 
+from relay_support import Relay
 from smws_test import rmtree, short_tmpdir
-from ws_raw import RawClient, Relay, frame, read_line
+from ws_raw import RawClient, frame
 
 TEXT, BINARY, CLOSE, PING, PONG, CONT = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
 
@@ -154,7 +156,7 @@ def test_violation_closes_only_the_offender(relay):
     with opened(relay) as good, opened(relay) as bad:
         bad.send(frame(TEXT, "x", mask=False))
         assert_closed_with(bad, 1002)
-        relay.send_stdin('{"type":"still","n":1}\n')
+        relay.send_raw(('{"type":"still","n":1}\n').encode())
         op, payload = good.recv_frame()
         assert (op, json.loads(payload)) == (TEXT, {"type": "still", "n": 1})
 
@@ -226,7 +228,7 @@ def test_wss_broadcast_ping_and_violation(tls_files):
                 first = json.loads(await asyncio.wait_for(ws.recv(), 10))
                 assert first["type"] == "initial"
                 events = [{"type": "e", "n": i, "pad": "x" * 3000} for i in range(300)]
-                r.send_stdin("".join(json.dumps(e) + "\n" for e in events))
+                r.send_raw(("".join(json.dumps(e) + "\n" for e in events)).encode())
                 for e in events:
                     assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == e
                 await ws.send('{"type":"from-tls"}')
@@ -261,8 +263,7 @@ def test_missing_tls_key_file_is_reported(tls_files):
 
 def test_stdin_from_a_regular_file_is_read_too():
     # epoll cannot watch a regular file: the relay reads it on a thread.
-    from smws_test import Proc, tool
-    from ws_raw import LISTEN_RE, read_line
+    from smws_test import LISTEN_RE, LinePump, Proc, tool
     d = short_tmpdir()
     try:
         path = os.path.join(d, "events.ndjson")
@@ -271,7 +272,7 @@ def test_stdin_from_a_regular_file_is_read_too():
                 f.write(json.dumps({"type": "e", "n": i}) + "\n")
         with open(path) as stdin, Proc([tool("ws-relay"), "--listen", "127.0.0.1:0",
                                         "--history", "10"], stdin=stdin) as p:
-            m = LISTEN_RE.search(read_line(p.p.stderr, 10).decode())
+            m = LISTEN_RE.search(LinePump(p.p.stderr).wait_match(LISTEN_RE, 10))
             assert m
 
             async def session():
@@ -302,7 +303,7 @@ def test_a_slow_client_that_cannot_take_its_1013_loses_its_tcp_connection():
         c = RawClient(r.port, rcvbuf=4096)
         assert c.status == 101
         line = json.dumps({"type": "e", "pad": "x" * 5000}) + "\n"
-        r.send_stdin(line * 2000)  # 10 MB: more than every buffer on the way
+        r.send_raw((line * 2000).encode())  # 10 MB: more than every buffer on the way
         wait_for(lambda: metric(r.port, "ws_relay_slow_client_closes_total") == 1, timeout=20,
                  what="the 1013 close")
         # Only the /metrics request itself is left once the grace has passed.
@@ -331,7 +332,7 @@ def test_wss_slow_client_is_closed_and_dropped_like_a_plain_one(tls_files):
                         return float(line.split()[1])
 
         line = json.dumps({"type": "e", "pad": "x" * 5000}) + "\n"
-        r.send_stdin(line * 2000)
+        r.send_raw((line * 2000).encode())
         wait_for(lambda: metric_tls("ws_relay_slow_client_closes_total") == 1, timeout=20,
                  what="the 1013 close")
         wait_for(lambda: metric_tls("ws_relay_tcp_connections") == 1, timeout=20,
@@ -435,19 +436,14 @@ def test_random_bytes_from_many_clients_leave_the_relay_serving(relay):
                             pass
                     except (BrokenPipeError, ConnectionResetError):
                         pass
-        relay.send_stdin('{"type":"survived"}\n')
+        relay.send_raw(('{"type":"survived"}\n').encode())
         op, payload = watcher.recv_frame()
         assert (op, json.loads(payload)) == (TEXT, {"type": "survived"})
 
 
 def wait_stderr(relay, needle, timeout=20):
-    """Reads the relay's stderr (it runs with -v) until a line containing needle."""
-    while True:
-        line = read_line(relay.proc.p.stderr, timeout).decode()
-        if not line:
-            raise AssertionError(f"ws-relay exited before logging {needle!r}")
-        if needle in line:
-            return line
+    """The relay's stderr line (it runs with -v) containing needle."""
+    return relay.wait_stderr(re.escape(needle), timeout)
 
 
 BACKLOG_LINE = json.dumps({"type": "e", "pad": "x" * 5000}) + "\n"
@@ -463,7 +459,7 @@ def test_sigterm_during_a_long_drain_ends_it_within_the_close_grace():
                "--exit-on-eof", "--drain-timeout", "60") as r:
         c = RawClient(r.port, rcvbuf=4096)  # never reads: its close cannot go out
         assert c.status == 101
-        r.send_stdin(BACKLOG_LINE * BACKLOG_COUNT)
+        r.send_raw((BACKLOG_LINE * BACKLOG_COUNT).encode())
         r.proc.p.stdin.close()
         wait_stderr(r, "stdin ended")
         r.proc.signal(signal.SIGTERM)
@@ -479,7 +475,7 @@ def test_a_drain_does_not_wait_for_a_client_that_never_answers_our_close():
     with Relay("-v", "--ping-interval", "0", "--exit-on-eof", "--drain-timeout", "60") as r:
         c = RawClient(r.port)  # neither reads nor answers
         assert c.status == 101
-        r.send_stdin('{"type":"e"}\n')
+        r.send_raw(('{"type":"e"}\n').encode())
         r.proc.p.stdin.close()
         wait_stderr(r, "stdin ended")
         assert r.proc.wait(timeout=10) == 0
@@ -499,7 +495,7 @@ def test_sigterm_sends_1001_next_to_a_client_with_a_backlog():
     with Relay("--ping-interval", "0", "--max-queue", "100000") as r:
         c = RawClient(r.port, rcvbuf=4096)  # paused: reads nothing yet
         assert c.status == 101
-        r.send_stdin(BACKLOG_LINE * BACKLOG_COUNT)
+        r.send_raw((BACKLOG_LINE * BACKLOG_COUNT).encode())
         wait_for(lambda: metric(r.port, "ws_relay_events_in_total") == BACKLOG_COUNT,
                  timeout=60, what="every backlog event to be queued")
         r.proc.signal(signal.SIGTERM)

@@ -8,7 +8,11 @@
 - NodeClient: Node's `ws` package as a second, independent client
   (tests/support/relay_node_client.js).
 - RawWs: a minimal blocking RFC 6455 client on a plain socket, for what
-  the libraries will not do: stop reading, ignore pings, count frames.
+  the libraries will not do: stop reading, ignore pings, count frames. Its
+  frames are ws_raw's codec (the tests' one), its line pumps and the
+  "listening on" pattern smws_test's (LinePump, LISTEN_RE).
+
+This Relay is the tests' one ws-relay launcher.
 - http_get: plain HTTP requests to the relay's port.
 
 Every wait takes a timeout; every process is killed when its context ends.
@@ -20,7 +24,6 @@ import http.client
 import json
 import os
 import queue
-import re
 import socket
 import struct
 import subprocess
@@ -29,9 +32,8 @@ import time
 
 import websockets
 
-from smws_test import Proc, tool, SOURCE_DIR
-
-LISTEN_RE = re.compile(r"listening on (wss?)://([^\s/]+):(\d+)(/\S*)")
+from smws_test import LISTEN_RE, LinePump, Proc, SOURCE_DIR, tool
+from ws_raw import frame, frame_header
 NODE = "/usr/bin/node"
 NODE_CLIENT = os.path.join(os.path.abspath(SOURCE_DIR), "tests", "support", "relay_node_client.js")
 
@@ -42,11 +44,8 @@ class Relay:
     def __init__(self, *args, env=None, listen="127.0.0.1:0", timeout=15.0):
         self.args = [tool("ws-relay"), "--listen", listen, *args]
         self.proc = Proc(self.args, stdin=subprocess.PIPE, env=env)
-        self._stderr = []
-        self._stderr_cond = threading.Condition()
-        self._stdout = queue.Queue()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
+        self._stderr = LinePump(self.proc.p.stderr)
+        self._stdout = LinePump(self.proc.p.stdout)
         try:
             line = self.wait_stderr(LISTEN_RE, timeout=timeout)
         except TimeoutError:
@@ -67,59 +66,21 @@ class Relay:
     def pid(self):
         return self.proc.p.pid
 
-    def _read_stderr(self):
-        for raw in self.proc.p.stderr:
-            with self._stderr_cond:
-                self._stderr.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._stderr_cond.notify_all()
-
-    def _read_stdout(self):
-        for raw in self.proc.p.stdout:
-            self._stdout.put(raw.decode("utf-8", "replace"))
-        self._stdout.put(None)  # EOF
-
     def stderr_text(self):
-        with self._stderr_cond:
-            return "\n".join(self._stderr)
+        return self._stderr.text()
 
     def wait_stderr(self, pattern, timeout=10.0):
-        """Returns the first stderr line matching pattern (a regex or str)."""
-        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        with self._stderr_cond:
-            while True:
-                for line in self._stderr:
-                    if rx.search(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no stderr line matching {rx.pattern!r}; stderr so far:\n"
-                                       + "\n".join(self._stderr))
-                if self.proc.p.poll() is not None and not self._stderr_cond.wait(0.2):
-                    raise TimeoutError(f"ws-relay exited {self.proc.p.returncode} without "
-                                       f"{rx.pattern!r}; stderr:\n" + "\n".join(self._stderr))
-                self._stderr_cond.wait(min(left, 0.2))
+        """Returns the first stderr line (so far or to come) matching pattern
+        (a regex or str); TimeoutError if none does in time or ws-relay exits."""
+        return self._stderr.wait_match(pattern, timeout)
 
     def stdout_line(self, timeout=10.0):
         """Next line ws-relay printed on stdout (without '\\n'); None at EOF."""
-        try:
-            line = self._stdout.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no stdout line within {timeout}s") from None
-        return None if line is None else line.rstrip("\n")
+        return self._stdout.next(timeout)
 
     def stdout_pending(self):
         """Lines already printed and not yet taken (without waiting)."""
-        out = []
-        while True:
-            try:
-                line = self._stdout.get_nowait()
-            except queue.Empty:
-                return out
-            if line is None:
-                self._stdout.put(None)
-                return out
-            out.append(line.rstrip("\n"))
+        return self._stdout.pending()
 
     # --- stdin -------------------------------------------------------------
     def send(self, *events):
@@ -371,21 +332,16 @@ class RawWs:
     def recv_frame(self, timeout=10.0):
         """(opcode, payload bytes) of the next frame."""
         deadline = time.monotonic() + timeout
-        self._fill(2, deadline)
-        b0, b1 = self.buf[0], self.buf[1]
-        assert not b1 & 0x80, "server frames must not be masked"
-        n, off = b1 & 0x7F, 2
-        if n == 126:
-            self._fill(4, deadline)
-            n, off = struct.unpack(">H", self.buf[2:4])[0], 4
-        elif n == 127:
-            self._fill(10, deadline)
-            n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+        need = 2
+        while (header := frame_header(self.buf)) is None:
+            self._fill(need, deadline)
+            need += 1
+        fin, opcode, off, n = header
         self._fill(off + n, deadline)
         payload = self.buf[off:off + n]
         self.buf = self.buf[off + n:]
-        self.last_fin = bool(b0 & 0x80)
-        return b0 & 0x0F, payload
+        self.last_fin = fin
+        return opcode, payload
 
     def recv(self, timeout=10.0, pong=True):
         """Next data message as ("text", str) / ("binary", bytes), or
@@ -419,22 +375,7 @@ class RawWs:
         return json.loads(msg[1])
 
     def send_frame(self, opcode, payload, fin=True, mask=True):
-        if isinstance(payload, str):
-            payload = payload.encode()
-        head = bytes([(0x80 if fin else 0) | opcode])
-        n = len(payload)
-        mbit = 0x80 if mask else 0
-        if n < 126:
-            head += bytes([mbit | n])
-        elif n < 65536:
-            head += bytes([mbit | 126]) + struct.pack(">H", n)
-        else:
-            head += bytes([mbit | 127]) + struct.pack(">Q", n)
-        if mask:
-            key = os.urandom(4)
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-            head += key
-        self.sock.sendall(head + payload)
+        self.sock.sendall(frame(opcode, payload, fin=fin, mask=mask, key=os.urandom(4)))
 
     def send_text(self, text):
         self.send_frame(OP_TEXT, text)

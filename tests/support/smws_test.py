@@ -5,11 +5,13 @@ take a timeout, ports come from the kernel (bind to port 0), addresses are
 127.0.0.1 only.
 """
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 BIN_DIR = os.environ.get("SMWS_BIN_DIR") or os.path.join(
@@ -100,3 +102,80 @@ def run(args, input=None, timeout=30.0, env=None):
 
 def rmtree(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+# --- a ws-relay's (or any of our servers') bound address --------------------
+
+# The one "listening on" line every server of ours prints on stderr (ws-relay,
+# the benchmarks' baselines): scheme, host (IPv6 in brackets), port, path.
+LISTEN_RE = re.compile(r"listening on (wss?)://([^\s/\[\]:]+|\[[^\]]+\]):(\d+)(/\S*)")
+
+
+class LinePump:
+    """Reads a child's pipe (stdout or stderr) on a thread of its own, so the
+    child never blocks on a full pipe and every wait can time out. Keeps every
+    line (decoded, without its newline): search them with wait_match(), or
+    take them in order with next()."""
+
+    def __init__(self, pipe):
+        self._lines = []
+        self._taken = 0
+        self._eof = False
+        self._cond = threading.Condition()
+        threading.Thread(target=self._run, args=(pipe,), daemon=True).start()
+
+    def _run(self, pipe):
+        try:
+            for raw in pipe:
+                with self._cond:
+                    self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                    self._cond.notify_all()
+        except (ValueError, OSError):
+            pass  # Proc.kill() closed the pipe under us: that is the end too
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def text(self):
+        with self._cond:
+            return "\n".join(self._lines)
+
+    def wait_match(self, pattern, timeout=10.0):
+        """The first line so far or to come that matches pattern (a regex or
+        a compiled one); TimeoutError naming what was seen."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            checked = 0
+            while True:
+                for line in self._lines[checked:]:
+                    if rx.search(line):
+                        return line
+                checked = len(self._lines)
+                left = deadline - time.monotonic()
+                if self._eof or left <= 0:
+                    why = "the pipe closed" if self._eof else f"{timeout}s passed"
+                    raise TimeoutError(f"no line matching {rx.pattern!r} ({why}); so far:\n"
+                                       + "\n".join(self._lines[-20:]))
+                self._cond.wait(left)
+
+    def next(self, timeout=10.0):
+        """The next line not yet taken; None at EOF; TimeoutError if none comes."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._taken == len(self._lines):
+                left = deadline - time.monotonic()
+                if self._eof:
+                    return None
+                if left <= 0:
+                    raise TimeoutError(f"no line within {timeout}s")
+                self._cond.wait(left)
+            self._taken += 1
+            return self._lines[self._taken - 1]
+
+    def pending(self):
+        """The lines not yet taken, without waiting (and takes them)."""
+        with self._cond:
+            out = self._lines[self._taken:]
+            self._taken = len(self._lines)
+            return out

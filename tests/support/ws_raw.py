@@ -1,79 +1,19 @@
-"""Raw WebSocket plumbing for protocol tests: a ws-relay starter that reads
-the bound address from stderr, and a byte-level client that can send frames a
-well-behaved library never would (unmasked, bad opcodes, broken UTF-8).
+"""The tests' one WebSocket frame codec and a byte-level client that can send
+frames a well-behaved library never would (unmasked, bad opcodes, broken
+UTF-8). relay_support.RawWs is built on the same codec; the relay launcher is
+relay_support.Relay.
 
-Every wait is bounded: socket timeouts, select() with a deadline."""
-import base64
-import os
-import re
-import select
+Every wait is bounded: socket timeouts."""
 import socket
 import ssl
 import struct
-import subprocess
-import time
-
-from smws_test import Proc, tool
-
-LISTEN_RE = re.compile(r"listening on (wss?)://([^:/\]]+|\[[^\]]+\]):(\d+)(/\S*)")
-
-
-def read_line(stream, timeout):
-    """One line from a binary pipe within timeout seconds (b'' at EOF)."""
-    fd = stream.fileno()
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"no complete line within {timeout}s (got {buf!r})")
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            continue
-        chunk = os.read(fd, 1)
-        if not chunk:
-            return buf
-        buf += chunk
-    return buf
-
-
-class Relay:
-    """ws-relay on 127.0.0.1 with a kernel-chosen port; use as a context manager."""
-
-    def __init__(self, *args, env=None):
-        self.proc = Proc([tool("ws-relay"), "--listen", "127.0.0.1:0", *args],
-                         stdin=subprocess.PIPE, env=env)
-        self.stderr_lines = []
-        while True:
-            line = read_line(self.proc.p.stderr, 10).decode()
-            if not line:
-                raise RuntimeError("ws-relay exited before listening: " + "".join(self.stderr_lines))
-            self.stderr_lines.append(line)
-            m = LISTEN_RE.search(line)
-            if m:
-                self.scheme, self.host, self.port, self.path = m.group(1), m.group(2), int(m.group(3)), m.group(4)
-                self.url = f"{self.scheme}://127.0.0.1:{self.port}{self.path}"
-                break
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.kill()
-
-    def send_stdin(self, text):
-        self.proc.p.stdin.write(text.encode())
-        self.proc.p.stdin.flush()
-
-    def stdout_line(self, timeout=10):
-        return read_line(self.proc.p.stdout, timeout).decode()
-
 
 MASK = b"\x11\x22\x33\x44"
 
 
-def frame(opcode, payload=b"", fin=True, mask=True, rsv=0, length=None):
-    """Bytes of one frame; everything a test may want to get wrong is a parameter."""
+def frame(opcode, payload=b"", fin=True, mask=True, rsv=0, length=None, key=MASK):
+    """Bytes of one frame; everything a test may want to get wrong is a
+    parameter (length: the length to announce, whatever the payload's)."""
     if isinstance(payload, str):
         payload = payload.encode()
     n = len(payload) if length is None else length
@@ -86,9 +26,29 @@ def frame(opcode, payload=b"", fin=True, mask=True, rsv=0, length=None):
     else:
         head += bytes([mbit | 127]) + struct.pack("!Q", n)
     if mask:
-        payload = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
-        head += MASK
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        head += key
     return head + payload
+
+
+def frame_header(buf):
+    """(fin, opcode, header length, payload length) of the server frame at
+    the start of buf, or None while buf holds less than its header. Server
+    frames are never masked (asserted)."""
+    if len(buf) < 2:
+        return None
+    b0, b1 = buf[0], buf[1]
+    assert b1 & 0x80 == 0, "server frames must not be masked"
+    n, pos = b1 & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, pos = struct.unpack("!H", buf[2:4])[0], 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, pos = struct.unpack("!Q", buf[2:10])[0], 10
+    return bool(b0 & 0x80), b0 & 0x0F, pos, n
 
 
 class RawClient:
@@ -135,20 +95,15 @@ class RawClient:
 
     def recv_frame(self):
         """(opcode, payload) of the next frame from the server (which must not mask)."""
-        self._need(2)
-        b0, b1 = self.buf[0], self.buf[1]
-        assert b1 & 0x80 == 0, "server frames must not be masked"
-        n, pos = b1 & 0x7F, 2
-        if n == 126:
-            self._need(4)
-            n, pos = struct.unpack("!H", self.buf[2:4])[0], 4
-        elif n == 127:
-            self._need(10)
-            n, pos = struct.unpack("!Q", self.buf[2:10])[0], 10
+        need = 2
+        while (header := frame_header(self.buf)) is None:
+            self._need(need)
+            need += 1
+        _, opcode, pos, n = header
         self._need(pos + n)
         payload = self.buf[pos:pos + n]
         self.buf = self.buf[pos + n:]
-        return b0 & 0x0F, payload
+        return opcode, payload
 
     def recv_until(self, opcode):
         """Skips other frames (answering nothing) until one with opcode."""
