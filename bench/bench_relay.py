@@ -6,7 +6,9 @@ measured in the same run with the same load client (bench/relay_load_client.cpp)
               messages/s and server CPU per million deliveries (/proc/PID/stat)
   latency     stdin write -> client receipt at 10,000 events/s to 10 clients
   idle 5,000  server RSS with 5,000 idle clients, and the time one broadcast
-              takes to reach all of them
+              takes to reach all of them; also against bench/raw_ws_ceiling.cpp,
+              a minimal epoll server that writes the same frame to every
+              client with one send(2) each: what this machine can do at all
   isolation   10 fast clients' rate with and without one client that stopped
               reading
 
@@ -18,7 +20,7 @@ The machine is shared (2 cores: server, load client and this driver compete),
 so absolute figures are noisy; the ratios are what to read. The load client may
 saturate before ws-relay does, which is why CPU per delivery is reported too.
 
-Env: SMWS_BIN_DIR (ws-relay), SMWS_BENCH_DIR (relay_load_client),
+Env: SMWS_BIN_DIR (ws-relay), SMWS_BENCH_DIR (relay_load_client, raw_ws_ceiling),
 NODE_PATH (Node's ws). Options: --quick (smaller counts, for a smoke run).
 """
 import json
@@ -36,6 +38,7 @@ BIN_DIR = os.environ.get("SMWS_BIN_DIR", os.path.join(HERE, "..", "build-release
 BENCH_DIR = os.environ.get("SMWS_BENCH_DIR", os.path.join(HERE, "..", "build-release", "bench"))
 RELAY = os.path.join(BIN_DIR, "ws-relay")
 LOAD = os.path.join(BENCH_DIR, "relay_load_client")
+RAW = os.path.join(BENCH_DIR, "raw_ws_ceiling")
 NODE = "/usr/bin/node"
 NODE_SERVER = os.path.join(HERE, "node_ws_broadcast.js")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -87,6 +90,8 @@ class Server:
         self.kind = kind
         if kind == "relay":
             args = [RELAY, "--listen", "127.0.0.1:0", *RELAY_ARGS]
+        elif kind == "raw":
+            args = [RAW, "0"]
         else:
             args = [NODE, NODE_SERVER, "0"]
         env = dict(os.environ)
@@ -248,7 +253,7 @@ def verdict(ok):
 def main():
     if "--only" in sys.argv:
         return only(sys.argv[sys.argv.index("--only") + 1])
-    for path in (RELAY, LOAD, NODE_SERVER):
+    for path in (RELAY, LOAD, RAW, NODE_SERVER):
         if not os.path.exists(path):
             print(f"bench_relay: missing {path}", file=sys.stderr)
             return 69
@@ -283,8 +288,8 @@ def main():
 
     n_idle = 500 if QUICK else 5000
     print(f"idle clients: {n_idle} held, one broadcast at a time", flush=True)
-    r, b = idle("relay", n_idle), idle("node", n_idle)
-    results["idle"] = {"relay": r, "node": b}
+    r, b, c = idle("relay", n_idle), idle("node", n_idle), idle("raw", n_idle)
+    results["idle"] = {"relay": r, "node": b, "raw": c}
     print(f"  ws-relay RSS {r['rss_mib']:.1f} MiB, {r['threads']} threads, broadcast to all "
           f"{r['broadcast_ms']:.1f} ms ({r['broadcasts_complete']}/{r['broadcasts']} complete)"
           f"   node RSS {b['rss_mib']:.1f} MiB, broadcast {b['broadcast_ms']:.1f} ms "
@@ -292,6 +297,10 @@ def main():
     print(f"      RSS {r['rss_mib'] / b['rss_mib']:.2f}x node (goal <= 32 MiB: "
           f"{verdict(r['rss_mib'] <= 32)}), broadcast {r['broadcast_ms'] / b['broadcast_ms']:.2f}x "
           f"node (goal <= 20 ms: {verdict(r['broadcast_ms'] <= 20)})", flush=True)
+    print(f"  raw ceiling (one send(2) per client, nothing else): broadcast "
+          f"{c['broadcast_ms']:.1f} ms ({c['broadcasts_complete']}/{c['broadcasts']} complete); "
+          f"ws-relay takes {r['broadcast_ms'] / c['broadcast_ms']:.2f}x the ceiling's time, "
+          f"node {b['broadcast_ms'] / c['broadcast_ms']:.2f}x", flush=True)
 
     print(f"isolation: 10 fast clients, {n10} events, with and without a stalled client "
           f"(alternating, median of {ISOLATION_PAIRS} pairs)", flush=True)
@@ -319,7 +328,7 @@ def only(name):
     """One scenario by name, for iterating: fanout10, fanout100, latency, idle."""
     fn = {"fanout10": lambda k: fanout(k, 10, 20000), "fanout100": lambda k: fanout(k, 100, 2000),
           "latency": lambda k: latency(k, seconds=2.0), "idle": lambda k: idle(k, 500)}[name]
-    for kind in ("relay", "node"):
+    for kind in ("relay", "node") + (("raw",) if name == "idle" else ()):
         print(kind, fn(kind), flush=True)
     return 0
 
