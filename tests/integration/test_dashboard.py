@@ -35,7 +35,7 @@ def open_page(browser, url):
 
 
 def row_text(browser, machine):
-    return browser.js("const r = document.querySelector(`#machines tr[data-machine='${arguments[0]}']`);"
+    return browser.js("const r = document.querySelector(`#machines-body .row[data-machine='${arguments[0]}']`);"
                       "return r && !r.hidden ? r.innerText : null;", machine)
 
 
@@ -108,7 +108,7 @@ def test_machines_from_the_snapshot_are_there_on_load_and_a_state_change_updates
     with Relay() as relay:
         relay.send(state_change("worker-1", "idle", data={"job_id": "j-1"}))
         open_page(browser, f"http://127.0.0.1:{relay.port}/")
-        browser.wait_js("document.querySelector(\"#machines tr[data-machine='worker-1']\")")
+        browser.wait_js("document.querySelector(\"#machines-body .row[data-machine='worker-1']\")")
         text = row_text(browser, "worker-1")
         assert "idle" in text and "job_id" in text and "s ago" in text
 
@@ -119,7 +119,7 @@ def test_machines_from_the_snapshot_are_there_on_load_and_a_state_change_updates
         # Previous state: the event's, else the machine's former state.
         assert "idle" in row_text(browser, "worker-1")
         # Sorted by last activity: worker-1 changed last.
-        order = browser.js("return [...document.querySelectorAll('#machines tbody tr')].map(r => r.dataset.machine)")
+        order = browser.js("return [...document.querySelectorAll('#machines-body .row')].map(r => r.dataset.machine)")
         assert order == ["worker-1", "worker-2"]
         # The timeline: a lane per machine, the legend names every state, and
         # the lane's newest segment is painted in that state's colour.
@@ -242,11 +242,11 @@ def test_a_cut_connection_is_shown_and_the_page_resumes_with_since_missing_nothi
         proxy.resume()
         browser.wait_js(LIVE, timeout=40, what="live again")
         browser.wait_js("window.smwsDashboard.counters().lastSeq >= 10", what="the missed events")
-        seqs = browser.js("""return [...document.querySelectorAll('#log tbody tr')]
+        seqs = browser.js("""return [...document.querySelectorAll('#log-body .row')]
             .map(r => r.querySelector('summary')).filter(s => s)
             .map(s => JSON.parse(s.textContent)).filter(m => m.type === 'state_change').map(m => m.n);""")
         assert sorted(seqs) == list(range(1, 11))  # each once, none missing
-        assert browser.find_all("#log tr.gap") == []
+        assert browser.find_all("#log-body .row.gap") == []
         assert "since=5" in "".join(proxy.requests)
         assert browser.counters()["connects"] == 2
         assert "s10" in row_text(browser, "m-1")
@@ -261,8 +261,8 @@ def test_events_no_longer_held_show_a_gap_row(browser):
         browser.wait_js("document.getElementById('conn').dataset.state === 'reconnecting'")
         relay.send(*[state_change("m", f"s{n}", n=n) for n in range(2, 8)])
         proxy.resume()
-        gap = browser.wait_js("document.querySelector('#log tr.gap') && "
-                              "document.querySelector('#log tr.gap').innerText", timeout=40, what="a gap row")
+        gap = browser.wait_js("document.querySelector('#log-body .row.gap') && "
+                              "document.querySelector('#log-body .row.gap').innerText", timeout=40, what="a gap row")
         assert "missed events 2–5" in gap
         wait_for(lambda: "s7" in (row_text(browser, "m") or ""), what="the snapshot's state")
 
@@ -331,8 +331,9 @@ def test_screenshots_light_and_dark_are_written_under_the_build_folder(browser):
         browser.wait_js("window.smwsDashboard.counters().events >= 146")
         wait_card(browser, "i-42")
         out = screenshot_dir()
+        browser.js("document.activeElement.blur()")  # no focus ring in the picture
         # Let the change highlights fade and the charts tick once.
-        browser.wait_js("document.getAnimations().length === 0", timeout=10)
+        browser.wait_js("!document.querySelector('#machines .row.changed')", timeout=10)
         light = browser.screenshot(os.path.join(out, "dashboard-light.png"))
         browser.set_color_scheme("dark")
         browser.wait_js("getComputedStyle(document.body).backgroundColor !== 'rgb(246, 247, 249)'")

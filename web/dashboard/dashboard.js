@@ -23,6 +23,7 @@
   const BACKOFF_BASE_S = 0.5;        // first retry after 0.25-0.5 s
   const BACKOFF_MAX_S = 30;          // SPEC: up to 30 s
   const STABLE_CONNECTION_S = 5;     // a connection that lived this long resets the backoff
+  const HIGHLIGHT_MS = 1500;         // a changed row stays highlighted this long
   const WITHDRAWN_KEEP_S = 20;       // a decided card stays this long, with its note
   const URGENT_S = 30;               // countdown turns red below this
   const MAX_TYPES = 300;             // options in the type filter
@@ -198,9 +199,11 @@
   // ===========================================================================
   // Machines (table + timeline model)
   // ===========================================================================
-  // id → {id, state, prev, last (s), data, row, cells, flip, segs: [[t, state]]}
+  // id → {id, state, prev, last (s), data, row, cells, flash, flashUntil, segs: [[t, state]]}
   const machines = new Map();
   const dirtyMachines = new Set();
+  const flashing = new Set();          // machines whose row is highlighted
+  let lastFlashSweep = 0;
   let machinesOrderDirty = false;
   let machinesStructureDirty = false;  // rows to remove
   let machineFilter = '';
@@ -214,7 +217,7 @@
     let m = machines.get(id);
     if (!m) {
       m = { id, state: '', prev: '', last: 0, data: undefined, dataText: '', row: null, cells: null,
-            flip: false, flash: false, segs: [] };
+            flash: false, flashUntil: 0, segs: [] };
       machines.set(id, m);
     }
     m.state = state;
@@ -264,6 +267,7 @@
       if (!seen.has(id)) {
         machines.delete(id);
         dirtyMachines.delete(m);
+        flashing.delete(m);
         if (m.row) m.row.remove();
       }
     }
@@ -287,41 +291,65 @@
   }
 
   function makeRow(m) {
-    const row = el('tr');
-    const id = el('td', 'id');
-    const state = el('td', 'state');
+    const row = el('div', 'row');
+    row.setAttribute('role', 'row');
+    const cell = (cls) => {
+      const c = el('span', cls);
+      c.setAttribute('role', 'cell');
+      return c;
+    };
+    const id = cell('id');
+    const state = cell('state');
     const swatch = el('span', 'swatch');
     swatch.setAttribute('aria-hidden', 'true');
     const stateText = el('span');
     state.append(swatch, stateText);
-    const prev = el('td', 'prev');
-    const agoCell = el('td', 'ago');
-    const data = el('td', 'data');
+    const prev = cell('prev');
+    const agoCell = cell('ago');
+    const data = cell('data');
     row.append(id, state, prev, agoCell, data);
     row.dataset.machine = m.id;
     m.row = row;
-    m.cells = { id, swatch, stateText, prev, ago: agoCell, data, agoText: '' };
+    m.cells = { id, swatch, stateText, prev, ago: agoCell, data, agoText: '', shown: {} };
     id.textContent = m.id;
     id.title = m.id;
+    // The full data and the exact time, on hover: written when asked for,
+    // not on every change.
+    row.addEventListener('mouseenter', () => {
+      data.title = m.dataText.slice(0, 2000);
+      agoCell.title = m.last ? new Date(m.last * 1000).toLocaleString() : '';
+    });
   }
 
-  function renderMachines(now) {
-    const tbody = $('machines').tBodies[0];
-    for (const m of dirtyMachines) {
+  function renderMachines(now, everyRow) {
+    const tbody = $('machines-body');
+    const changed = Array.from(dirtyMachines);
+    for (const m of changed) {
       if (!m.row) makeRow(m);
       const c = m.cells;
-      c.stateText.textContent = m.state || '—';
-      c.swatch.style.background = colourOf(m.state);
-      c.prev.textContent = m.prev || '—';
-      c.data.textContent = m.dataText.length > 300 ? m.dataText.slice(0, 300) + '…' : m.dataText;
-      c.data.title = m.dataText.length > 300 ? m.dataText.slice(0, 2000) : m.dataText;
-      c.ago.title = m.last ? new Date(m.last * 1000).toLocaleString() : '';
-      if (m.flash) {
-        m.flip = !m.flip;
-        m.row.className = m.flip ? 'flash-a' : 'flash-b';
-        m.flash = false;
+      // Only what changed is written: a flood rewrites the same rows often.
+      const state = m.state || '—';
+      if (c.shown.state !== state) {
+        c.shown.state = state;
+        c.stateText.textContent = state;
+        c.swatch.style.background = colourOf(m.state);
       }
-      m.row.hidden = !machineMatches(m);
+      const prev = m.prev || '—';
+      if (c.shown.prev !== prev) c.prev.textContent = c.shown.prev = prev;
+      if (c.shown.data !== m.dataText) {
+        c.shown.data = m.dataText;
+        c.data.textContent = m.dataText.length > 300 ? m.dataText.slice(0, 300) + '…' : m.dataText;
+      }
+      if (m.flash) {
+        m.flash = false;
+        m.flashUntil = performance.now() + HIGHLIGHT_MS;
+        if (!flashing.has(m)) {
+          flashing.add(m);
+          m.row.classList.add('changed');
+        }
+      }
+      const hidden = !machineMatches(m);
+      if (m.row.hidden !== hidden) m.row.hidden = hidden;
     }
     dirtyMachines.clear();
     if (machinesOrderDirty || machinesStructureDirty) {
@@ -347,13 +375,29 @@
       machineFilterDirty = false;
       timelineDirty = true;
     }
-    // "4 s ago" for every row: a text write only where the text changed.
-    for (const m of sortedMachines) {
-      const text = m.last ? ago(now - m.last) : '—';
-      if (m.cells.agoText !== text) {
-        m.cells.agoText = text;
-        m.cells.ago.textContent = text;
+    // The highlight ends HIGHLIGHT_MS after a row's last change (checked a
+    // few times a second; a CSS animation per row cost more than all the
+    // rest of a frame under a flood).
+    if (flashing.size && performance.now() - lastFlashSweep > 200) {
+      lastFlashSweep = performance.now();
+      for (const m of flashing) {
+        if (m.flashUntil <= lastFlashSweep) {
+          flashing.delete(m);
+          if (m.row) m.row.classList.remove('changed');
+        }
       }
+      if (flashing.size) setTimeout(requestRender, 250);
+    }
+    // "4 s ago": the changed rows now, every row once a second (a text
+    // write only where the text changed).
+    for (const m of everyRow ? sortedMachines : changed) setAgo(m, now);
+  }
+
+  function setAgo(m, now) {
+    const text = m.last ? ago(now - m.last) : '—';
+    if (m.cells.agoText !== text) {
+      m.cells.agoText = text;
+      m.cells.ago.textContent = text;
     }
   }
 
@@ -406,7 +450,8 @@
       themeDark = darkQuery.matches;
       const css = getComputedStyle(document.documentElement);
       const v = (name) => css.getPropertyValue(name).trim();
-      themeColours = { fg: v('--fg'), muted: v('--muted'), line: v('--line'), accent: v('--accent'), panel: v('--panel') };
+      themeColours = { fg: v('--fg'), muted: v('--muted'), line: v('--line'), accent: v('--accent'),
+                       panel: v('--panel'), font: '11px ' + getComputedStyle(document.body).fontFamily };
     }
     return themeColours;
   }
@@ -419,9 +464,21 @@
 
   // Sizes a canvas's backing store to its CSS box (device pixels); returns
   // the 2D context scaled so drawing is in CSS pixels.
+  // Widths come from a ResizeObserver, so drawing never reads layout (a
+  // read after the frame's DOM writes would force a synchronous reflow).
+  const canvasWidths = new Map();
+  const resizeObserver = new ResizeObserver((entries) => {
+    for (const entry of entries) canvasWidths.set(entry.target, entry.contentRect.width);
+    timelineDirty = true;
+    rateDirty = true;
+    requestRender();
+  });
+  resizeObserver.observe($('timeline'));
+  resizeObserver.observe($('rate-chart'));
+
   function prepare(canvas, cssHeight) {
     const dpr = window.devicePixelRatio || 1;
-    const width = Math.max(50, canvas.clientWidth);
+    const width = Math.max(50, canvasWidths.get(canvas) || 300);
     if (canvas.style.height !== cssHeight + 'px') canvas.style.height = cssHeight + 'px';
     const w = Math.round(width * dpr);
     const h = Math.round(cssHeight * dpr);
@@ -452,7 +509,7 @@
     const plotW = width - LABEL - 4;
     const start = now - TIMELINE_WINDOW_S;
     const x = (time) => LABEL + ((Math.max(time, start) - start) / TIMELINE_WINDOW_S) * plotW;
-    ctx.font = '11px ' + getComputedStyle(document.body).fontFamily;
+    ctx.font = t.font;
     ctx.textBaseline = 'middle';
     if (lanes.length === 0) {
       ctx.fillStyle = t.muted;
@@ -482,16 +539,23 @@
       ctx.fillText(label, 2, y + LANE / 2);
       // Drop segments that ended before the window (keep the one in force).
       while (m.segs.length > 1 && m.segs[1][0] <= start) m.segs.shift();
+      // A machine that changes state several times a second has many
+      // segments narrower than a pixel: each pixel column is painted once,
+      // in the colour of the state that starts there, and names are
+      // measured only where a segment could hold one.
+      let painted = -1;
       for (let s = 0; s < m.segs.length; s++) {
         const [from, state] = m.segs[s];
         const to = s + 1 < m.segs.length ? m.segs[s + 1][0] : now;
         if (to < start) continue;
-        const x0 = x(from), x1 = Math.max(x0 + 1, x(to));
+        const x0 = Math.max(x(from), painted), x1 = Math.max(x0 + 1, x(to));
+        if (x1 <= painted + 0.5) continue;
         const colour = colourOf(state);
         ctx.fillStyle = colour;
         ctx.fillRect(x0, y + 2, x1 - x0, LANE - 4);
+        painted = x1;
         const name = state || '—';
-        if (x1 - x0 > ctx.measureText(name).width + 8) {
+        if (x1 - x0 > 24 && x1 - x0 > ctx.measureText(name).width + 8) {
           ctx.fillStyle = textColourOn(colour);
           ctx.fillText(name, x0 + 4, y + LANE / 2);
         }
@@ -532,7 +596,7 @@
       ctx.fillRect(i * bw + 1, height - h, Math.max(1, bw - 2), h);
     });
     ctx.fillStyle = t.muted;
-    ctx.font = '11px ' + getComputedStyle(document.body).fontFamily;
+    ctx.font = t.font;
     ctx.textBaseline = 'top';
     ctx.fillText('max ' + max + '/s · last 60 s', 2, 0);
     $('rate').textContent = String(full[full.length - 1]);
@@ -589,20 +653,39 @@
     return two(d.getHours()) + ':' + two(d.getMinutes()) + ':' + two(d.getSeconds()) + '.' + ms;
   }
 
+  // One prototype row, cloned: much cheaper than building seven elements
+  // one by one, 5,000 times a second.
+  const logRowPrototype = (() => {
+    const row = el('div', 'row');
+    row.setAttribute('role', 'row');
+    for (const cls of ['time', 'type', 'id', 'ev']) {
+      const c = el('span', cls);
+      c.setAttribute('role', 'cell');
+      row.append(c);
+    }
+    return row;
+  })();
+  const detailsPrototype = (() => {
+    const details = el('details');
+    details.append(el('summary'));
+    return details;
+  })();
+
   function logRow(e) {
-    const row = el('tr', e.kind || '');
-    row.append(el('td', 'time', clock(e.t)), el('td', 'type', e.type), el('td', 'id', e.machine));
-    const cell = el('td', 'ev');
+    const row = logRowPrototype.cloneNode(true);
+    if (e.kind) row.classList.add(e.kind);
+    const [time, type, machine, cell] = row.children;
+    time.textContent = clock(e.t);
+    type.textContent = e.type;
+    machine.textContent = e.machine;
     if (e.note) cell.append(el('span', 'note-text', e.note));
     if (e.raw) {
-      const details = el('details');
-      const summary = el('summary', '', e.raw.length > SUMMARY_CHARS ? e.raw.slice(0, SUMMARY_CHARS) + '…' : e.raw);
-      details.append(summary);
+      const details = detailsPrototype.cloneNode(true);
+      details.firstChild.textContent = e.raw.length > SUMMARY_CHARS ? e.raw.slice(0, SUMMARY_CHARS) + '…' : e.raw;
       details.dataset.entry = String(e.id);
       cell.append(details);
       entryById.set(e.id, e);
     }
-    row.append(cell);
     row.dataset.entry = String(e.id);
     return row;
   }
@@ -610,7 +693,7 @@
   const entryById = new Map();
 
   function renderLog() {
-    const tbody = $('log').tBodies[0];
+    const tbody = $('log-body');
     if (log.newTypes.length) {
       const select = $('log-type');
       for (const type of log.newTypes.sort()) select.append(new Option(type, type));
@@ -646,7 +729,7 @@
         }
       }
       tbody.insertBefore(frag, tbody.firstChild);
-      let extra = tbody.rows.length - LOG_CAP;
+      let extra = tbody.childElementCount - LOG_CAP;
       while (extra-- > 0) {
         const last = tbody.lastElementChild;
         entryById.delete(Number(last.dataset.entry));
@@ -655,7 +738,7 @@
     }
     log.renderedId = newest;
     held.textContent = '';
-    $('log-count').textContent = tbody.rows.length + ' rows (newest first, at most ' + LOG_CAP + ')';
+    $('log-count').textContent = tbody.childElementCount + ' rows (newest first, at most ' + LOG_CAP + ')';
   }
 
   function setPaused(paused) {
@@ -1014,23 +1097,45 @@
   // The frame
   // ===========================================================================
   let secondTick = false;
+  // Milliseconds spent in each part of render(), summed (for the bench and
+  // for anyone asking "what is slow?" at the console).
+  const timings = { machines: 0, log: 0, timeline: 0, rate: 0, other: 0 };
+  let timelineTimer = 0;
+  function timed(part, fn) {
+    const t0 = performance.now();
+    fn();
+    timings[part] += performance.now() - t0;
+  }
+
   function render() {
     frameQueued = false;
     counters.frames++;
     const now = nowS();
-    advanceRate();
-    renderMachines(now);
-    if (legendDirty) renderLegend();
-    renderLog();
-    if (approvalsDirty || secondTick) renderApprovals();
-    // The timeline moves with time: redrawn at most 4 times a second.
-    if ((timelineDirty || secondTick) && performance.now() - lastTimelineDraw > 250) drawTimeline(now);
-    else if (timelineDirty) setTimeout(requestRender, 260);
-    if (rateDirty) drawRate();
-    if (secondTick) updateRetryText();
+    const tick = secondTick;
     secondTick = false;
-    $('totals').textContent = machines.size + ' machines · ' + counters.events + ' events' +
-      (counters.lastSeq ? ' · seq ' + counters.lastSeq : '');
+    advanceRate();
+    // Canvases first: at the start of a frame style and layout are clean, so
+    // the canvas text (which needs the canvas's computed font) forces no
+    // recalculation; drawn after this frame's DOM writes, it would.
+    if ((timelineDirty || tick) && performance.now() - lastTimelineDraw >= 250) {
+      // The timeline moves with time: redrawn at most 4 times a second.
+      timed('timeline', () => drawTimeline(now));
+    } else if (timelineDirty && !timelineTimer) {
+      timelineTimer = setTimeout(() => {
+        timelineTimer = 0;
+        requestRender();
+      }, 260);
+    }
+    if (rateDirty) timed('rate', drawRate);
+    timed('machines', () => renderMachines(now, tick));
+    timed('log', renderLog);
+    timed('other', () => {
+      if (legendDirty) renderLegend();
+      if (approvalsDirty || tick) renderApprovals();
+      if (tick) updateRetryText();
+      $('totals').textContent = machines.size + ' machines · ' + counters.events + ' events' +
+        (counters.lastSeq ? ' · seq ' + counters.lastSeq : '');
+    });
   }
 
   // Once a second: "N s ago", countdowns, the retry countdown, the charts.
@@ -1094,8 +1199,9 @@
   });
 
   window.smwsDashboard = Object.freeze({
-    counters: () => Object.assign({}, counters, { logRows: $('log').tBodies[0].rows.length,
+    counters: () => Object.assign({}, counters, { logRows: $('log-body').childElementCount,
                                                   machines: machines.size, cards: cards.size }),
+    timings: () => Object.assign({}, timings),
     url: socketUrl,
   });
 
