@@ -242,11 +242,10 @@ def test_a_cut_connection_is_shown_and_the_page_resumes_with_since_missing_nothi
         proxy.resume()
         browser.wait_js(LIVE, timeout=40, what="live again")
         browser.wait_js("window.smwsDashboard.counters().lastSeq >= 10", what="the missed events")
-        seqs = browser.js("""return [...document.querySelectorAll('#log-body .row')]
-            .map(r => r.querySelector('summary')).filter(s => s)
-            .map(s => JSON.parse(s.textContent)).filter(m => m.type === 'state_change').map(m => m.n);""")
+        rows = browser.js("return window.smwsDashboard.logRows()")
+        seqs = [json.loads(r["raw"])["n"] for r in rows if r["type"] == "state_change"]
         assert sorted(seqs) == list(range(1, 11))  # each once, none missing
-        assert browser.find_all("#log-body .row.gap") == []
+        assert not [r for r in rows if r["kind"] == "gap"]
         assert "since=5" in "".join(proxy.requests)
         assert browser.counters()["connects"] == 2
         assert "s10" in row_text(browser, "m-1")
@@ -261,9 +260,13 @@ def test_events_no_longer_held_show_a_gap_row(browser):
         browser.wait_js("document.getElementById('conn').dataset.state === 'reconnecting'")
         relay.send(*[state_change("m", f"s{n}", n=n) for n in range(2, 8)])
         proxy.resume()
-        gap = browser.wait_js("document.querySelector('#log-body .row.gap') && "
-                              "document.querySelector('#log-body .row.gap').innerText", timeout=40, what="a gap row")
+        browser.wait_js("window.smwsDashboard.logRows().some(r => r.kind === 'gap')", timeout=40, what="a gap row")
+        # It is a visible row of the log, in its own colours.
+        gap = browser.wait_js("document.querySelector('#log-body .row.gap:not([hidden])') && "
+                              "document.querySelector('#log-body .row.gap:not([hidden])').innerText")
         assert "missed events 2–5" in gap
+        assert browser.js("return getComputedStyle(document.querySelector('#log-body .row.gap')).color") != \
+            browser.js("return getComputedStyle(document.querySelector('#log-body .row:not(.gap)')).color")
         wait_for(lambda: "s7" in (row_text(browser, "m") or ""), what="the snapshot's state")
 
 

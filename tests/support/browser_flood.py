@@ -12,6 +12,7 @@ measure() returns a dict:
   long_tasks      how many long tasks
   heap_before / heap_after  JS heap in use after a full GC, bytes
   max_log_rows    most rows the log held, sampled every 50 ms
+  max_log_dom_rows  most log row elements in the DOM (only the rows in sight)
   decision_ms     click on Approve (mid-flood) to the decision on the relay's stdout
   connects        WebSocket connections the page opened (1: never lost it)
 """
@@ -20,7 +21,7 @@ import threading
 import time
 
 INSTALL_PROBES = """
-window.__flood = {longest: 0, longTasks: 0, frames: 0, maxRows: 0};
+window.__flood = {longest: 0, longTasks: 0, frames: 0, maxRows: 0, maxDomRows: 0};
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
     window.__flood.longTasks++;
@@ -29,8 +30,9 @@ new PerformanceObserver((list) => {
 }).observe({type: 'longtask'});
 (function frame() { window.__flood.frames++; requestAnimationFrame(frame); })();
 setInterval(() => {
-  window.__flood.maxRows = Math.max(window.__flood.maxRows,
-                                    document.getElementById('log-body').childElementCount);
+  const c = window.smwsDashboard.counters();
+  window.__flood.maxRows = Math.max(window.__flood.maxRows, c.logRows);
+  window.__flood.maxDomRows = Math.max(window.__flood.maxDomRows, c.logDomRows);
 }, 50);
 """
 
@@ -126,6 +128,7 @@ def measure(browser, stack, rate=5000, seconds=10.0, machines=1000, approve_mid_
         "heap_before": heap_before,
         "heap_after": heap_after,
         "max_log_rows": probes["maxRows"],
+        "max_log_dom_rows": probes["maxDomRows"],
         "log_rows": counters["logRows"],
         "decision_ms": decision_ms,
         "connects": counters["connects"],

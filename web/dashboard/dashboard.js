@@ -606,10 +606,18 @@
   // ===========================================================================
   // Event log
   // ===========================================================================
+  // The log is a window onto a list: `view` holds the rows the log shows
+  // (newest first, filtered, at most LOG_CAP), and the DOM holds only the
+  // few rows in sight (a pool of row elements, positioned by transform), so
+  // 5,000 new rows a second cost a few dozen text writes per frame, not
+  // thousands of nodes created and removed.
+  const LOG_ROW_PX = 25;             // every row one line of this height (CSS: #log-body .row)
+  const LOG_OVERSCAN = 6;            // rows drawn beyond each edge, for smooth scrolling
   const log = {
     entries: [],         // {id, t, type, machine, raw, msg, kind, note, lower}; oldest first
+    view: [],            // the rows shown, newest first: entries that match, <= LOG_CAP
     nextId: 1,
-    renderedId: 0,       // newest entry id in the DOM
+    viewedId: 0,         // newest entry id considered for `view`
     paused: false,
     held: 0,             // entries that arrived while paused
     rebuild: true,
@@ -617,6 +625,10 @@
     textFilter: '',
     types: new Set(),
     newTypes: [],
+    pool: [],            // row elements in the DOM, reused
+    scrollTop: 0,        // from scroll events (reading it in a frame could force layout)
+    viewport: 460,       // the scroll box's height, from a ResizeObserver
+    selected: null,      // the entry whose JSON is shown below the log
   };
 
   function addLog(msg, raw, kind, note) {
@@ -653,47 +665,49 @@
     return two(d.getHours()) + ':' + two(d.getMinutes()) + ':' + two(d.getSeconds()) + '.' + ms;
   }
 
-  // One prototype row, cloned: much cheaper than building seven elements
-  // one by one, 5,000 times a second.
-  const logRowPrototype = (() => {
+  function newPoolRow() {
     const row = el('div', 'row');
     row.setAttribute('role', 'row');
+    const cells = {};
     for (const cls of ['time', 'type', 'id', 'ev']) {
       const c = el('span', cls);
       c.setAttribute('role', 'cell');
       row.append(c);
+      cells[cls] = c;
     }
-    return row;
-  })();
-  const detailsPrototype = (() => {
-    const details = el('details');
-    details.append(el('summary'));
-    return details;
-  })();
-
-  function logRow(e) {
-    const row = logRowPrototype.cloneNode(true);
-    if (e.kind) row.classList.add(e.kind);
-    const [time, type, machine, cell] = row.children;
-    time.textContent = clock(e.t);
-    type.textContent = e.type;
-    machine.textContent = e.machine;
-    if (e.note) cell.append(el('span', 'note-text', e.note));
-    if (e.raw) {
-      const details = detailsPrototype.cloneNode(true);
-      details.firstChild.textContent = e.raw.length > SUMMARY_CHARS ? e.raw.slice(0, SUMMARY_CHARS) + '…' : e.raw;
-      details.dataset.entry = String(e.id);
-      cell.append(details);
-      entryById.set(e.id, e);
-    }
-    row.dataset.entry = String(e.id);
-    return row;
+    // The event cell is a button: Enter or a click shows the JSON below.
+    const button = el('button', 'ev-button');
+    button.type = 'button';
+    cells.ev.append(button);
+    return { row, cells, button, entry: null, index: -1 };
   }
-  // Expanded rows need their message; only rows in the DOM are kept here.
-  const entryById = new Map();
+
+  // Brings `view` up to date with the entries (incrementally when only new
+  // ones came); returns how many rows were added at the top.
+  function updateView() {
+    const entries = log.entries;
+    const newest = entries.length ? entries[entries.length - 1].id : 0;
+    if (log.rebuild) {
+      log.view = [];
+      for (let i = entries.length - 1; i >= 0 && log.view.length < LOG_CAP; i--) {
+        if (logMatches(entries[i])) log.view.push(entries[i]);
+      }
+      log.rebuild = false;
+      log.viewedId = newest;
+      return 0;
+    }
+    if (newest <= log.viewedId) return 0;
+    const fresh = [];
+    for (let i = entries.length - 1; i >= 0 && entries[i].id > log.viewedId && fresh.length < LOG_CAP; i--) {
+      if (logMatches(entries[i])) fresh.push(entries[i]);
+    }
+    log.viewedId = newest;
+    if (fresh.length === 0) return 0;
+    log.view = fresh.length >= LOG_CAP ? fresh : fresh.concat(log.view.slice(0, LOG_CAP - fresh.length));
+    return fresh.length;
+  }
 
   function renderLog() {
-    const tbody = $('log-body');
     if (log.newTypes.length) {
       const select = $('log-type');
       for (const type of log.newTypes.sort()) select.append(new Option(type, type));
@@ -704,41 +718,63 @@
       held.textContent = log.held ? log.held + ' new while paused' : 'paused';
       return;
     }
-    const entries = log.entries;
-    const newest = entries.length ? entries[entries.length - 1].id : 0;
-    if (log.rebuild) {
-      tbody.textContent = '';
-      entryById.clear();
-      const frag = document.createDocumentFragment();
-      let n = 0;
-      for (let i = entries.length - 1; i >= 0 && n < LOG_CAP; i--) {
-        if (logMatches(entries[i])) {
-          frag.append(logRow(entries[i]));
-          n++;
-        }
-      }
-      tbody.append(frag);
-      log.rebuild = false;
-    } else if (newest > log.renderedId) {
-      const frag = document.createDocumentFragment();
-      let n = 0;
-      for (let i = entries.length - 1; i >= 0 && entries[i].id > log.renderedId && n < LOG_CAP; i--) {
-        if (logMatches(entries[i])) {
-          frag.append(logRow(entries[i]));
-          n++;
-        }
-      }
-      tbody.insertBefore(frag, tbody.firstChild);
-      let extra = tbody.childElementCount - LOG_CAP;
-      while (extra-- > 0) {
-        const last = tbody.lastElementChild;
-        entryById.delete(Number(last.dataset.entry));
-        last.remove();
-      }
-    }
-    log.renderedId = newest;
     held.textContent = '';
-    $('log-count').textContent = tbody.childElementCount + ' rows (newest first, at most ' + LOG_CAP + ')';
+    const added = updateView();
+    const view = log.view;
+    const body = $('log-body');
+    const wrap = $('log-wrap');
+    // Someone reading further down keeps their rows in sight as new ones
+    // arrive on top; at the top, the newest stay in sight.
+    if (added && log.scrollTop > 0) {
+      log.scrollTop = Math.min(log.scrollTop + added * LOG_ROW_PX, view.length * LOG_ROW_PX);
+      wrap.scrollTop = log.scrollTop;
+    }
+    const height = view.length * LOG_ROW_PX + 'px';
+    if (body.style.height !== height) body.style.height = height;
+    const first = Math.max(0, Math.floor(log.scrollTop / LOG_ROW_PX) - LOG_OVERSCAN);
+    const last = Math.min(view.length, Math.ceil((log.scrollTop + log.viewport) / LOG_ROW_PX) + LOG_OVERSCAN);
+    const needed = Math.max(0, last - first);
+    while (log.pool.length < needed) {
+      const r = newPoolRow();
+      log.pool.push(r);
+      body.append(r.row);
+    }
+    for (let k = 0; k < log.pool.length; k++) {
+      const r = log.pool[k];
+      const index = first + k;
+      const e = k < needed ? view[index] : null;
+      if (!e) {
+        if (!r.row.hidden) r.row.hidden = true;
+        r.entry = null;
+        continue;
+      }
+      if (r.row.hidden) r.row.hidden = false;
+      if (r.index !== index) {
+        r.index = index;
+        r.row.style.transform = 'translateY(' + index * LOG_ROW_PX + 'px)';
+        r.row.setAttribute('aria-rowindex', String(index + 2));
+      }
+      if (r.entry === e) continue;
+      r.entry = e;
+      r.row.className = e.kind ? 'row ' + e.kind : 'row';
+      r.row.dataset.entry = String(e.id);
+      r.cells.time.textContent = clock(e.t);
+      r.cells.type.textContent = e.type;
+      r.cells.id.textContent = e.machine;
+      const text = e.note ? e.note : e.raw.length > SUMMARY_CHARS ? e.raw.slice(0, SUMMARY_CHARS) + '…' : e.raw;
+      r.button.textContent = text;
+      r.button.disabled = !e.raw;
+      r.button.setAttribute('aria-label', (e.note ? e.note + '. ' : '') + 'Show this ' + (e.type || 'event') + ' as JSON');
+    }
+    $('log').setAttribute('aria-rowcount', String(view.length + 1));
+    $('log-count').textContent = view.length + ' rows (newest first, at most ' + LOG_CAP + ')';
+  }
+
+  function showLogEntry(e) {
+    log.selected = e;
+    $('log-detail').hidden = false;
+    $('log-detail-title').textContent = (e.type || 'event') + (e.machine ? ' · ' + e.machine : '') + ' · ' + clock(e.t);
+    $('log-detail-json').textContent = JSON.stringify(e.msg, null, 2);
   }
 
   function setPaused(paused) {
@@ -1174,13 +1210,25 @@
     conn.attempt = 0;
     connect();
   });
-  // Expanding a log row shows its JSON, indented (built only when opened).
-  $('log').addEventListener('toggle', (ev) => {
-    const details = ev.target;
-    if (!(details instanceof HTMLDetailsElement) || !details.open || details.querySelector('pre')) return;
-    const entry = entryById.get(Number(details.dataset.entry));
-    if (entry) details.append(el('pre', '', JSON.stringify(entry.msg, null, 2)));
-  }, true);
+  // A row's button shows that event's JSON, indented, below the log.
+  $('log-body').addEventListener('click', (ev) => {
+    const button = ev.target.closest('button.ev-button');
+    if (!button) return;
+    const r = log.pool.find((p) => p.button === button);
+    if (r && r.entry) showLogEntry(r.entry);
+  });
+  $('log-detail-close').addEventListener('click', () => {
+    $('log-detail').hidden = true;
+    log.selected = null;
+  });
+  $('log-wrap').addEventListener('scroll', (ev) => {
+    log.scrollTop = ev.target.scrollTop;
+    requestRender();
+  }, { passive: true });
+  new ResizeObserver((entries) => {
+    for (const entry of entries) log.viewport = entry.contentRect.height;
+    requestRender();
+  }).observe($('log-wrap'));
   document.addEventListener('keydown', (ev) => {
     const target = ev.target;
     const typing = target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement ||
@@ -1199,9 +1247,11 @@
   });
 
   window.smwsDashboard = Object.freeze({
-    counters: () => Object.assign({}, counters, { logRows: $('log-body').childElementCount,
+    counters: () => Object.assign({}, counters, { logRows: log.view.length, logDomRows: $('log-body').childElementCount,
                                                   machines: machines.size, cards: cards.size }),
     timings: () => Object.assign({}, timings),
+    // The log's rows as their JSON text, newest first (only some are in the DOM).
+    logRows: () => log.view.map((e) => ({ type: e.type, kind: e.kind, raw: e.raw, note: e.note })),
     url: socketUrl,
   });
 
