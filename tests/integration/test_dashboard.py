@@ -119,7 +119,9 @@ def test_machines_from_the_snapshot_are_there_on_load_and_a_state_change_updates
         # Previous state: the event's, else the machine's former state.
         assert "idle" in row_text(browser, "worker-1")
         # Sorted by last activity: worker-1 changed last.
-        order = browser.js("return [...document.querySelectorAll('#machines-body .row')].map(r => r.dataset.machine)")
+        order = browser.js("""return [...document.querySelectorAll('#machines-body .row:not([hidden])')]
+            .sort((a, b) => a.getAttribute('aria-rowindex') - b.getAttribute('aria-rowindex'))
+            .map(r => r.dataset.machine)""")
         assert order == ["worker-1", "worker-2"]
         # The timeline: a lane per machine, the legend names every state, and
         # the lane's newest segment is painted in that state's colour.
@@ -347,3 +349,31 @@ def test_screenshots_light_and_dark_are_written_under_the_build_folder(browser):
             with open(path, "rb") as f:
                 assert f.read(8) == b"\x89PNG\r\n\x1a\n"
         assert browser.console_errors() == []
+
+
+def test_a_decision_the_relay_refuses_shows_its_error_on_the_card_and_the_buttons_come_back(browser):
+    # The page only offers what review_configs allow, so to see a refusal the
+    # test rewrites the page's outgoing decision before it is sent (a script
+    # installed before the page's own, through the DevTools protocol).
+    script = browser.cdp("Page.addScriptToEvaluateOnNewDocument", {"source": """
+        const send = WebSocket.prototype.send;
+        WebSocket.prototype.send = function (data) {
+          return send.call(this, String(data).replace('"type":"approve"', '"type":"reject"'));
+        };"""})
+    try:
+        with Relay() as relay:
+            relay.send({"type": "interrupt", "interrupt_id": "i-only", "thread_id": "t",
+                        "action_requests": [{"name": "restart", "args": {}}],
+                        "review_configs": [{"action_name": "restart", "allowed_decisions": ["approve"]}]})
+            open_page(browser, f"http://127.0.0.1:{relay.port}/")
+            browser.js("document.getElementById('decider').value = 'erin'")
+            wait_card(browser, "i-only")
+            click(browser, card("i-only") + " button[data-act='approve']")
+            error = browser.wait_js(f"document.querySelector(\"{card('i-only')} .error:not([hidden])\") && "
+                                    f"document.querySelector(\"{card('i-only')} .error\").innerText",
+                                    what="the relay's error on the card")
+            assert error.startswith("The relay refused the decision:") and "reject" in error
+            assert browser.find(card("i-only") + " button[data-act='approve']").is_enabled()
+            assert not browser.js(f"return document.querySelector(\"{card('i-only')}\").classList.contains('withdrawn')")
+    finally:
+        browser.cdp("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})

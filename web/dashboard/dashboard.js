@@ -199,11 +199,9 @@
   // ===========================================================================
   // Machines (table + timeline model)
   // ===========================================================================
-  // id → {id, state, prev, last (s), data, row, cells, flash, flashUntil, segs: [[t, state]]}
+  // id → {id, state, prev, last (s), data, dataText, version, flash, flashUntil, segs: [[t, state]]}
   const machines = new Map();
   const dirtyMachines = new Set();
-  const flashing = new Set();          // machines whose row is highlighted
-  let lastFlashSweep = 0;
   let machinesOrderDirty = false;
   let machinesStructureDirty = false;  // rows to remove
   let machineFilter = '';
@@ -216,7 +214,7 @@
   function upsertMachine(id, state, prev, last, data, live) {
     let m = machines.get(id);
     if (!m) {
-      m = { id, state: '', prev: '', last: 0, data: undefined, dataText: '', row: null, cells: null,
+      m = { id, state: '', prev: '', last: 0, data: undefined, dataText: '', version: 0,
             flash: false, flashUntil: 0, segs: [] };
       machines.set(id, m);
     }
@@ -267,8 +265,6 @@
       if (!seen.has(id)) {
         machines.delete(id);
         dirtyMachines.delete(m);
-        flashing.delete(m);
-        if (m.row) m.row.remove();
       }
     }
     machinesStructureDirty = true;
@@ -290,7 +286,20 @@
     return Math.floor(s / 86400) + ' d ago';
   }
 
-  function makeRow(m) {
+  // The table is a window onto `shownMachines` (sorted by last activity,
+  // filtered), like the log: the DOM holds only the rows in sight, a pool
+  // reused and positioned by transform, so 1,000 machines changing several
+  // times a second cost a few dozen rows of DOM work per frame.
+  const MACHINE_ROW_PX = 25;         // CSS: #machines-body .row
+  const table = {
+    pool: [],
+    scrollTop: 0,
+    viewport: 420,
+    shownDirty: true,
+  };
+  let shownMachines = [];
+
+  function newMachineRow() {
     const row = el('div', 'row');
     row.setAttribute('role', 'row');
     const cell = (cls) => {
@@ -308,97 +317,109 @@
     const agoCell = cell('ago');
     const data = cell('data');
     row.append(id, state, prev, agoCell, data);
-    row.dataset.machine = m.id;
-    m.row = row;
-    m.cells = { id, swatch, stateText, prev, ago: agoCell, data, agoText: '', shown: {} };
-    id.textContent = m.id;
-    id.title = m.id;
+    const r = { row, id, swatch, stateText, prev, ago: agoCell, data, m: null, version: -1, index: -1,
+                agoText: '', changed: false };
     // The full data and the exact time, on hover: written when asked for,
     // not on every change.
     row.addEventListener('mouseenter', () => {
-      data.title = m.dataText.slice(0, 2000);
-      agoCell.title = m.last ? new Date(m.last * 1000).toLocaleString() : '';
+      if (!r.m) return;
+      data.title = r.m.dataText.slice(0, 2000);
+      agoCell.title = r.m.last ? new Date(r.m.last * 1000).toLocaleString() : '';
     });
+    return r;
   }
 
   function renderMachines(now, everyRow) {
-    const tbody = $('machines-body');
-    const changed = Array.from(dirtyMachines);
-    for (const m of changed) {
-      if (!m.row) makeRow(m);
-      const c = m.cells;
-      // Only what changed is written: a flood rewrites the same rows often.
-      const state = m.state || '—';
-      if (c.shown.state !== state) {
-        c.shown.state = state;
-        c.stateText.textContent = state;
-        c.swatch.style.background = colourOf(m.state);
-      }
-      const prev = m.prev || '—';
-      if (c.shown.prev !== prev) c.prev.textContent = c.shown.prev = prev;
-      if (c.shown.data !== m.dataText) {
-        c.shown.data = m.dataText;
-        c.data.textContent = m.dataText.length > 300 ? m.dataText.slice(0, 300) + '…' : m.dataText;
-      }
+    const nowMs = performance.now();
+    for (const m of dirtyMachines) {
+      m.version++;
       if (m.flash) {
         m.flash = false;
-        m.flashUntil = performance.now() + HIGHLIGHT_MS;
-        if (!flashing.has(m)) {
-          flashing.add(m);
-          m.row.classList.add('changed');
-        }
+        m.flashUntil = nowMs + HIGHLIGHT_MS;
       }
-      const hidden = !machineMatches(m);
-      if (m.row.hidden !== hidden) m.row.hidden = hidden;
     }
     dirtyMachines.clear();
     if (machinesOrderDirty || machinesStructureDirty) {
       sortedMachines = Array.from(machines.values());
       sortedMachines.sort((a, b) => b.last - a.last || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      // Move only the rows that are out of place (a changed machine goes to
-      // the top; the others keep their nodes).
-      let cursor = tbody.firstChild;
-      for (const m of sortedMachines) {
-        if (m.row === cursor) {
-          cursor = cursor.nextSibling;
-        } else {
-          tbody.insertBefore(m.row, cursor);
-        }
-      }
       machinesOrderDirty = false;
       machinesStructureDirty = false;
+      table.shownDirty = true;
       $('machines-count').textContent = String(machines.size);
       $('machines-empty').hidden = machines.size > 0;
     }
     if (machineFilterDirty) {
-      for (const m of machines.values()) m.row.hidden = !machineMatches(m);
       machineFilterDirty = false;
+      table.shownDirty = true;
       timelineDirty = true;
     }
-    // The highlight ends HIGHLIGHT_MS after a row's last change (checked a
-    // few times a second; a CSS animation per row cost more than all the
-    // rest of a frame under a flood).
-    if (flashing.size && performance.now() - lastFlashSweep > 200) {
-      lastFlashSweep = performance.now();
-      for (const m of flashing) {
-        if (m.flashUntil <= lastFlashSweep) {
-          flashing.delete(m);
-          if (m.row) m.row.classList.remove('changed');
-        }
+    if (table.shownDirty) {
+      shownMachines = machineFilter ? sortedMachines.filter(machineMatches) : sortedMachines;
+      table.shownDirty = false;
+    }
+    const body = $('machines-body');
+    const height = shownMachines.length * MACHINE_ROW_PX + 'px';
+    if (body.style.height !== height) body.style.height = height;
+    const first = Math.max(0, Math.floor(table.scrollTop / MACHINE_ROW_PX) - LOG_OVERSCAN);
+    const last = Math.min(shownMachines.length,
+                          Math.ceil((table.scrollTop + table.viewport) / MACHINE_ROW_PX) + LOG_OVERSCAN);
+    const needed = Math.max(0, last - first);
+    while (table.pool.length < needed) {
+      const r = newMachineRow();
+      table.pool.push(r);
+      body.append(r.row);
+    }
+    let highlighted = false;
+    for (let k = 0; k < table.pool.length; k++) {
+      const r = table.pool[k];
+      const index = first + k;
+      const m = k < needed ? shownMachines[index] : null;
+      if (!m) {
+        if (!r.row.hidden) r.row.hidden = true;
+        r.m = null;
+        continue;
       }
-      if (flashing.size) setTimeout(requestRender, 250);
+      if (r.row.hidden) r.row.hidden = false;
+      if (r.index !== index) {
+        r.index = index;
+        r.row.style.transform = 'translateY(' + index * MACHINE_ROW_PX + 'px)';
+        r.row.setAttribute('aria-rowindex', String(index + 2));
+      }
+      if (r.m !== m || r.version !== m.version) {
+        if (r.m !== m) {
+          r.m = m;
+          r.row.dataset.machine = m.id;
+          r.id.textContent = m.id;
+          r.id.title = m.id;
+        }
+        r.version = m.version;
+        r.stateText.textContent = m.state || '—';
+        r.swatch.style.background = colourOf(m.state);
+        r.prev.textContent = m.prev || '—';
+        r.data.textContent = m.dataText.length > 300 ? m.dataText.slice(0, 300) + '…' : m.dataText;
+        r.agoText = '';
+      }
+      // A changed row stays highlighted for HIGHLIGHT_MS (a class, not a CSS
+      // animation: one per row restyled every row on every frame).
+      const changed = m.flashUntil > nowMs;
+      highlighted = highlighted || changed;
+      if (r.changed !== changed) {
+        r.changed = changed;
+        r.row.classList.toggle('changed', changed);
+      }
+      const text = m.last ? ago(now - m.last) : '—';
+      if (r.agoText !== text) {
+        r.agoText = text;
+        r.ago.textContent = text;
+      }
     }
-    // "4 s ago": the changed rows now, every row once a second (a text
-    // write only where the text changed).
-    for (const m of everyRow ? sortedMachines : changed) setAgo(m, now);
-  }
-
-  function setAgo(m, now) {
-    const text = m.last ? ago(now - m.last) : '—';
-    if (m.cells.agoText !== text) {
-      m.cells.agoText = text;
-      m.cells.ago.textContent = text;
+    if (highlighted && !table.flashTimer) {
+      table.flashTimer = setTimeout(() => {
+        table.flashTimer = 0;
+        requestRender();
+      }, 250);
     }
+    $('machines').setAttribute('aria-rowcount', String(shownMachines.length + 1));
   }
 
   // --- colours per state -------------------------------------------------------
@@ -1221,6 +1242,14 @@
     $('log-detail').hidden = true;
     log.selected = null;
   });
+  $('machines-wrap').addEventListener('scroll', (ev) => {
+    table.scrollTop = ev.target.scrollTop;
+    requestRender();
+  }, { passive: true });
+  new ResizeObserver((entries) => {
+    for (const entry of entries) table.viewport = entry.contentRect.height;
+    requestRender();
+  }).observe($('machines-wrap'));
   $('log-wrap').addEventListener('scroll', (ev) => {
     log.scrollTop = ev.target.scrollTop;
     requestRender();
