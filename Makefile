@@ -16,6 +16,8 @@ DEB_PACKAGES := cmake make g++ pkg-config libpoco-dev libssl-dev libcli11-dev \
 DEB_PACKAGES += chromium chromium-driver python3-selenium
 # ws-relay --redis: the client library, and the server the tests start themselves
 DEB_PACKAGES += redis-server libhiredis-dev
+# ws-probe: zlib for permessage-deflate; nginx as a real proxy in its tests
+DEB_PACKAGES += zlib1g-dev nginx
 
 # The package's tests (tests/integration/test_package.py): lintian for the
 # .deb, systemd-analyze for the unit, groff for the man pages, zsh and fish

@@ -31,6 +31,7 @@ struct ProbeOptions {
   size_t repeat = 1;
   bool cat = false;
   bool json = false;
+  bool no_confirm = false;       // skip the confirming trial
   double find_idle_timeout = 0;  // MAX seconds; 0 = off
   smws::CommonFlags common;
 

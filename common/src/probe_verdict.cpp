@@ -68,6 +68,141 @@ bool reason_mentions_keepalive(std::string_view reason) {
          contains(r, "keep-alive") || contains(r, "heartbeat");
 }
 
+const char* const kConfirmPingIntervalText = "0.5";  // kConfirmPingInterval, as typed on a command line
+
+bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+}  // namespace
+
+bool is_in_between(const Intermediary& i) { return !starts_with(i.name, "origin server"); }
+
+std::string idle_setting_of(const Intermediary& i) {
+  // The setting that, by each product's documentation, ends an idle proxied
+  // WebSocket; the default in parentheses.
+  struct Setting {
+    std::string_view name_part;
+    std::string_view setting;
+  };
+  static const Setting kSettings[] = {
+      {"nginx", "nginx's proxy_read_timeout (default 60 s; also proxy_send_timeout)"},
+      {"Cloudflare", "Cloudflare's idle timeout (100 s, fixed): the drop is most likely behind it"},
+      {"AWS Elastic Load Balancer", "the load balancer's idle_timeout.timeout_seconds (default 60 s)"},
+      {"HAProxy", "HAProxy's timeout tunnel (or timeout client/server when no tunnel timeout is set)"},
+      {"Envoy", "Envoy's stream_idle_timeout or the route's idle_timeout (default 5 min)"},
+      {"Caddy", "Caddy's reverse_proxy stream_timeout / transport read_timeout"},
+      {"Apache", "Apache's ProxyWebsocketIdleTimeout (or ProxyTimeout/Timeout, default 60 s)"},
+      {"Traefik", "Traefik's entry point respondingTimeouts.idleTimeout / readTimeout"},
+      {"Varnish", "Varnish's pipe_timeout"},
+      {"Kong", "the Kong service's read_timeout (default 60 s)"},
+      {"Heroku", "the Heroku router's idle timeout (55 s, fixed)"},
+      {"Google", "the backend service timeoutSec (default 30 s)"},
+      {"Azure", "Azure Front Door's idle timeout"},
+      {"Squid", "Squid's read_timeout / client_lifetime"},
+  };
+  for (const auto& s : kSettings) {
+    if (i.name.find(s.name_part) != std::string::npos) return std::string(s.setting);
+  }
+  return "";
+}
+
+namespace {
+
+std::vector<Intermediary> proxies(const ProbeEvidence& e) {
+  std::vector<Intermediary> out;
+  for (const auto& i : e.intermediaries) {
+    if (is_in_between(i)) out.push_back(i);
+  }
+  return out;
+}
+
+// "nginx (Server: nginx/1.22.1)" or "nginx (…) and Cloudflare (…)".
+std::string in_between_list(const ProbeEvidence& e) {
+  std::string out;
+  const auto list = proxies(e);
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (i > 0) out += i + 1 == list.size() ? " and " : ", ";
+    out += list[i].name + " (" + list[i].evidence + ")";
+  }
+  return out;
+}
+
+// ", most likely nginx's proxy_read_timeout (…) set to about 4 s" or "".
+std::string idle_setting_words(const ProbeEvidence& e) {
+  for (const auto& i : proxies(e)) {
+    std::string setting = idle_setting_of(i);
+    if (!setting.empty()) return ": most likely " + setting;
+  }
+  return "";
+}
+
+// " (in between: nginx (Server: nginx))" or "".
+std::string in_between_words(const ProbeEvidence& e) {
+  const std::string list = in_between_list(e);
+  return list.empty() ? std::string() : " (in between: " + list + ")";
+}
+
+std::string waits_advice() {
+  return "The server most likely blocks waiting for client input: a handler that awaits a receive (or an "
+         "auth/subscribe message) and gives up when none comes, or returns after its first send. Fix: run the "
+         "send loop independently of receiving; if the client must speak first, say so with a close frame "
+         "(1008 and a reason) instead of dropping.";
+}
+
+std::string waits_text(const ProbeEvidence& e, const std::string& how) {
+  return "The server " + how + " " + secs(e.age_s()) + " after the handshake, having sent " +
+         (e.messages_in == 0 ? std::string("nothing")
+                             : plural(e.messages_in, "message", "messages") + " only in the first " +
+                                   secs(kGreetingWindow)) +
+         ", while the probe sent nothing. " + waits_advice();
+}
+
+// What the silence matches and what to change: a known default, else the
+// intermediary named in the headers and its setting, else where to look.
+std::string idle_advice_for(const std::vector<Intermediary>& intermediaries, size_t pings_received,
+                            double silence);
+
+std::string idle_advice(const ProbeEvidence& e, double silence) {
+  return idle_advice_for(e.intermediaries, e.pings_received, silence);
+}
+
+}  // namespace
+
+std::string idle_timeout_advice(const std::vector<Intermediary>& intermediaries, double silence_s) {
+  return idle_advice_for(intermediaries, 0, silence_s);
+}
+
+namespace {
+
+std::string idle_advice_for(const std::vector<Intermediary>& intermediaries, size_t pings_received,
+                            double silence) {
+  ProbeEvidence e;
+  e.intermediaries = intermediaries;
+  std::string text;
+  const auto matches = match_idle_default(silence);
+  const auto list = proxies(e);
+  if (!matches.empty()) {
+    text = "That matches " + describe_idle_matches(matches) + ". Fix: " + std::string(matches.front().fix) + ".";
+  } else if (!list.empty()) {
+    text = "It matches no well-known default, and " + in_between_list(e) + " stands in between";
+    const std::string setting = idle_setting_words(e);
+    if (!setting.empty()) {
+      text += setting + ", set to about " + secs(silence) + ". Raise it above the longest silence a client may "
+              "see (e.g. 3600 s for WebSockets), or ping more often than every " + secs(silence) + ".";
+    } else {
+      text += ": look for a timeout of about " + secs(silence) + " in its configuration.";
+    }
+  } else {
+    text = "It matches no well-known default (nginx/AWS ALB 60 s, Cloudflare 100 s, Azure LB 240 s, "
+           "AWS NLB 350 s): look for a timeout of about " + secs(silence) +
+           " in the server's or a proxy's configuration.";
+  }
+  if (pings_received == 0) {
+    text += " The server sent no ping during the silence: a ping every ~20 s (shorter than any idle timeout "
+            "on the path) keeps the connection alive.";
+  }
+  return text;
+}
+
 }  // namespace
 
 const char* tcp_end_name(TcpEnd end) {
@@ -278,6 +413,13 @@ Verdict decide(const ProbeEvidence& e) {
       v.cause = "handshake_refused";
       v.exit_code = kExitNegative;
       v.text = refused_text(e);
+      if (!proxies(e).empty()) {
+        // A proxy's own error page (nginx's 502) is its answer, not the application's.
+        v.text += " The answer came through " + in_between_list(e) +
+                  (e.status == 502 || e.status == 504 ? ": it is that proxy reporting its upstream (check the "
+                                                        "upstream address and that the application is up)."
+                                                      : ".");
+      }
       return v;
     default:
       break;
@@ -287,7 +429,10 @@ Verdict decide(const ProbeEvidence& e) {
   if (!e.extensions.empty()) {
     v.findings.push_back("The server answered with Sec-WebSocket-Extensions: " + e.extensions +
                          " although the probe offered none (RFC 6455 §9.1 forbids this; browsers fail such a "
-                         "connection). The server or a proxy forces compression: make it honour the client's offer.");
+                         "connection). The server or a proxy forces compression: make it honour the client's offer." +
+                         std::string(e.inflated ? " The probe inflated its compressed frames, so the counts, types "
+                                                  "and timestamps above are the real messages."
+                                                : ""));
   }
   if (e.lags.stalled() && e.ending != Ending::kStillOpen && e.ending != Ending::kInputEnded &&
       e.ending != Ending::kInterrupted) {
@@ -395,52 +540,145 @@ Verdict decide(const ProbeEvidence& e) {
     return v;
   }
 
-  // kDropped: no close frame at all.
-  const auto matches = match_idle_default(silence);
+  // kDropped: no close frame at all. Ordered as docs/troubleshooting-1006.md lists them.
+  if (e.tcp_end == TcpEnd::kRst && silence < kMinIdleSilence) {
+    // A reset is a reset (SPEC, Edge rules): a server that gives up on a silent
+    // client closes its socket (FIN); an RST is a crash, an abort, or something
+    // in between dropping the flow, whatever came before it.
+    v.cause = "connection_reset";
+    v.text = "The connection was reset (TCP RST, no close frame) " + when + ", " + secs(silence) +
+             " after the last frame. The server process crashed or was killed, closed its socket with "
+             "unread data, or a firewall/NAT/proxy dropped the flow" +
+             in_between_words(e) + ". Check the server's logs and restarts at that time.";
+    return v;
+  }
   const bool greeting_only =
       !e.last_message_s || *e.last_message_s - e.handshake_done_s <= kGreetingWindow;
   const bool probe_silent = e.messages_out == 0;
-  if (greeting_only && probe_silent && matches.empty()) {
+  if (greeting_only && probe_silent && silence < kMinIdleSilence) {
     v.cause = "server_waits_for_client";
-    v.text = "The server " + how + " " + secs(e.end_s - e.handshake_done_s) + " after the handshake, having sent " +
+    v.text = waits_text(e, how) + " Confirm with --send '<first message>'.";
+    return v;
+  }
+  if (auto plan = plan_confirm(e)) {
+    // Two causes fit (see plan_confirm); without a trial, name both.
+    const bool proxy = !proxies(e).empty();
+    v.candidates = proxy ? std::vector<std::string>{"idle_timeout", "server_waits_for_client"}
+                         : std::vector<std::string>{"server_waits_for_client", "idle_timeout"};
+    v.cause = v.candidates.front();
+    v.text = "Two causes fit this connection. It was " + how + " " + secs(e.age_s()) +
+             " after the handshake, after " + secs(silence) + " of silence, having received " +
              (e.messages_in == 0 ? std::string("nothing")
                                  : plural(e.messages_in, "message", "messages") + " only in the first " +
                                        secs(kGreetingWindow)) +
-             ", while the probe sent nothing. The server most likely blocks waiting for client input: a handler "
-             "that awaits a receive (or an auth/subscribe message) and gives up when none comes, or returns "
-             "after its first send. Fix: run the send loop independently of receiving; if the client must "
-             "speak first, say so with a close frame (1008 and a reason) instead of dropping. Confirm with "
-             "--send '<first message>'.";
+             " while the probe sent nothing. Either the server waits for client input and gives up, or an "
+             "idle timeout of about " + secs(silence) + " on the path dropped it" +
+             (proxy ? " (likelier: " + in_between_list(e) + " stands in between" +
+                          idle_setting_words(e) + ")"
+                    : std::string()) +
+             ". The silence matches no well-known default. Tell them apart with a connection kept busy by "
+             "protocol pings: `" + plan->command + "`: if it stays open, it is an idle timeout; if it drops "
+             "at the same age, the server waits for the client. (ws-probe runs this trial itself unless "
+             "--no-confirm is given.)";
     return v;
   }
   if (silence >= kMinIdleSilence) {
     v.cause = "idle_timeout";
     v.text = "The connection was " + how + " after " + secs(silence) + " with no frame in either direction (" +
-             when + "): an idle timeout on the path. ";
-    if (!matches.empty()) {
-      v.text += "That matches " + describe_idle_matches(matches) + ". Fix: " + std::string(matches.front().fix) + ".";
-    } else {
-      v.text += "It matches no well-known default (nginx/AWS ALB 60 s, Cloudflare 100 s, Azure LB 240 s, "
-                "AWS NLB 350 s): look for a timeout of about " + secs(silence) +
-                " in the server's or a proxy's configuration.";
-    }
-    if (e.pings_received == 0) {
-      v.text += " The server sent no ping during the silence: a ping every ~20 s (shorter than any idle timeout "
-                "on the path) keeps the connection alive.";
-    }
-    return v;
-  }
-  if (e.tcp_end == TcpEnd::kRst) {
-    v.cause = "connection_reset";
-    v.text = "The connection was reset (TCP RST, no close frame) " + when + ", " + secs(silence) +
-             " after the last frame. The server process crashed or was killed, closed its socket with "
-             "unread data, or a firewall/NAT/proxy dropped the flow. Check the server's logs and restarts at that time.";
+             when + "): an idle timeout on the path. " + idle_advice(e, silence);
     return v;
   }
   v.cause = "server_closed";
   v.text = "The server (or a proxy) closed the TCP connection without a WebSocket close frame (1006, FIN) " + when +
            ", " + secs(silence) + " after the last frame. It tore the socket down instead of closing the "
            "WebSocket: a handler that returned or threw, or a proxy reload. Close with a code and reason instead.";
+  return v;
+}
+
+std::optional<ConfirmPlan> plan_confirm(const ProbeEvidence& e) {
+  if (e.ending != Ending::kDropped || e.tcp_end == TcpEnd::kRst) return std::nullopt;
+  if (e.first_unanswered_ping_s || (!e.app_pong && e.first_unanswered_app_ping_s)) return std::nullopt;
+  const double silence = e.silence_before_end_s();
+  const bool greeting_only =
+      !e.last_message_s || *e.last_message_s - e.handshake_done_s <= kGreetingWindow;
+  if (!greeting_only || e.messages_out > 0 || silence < kMinIdleSilence) return std::nullopt;
+  if (!match_idle_default(silence).empty()) return std::nullopt;
+  ConfirmPlan plan;
+  plan.candidates = {"server_waits_for_client", "idle_timeout"};
+  plan.first_age_s = e.age_s();
+  plan.first_silence_s = silence;
+  plan.hold_s = plan.first_age_s + std::max(kConfirmMarginMin, kConfirmMarginFraction * plan.first_age_s);
+  plan.ping_every_s = kConfirmPingInterval;
+  char hold[32];
+  std::snprintf(hold, sizeof hold, "%.1f", std::ceil(plan.hold_s * 10) / 10);
+  plan.command = "ws-probe --ping " + std::string(kConfirmPingIntervalText) + " --duration " + hold + " " +
+                 (e.url.empty() ? std::string("URL") : e.url);
+  return plan;
+}
+
+Verdict settle(const ProbeEvidence& first, const ConfirmPlan& plan, const ProbeEvidence& trial,
+               ConfirmReport* report) {
+  report->plan = plan;
+  report->tried = true;
+  report->trial_pings = trial.pings_sent;
+  report->trial_pongs = trial.pongs_received;
+  const Verdict trial_verdict = decide(trial);
+  report->trial_cause = trial_verdict.cause;
+  const bool opened = trial.ending != Ending::kUnreachable && trial.ending != Ending::kHandshakeTimeout &&
+                      trial.ending != Ending::kRefused;
+  report->trial_age_s = opened ? trial.age_s() : 0;
+  if (!opened) {
+    report->trial_end = "no connection: " + trial_verdict.cause;
+  } else if (trial.ending == Ending::kStillOpen || trial.ending == Ending::kInterrupted) {
+    report->trial_end = "open until the probe closed it";
+  } else if (trial.ending == Ending::kDropped) {
+    report->trial_end = std::string("1006, TCP ") + (trial.tcp_end == TcpEnd::kRst ? "RST" : "FIN");
+  } else {
+    report->trial_end = std::to_string(trial.close_code) + " from the server";
+  }
+
+  Verdict v = decide(first);  // the unconfirmed verdict: findings, and the fallback text
+  v.candidates.clear();
+  const double same_age = std::max(kSameAgeMin, kSameAgeFraction * plan.first_age_s);
+  const std::string trial_words = "A second connection kept busy with protocol pings every " +
+                                  secs(plan.ping_every_s) + " (" + std::to_string(trial.pings_sent) + " sent, " +
+                                  std::to_string(trial.pongs_received) + " answered) ";
+  const std::string first_words = "The first connection was dropped without a close frame (1006) " +
+                                  secs(plan.first_age_s) + " after the handshake, after " +
+                                  secs(plan.first_silence_s) + " of silence while the probe sent nothing. ";
+  if (!opened) {
+    report->outcome = "no_connection";
+  } else if (trial.ending == Ending::kInterrupted && trial.age_s() < plan.first_age_s + same_age) {
+    report->outcome = "interrupted";
+  } else if (trial.ending == Ending::kStillOpen || trial.ending == Ending::kInterrupted ||
+             trial.age_s() > plan.first_age_s + same_age) {
+    report->outcome = "outlived";
+    report->settled = "idle_timeout";
+    v.cause = "idle_timeout";
+    v.text = first_words + trial_words + "lived " + secs(trial.age_s()) +
+             (trial.ending == Ending::kStillOpen ? " until the probe closed it" : "") +
+             ": traffic keeps the path open, so an idle timeout of at most " + secs(plan.first_silence_s) +
+             " dropped the first, not the application. " + idle_advice(first, plan.first_silence_s);
+    return v;
+  } else if (trial.ending == Ending::kDropped && std::fabs(trial.age_s() - plan.first_age_s) <= same_age) {
+    report->outcome = "same_age";
+    report->settled = "server_waits_for_client";
+    v.cause = "server_waits_for_client";
+    v.text = first_words + trial_words + "was dropped at the same age (" + secs(trial.age_s()) +
+             "): pings are traffic to any proxy, so the path is not idling; the application gives up on a "
+             "client that sends no message. " + waits_advice();
+    return v;
+  } else {
+    report->outcome = "earlier";
+  }
+  // Inconclusive: keep both candidates.
+  v.candidates = plan.candidates;
+  if (!proxies(first).empty()) std::swap(v.candidates[0], v.candidates[1]);
+  v.cause = v.candidates.front();
+  v.text = decide(first).text + " The trial did not settle it: " + trial_words +
+           (opened ? "ended after " + secs(trial.age_s()) + " (" + report->trial_end + ", " + trial_verdict.cause + ")"
+                   : "could not connect (" + trial_verdict.cause + ")") +
+           ".";
   return v;
 }
 

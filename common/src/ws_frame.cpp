@@ -7,6 +7,7 @@ namespace {
 
 constexpr uint8_t kFinBit = 0x80;
 constexpr uint8_t kRsvBits = 0x70;
+constexpr uint8_t kRsv1Bit = 0x40;  // permessage-deflate's "compressed" bit
 constexpr uint8_t kOpcodeBits = 0x0F;
 constexpr uint8_t kMaskBit = 0x80;
 
@@ -179,7 +180,14 @@ FrameReader::Status FrameReader::next(Message* out) {
     const bool masked = p[1] & kMaskBit;
     uint64_t length = p[1] & 0x7F;
 
-    if (p[0] & kRsvBits) return fail(kCloseProtocolError, "reserved bits set (no extension was negotiated)");
+    const bool rsv1 = (p[0] & kRsvBits) == kRsv1Bit && compressed_allowed_;
+    if ((p[0] & kRsvBits) && !rsv1) {
+      return fail(kCloseProtocolError, compressed_allowed_ ? "RSV2/RSV3 set (only permessage-deflate's RSV1 was negotiated)"
+                                                           : "reserved bits set (no extension was negotiated)");
+    }
+    if (rsv1 && (is_control(op) || op == 0x0)) {
+      return fail(kCloseProtocolError, "RSV1 set on a control or continuation frame");
+    }
     if (!is_known_opcode(op)) return fail(kCloseProtocolError, "unknown opcode " + std::to_string(op));
     if (role_ == Role::kServer && !masked) return fail(kCloseProtocolError, "client frame is not masked");
     if (role_ == Role::kClient && masked) return fail(kCloseProtocolError, "server frame is masked");
@@ -223,6 +231,7 @@ FrameReader::Status FrameReader::next(Message* out) {
 
     if (is_control(op)) {
       out->opcode = static_cast<Opcode>(op);
+      out->compressed = false;
       out->payload.assign(payload, size);
       if (masked) apply_mask(out->payload.data(), size, key);
       if (out->opcode == Opcode::kClose) {
@@ -238,9 +247,10 @@ FrameReader::Status FrameReader::next(Message* out) {
     // Data frame: unfragmented fast path straight into out, else reassemble.
     if (op != 0x0 && fin) {
       out->opcode = static_cast<Opcode>(op);
+      out->compressed = rsv1;
       out->payload.assign(payload, size);
       if (masked) apply_mask(out->payload.data(), size, key);
-      if (out->opcode == Opcode::kText && !is_valid_utf8(out->payload)) {
+      if (out->opcode == Opcode::kText && !rsv1 && !is_valid_utf8(out->payload)) {
         return fail(kCloseInvalidPayload, "text message is not valid UTF-8");
       }
       return Status::kMessage;
@@ -248,22 +258,24 @@ FrameReader::Status FrameReader::next(Message* out) {
     if (op != 0x0) {
       in_message_ = true;
       message_opcode_ = static_cast<Opcode>(op);
+      message_compressed_ = rsv1;
       message_.clear();
       utf8_.reset();
     }
     const size_t start = message_.size();
     message_.append(payload, size);
     if (masked) apply_mask(message_.data() + start, size, key);
-    if (message_opcode_ == Opcode::kText &&
-        !utf8_.feed(std::string_view(message_).substr(start))) {
+    const bool check_text = message_opcode_ == Opcode::kText && !message_compressed_;
+    if (check_text && !utf8_.feed(std::string_view(message_).substr(start))) {
       return fail(kCloseInvalidPayload, "text message is not valid UTF-8");
     }
     if (!fin) continue;
-    if (message_opcode_ == Opcode::kText && !utf8_.complete()) {
+    if (check_text && !utf8_.complete()) {
       return fail(kCloseInvalidPayload, "text message ends inside a UTF-8 character");
     }
     in_message_ = false;
     out->opcode = message_opcode_;
+    out->compressed = message_compressed_;
     out->payload = std::move(message_);
     message_.clear();
     return Status::kMessage;

@@ -117,7 +117,7 @@ def test_drop_after_greeting_while_silent_is_server_waits_for_client():
     assert code == 1
     assert report["verdict"]["cause"] == "server_waits_for_client"
     close = report["close"]
-    assert close["code"] == 1006 and close["by"] == "none" and close["tcp_end"] == "fin"
+    assert close["code"] == 1006 and close["by"] == "server" and close["tcp_end"] == "fin"
     assert 0.3 <= close["after_s"] <= 1.5  # the fixture waits 0.5 s for input
     assert report["messages"] == 1
 

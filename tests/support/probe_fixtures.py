@@ -13,6 +13,13 @@ Modes (timings are short so the tests stay fast):
                echoes when the client speaks
   idle S       sends at 0, 0.6 and 1.2 s, then drops (FIN) after S s (default 1.5)
                without any frame in either direction
+  idlegreet S  greets once, then drops (FIN) after S s (default 1.5) without any
+               frame in either direction, pings included: a proxy's idle timer
+  waitsdata S  greets once, answers pings, drops (FIN) when no data message
+               comes within S s (default 1.5): an application waiting for input
+  rstgreet     greets, a second message at 0.3 s, then a reset (RST) at 0.5 s
+  deflate      forces permessage-deflate (no context takeover) and sends its
+               greeting and a timestamped "tick" every 0.2 s compressed (RSV1)
   rst          a message every 0.3 s for 1.5 s, then a reset (RST) 0.2 s later
   ping         pings every 0.3 s; closes 1008 "ping timeout" when a pong is 1 s late
   appping      {"type":"ping"} every 0.3 s; closes 1008 when no {"type":"pong"} within 1 s
@@ -37,6 +44,7 @@ import struct
 import sys
 import threading
 import time
+import zlib
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -204,12 +212,12 @@ def serve_waits(conn):
         got = reader.next(30)
 
 
-def serve_idle(conn, idle):
+def serve_idle(conn, idle, sends=(0.0, 0.6, 1.2)):
     reader = upgrade(conn)
     if not reader:
         return
     start = time.monotonic()
-    sends = [0.0, 0.6, 1.2]
+    sends = list(sends)
     last = time.monotonic()
     while True:
         now = time.monotonic()
@@ -230,6 +238,70 @@ def serve_idle(conn, idle):
         if opcode == "eof":
             return
         last = time.monotonic()
+        if answer_control(conn, reader, opcode, payload):
+            return
+
+
+def serve_idlegreet(conn, idle):
+    serve_idle(conn, idle, sends=(0.0,))
+
+
+def serve_waitsdata(conn, wait):
+    reader = upgrade(conn)
+    if not reader:
+        return
+    conn.sendall(frame(0x1, json.dumps({"type": "initial", "machines": []})))
+    deadline = time.monotonic() + wait
+    while True:
+        got = reader.next(max(0.0, deadline - time.monotonic()))
+        if got is None or got[0] == "eof":
+            return  # no message in time: the handler gives up (FIN, no close frame)
+        opcode, payload = got
+        if opcode == 0x1:
+            conn.sendall(frame(0x1, payload))
+            deadline = time.monotonic() + 30
+        elif answer_control(conn, reader, opcode, payload):
+            return
+
+
+def serve_rstgreet(conn):
+    reader = upgrade(conn)
+    if not reader:
+        return
+    conn.sendall(frame(0x1, stamp("hello")))
+    reader.next(0.3)
+    conn.sendall(frame(0x1, stamp("tick")))
+    reader.next(0.2)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def deflated(text):
+    """One permessage-deflate message (RFC 7692 §7.2.1): raw DEFLATE, sync
+    flushed, without the trailing 00 00 ff ff; RSV1 set on its frame."""
+    z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    data = z.compress(text.encode()) + z.flush(zlib.Z_SYNC_FLUSH)
+    assert data.endswith(b"\x00\x00\xff\xff")
+    payload = data[:-4]
+    head = frame(0x1, payload)
+    return bytes([head[0] | 0x40]) + head[1:]
+
+
+def serve_deflate(conn):
+    reader = upgrade(conn, "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
+                           "client_no_context_takeover\r\n")
+    if not reader:
+        return
+    conn.sendall(deflated(stamp("hello", padding="x" * 200)))
+    next_tick = time.monotonic() + 0.2
+    while True:
+        got = reader.next(max(0.0, next_tick - time.monotonic()))
+        if got is None:
+            conn.sendall(deflated(stamp("tick")))
+            next_tick += 0.2
+            continue
+        opcode, payload = got
+        if opcode == "eof":
+            return
         if answer_control(conn, reader, opcode, payload):
             return
 
@@ -388,6 +460,10 @@ def handler(mode, arg):
         "waits": serve_waits,
         "idle": lambda c: serve_idle(c, float(arg or 1.5)),
         "rst": serve_rst,
+        "idlegreet": lambda c: serve_idlegreet(c, float(arg or 1.5)),
+        "waitsdata": lambda c: serve_waitsdata(c, float(arg or 1.5)),
+        "rstgreet": serve_rstgreet,
+        "deflate": serve_deflate,
         "ping": serve_ping,
         "appping": serve_appping,
         "close": lambda c: serve_close(c, int(arg or 1011)),

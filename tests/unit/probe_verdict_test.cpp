@@ -26,7 +26,7 @@ void receive(ProbeEvidence& e, double t) {
 
 void drop(ProbeEvidence& e, double t, TcpEnd end) {
   e.ending = Ending::kDropped;
-  e.close_by = CloseBy::kNone;
+  e.close_by = CloseBy::kServer;
   e.close_code = 1006;
   e.tcp_end = end;
   e.end_s = t;
@@ -77,11 +77,15 @@ TEST_CASE("dropped right after the greeting while the probe is silent: server wa
   CHECK(mentions(v.text, "FIN"));
 }
 
-TEST_CASE("a reset right after the greeting is also the server waiting for the client", "[probe]") {
+TEST_CASE("a reset right after the greeting is a reset, not a waiting server", "[probe]") {
+  // Regression: the greeting-window rule used to win over the RST. A server
+  // that gives up on a silent client closes its socket (FIN); an RST is a
+  // crash or an abort whatever the timing of the messages before it.
   auto e = open_connection();
   receive(e, 0.05);
   drop(e, 0.4, TcpEnd::kRst);
-  CHECK(decide(e).cause == "server_waits_for_client");
+  CHECK(decide(e).cause == "connection_reset");
+  CHECK_FALSE(plan_confirm(e));
 }
 
 TEST_CASE("data arriving after the first second rules out server_waits_for_client", "[probe]") {
@@ -385,4 +389,161 @@ TEST_CASE("a server that tolerates unanswered pings stays healthy, with a note",
   CHECK(v.cause == "healthy");
   REQUIRE(v.findings.size() == 1);
   CHECK(mentions(v.findings[0], "does not enforce"));
+}
+
+// --- the confirming trial and intermediaries as evidence --------------------
+
+namespace {
+
+// Greeting at 50 ms, then a FIN after `silence` seconds of nothing.
+ProbeEvidence greeting_then_drop(double silence) {
+  auto e = open_connection();
+  e.url = "ws://127.0.0.1:9/ws";
+  receive(e, 0.05);
+  drop(e, 0.05 + silence, TcpEnd::kFin);
+  return e;
+}
+
+ProbeEvidence trial_open_for(double hold) {
+  auto e = open_connection();
+  e.pings_sent = static_cast<size_t>(hold / kConfirmPingInterval);
+  e.pongs_received = e.pings_sent;
+  e.ending = Ending::kStillOpen;
+  e.close_by = CloseBy::kClient;
+  e.close_code = 1000;
+  e.end_s = e.handshake_done_s + hold;
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("greeting, then a FIN after silence matching no default, fits two causes and plans a trial", "[probe]") {
+  auto e = greeting_then_drop(4.0);
+  auto plan = plan_confirm(e);
+  REQUIRE(plan);
+  CHECK(plan->candidates == std::vector<std::string>{"server_waits_for_client", "idle_timeout"});
+  CHECK(plan->first_age_s == Approx(4.04));
+  CHECK(plan->hold_s == Approx(4.04 + 1.01));  // a quarter of the age beyond it, at least 1 s
+  CHECK(plan->ping_every_s == 0.5);
+  CHECK(plan->command == "ws-probe --ping 0.5 --duration 5.1 ws://127.0.0.1:9/ws");
+}
+
+TEST_CASE("without the trial, the verdict names both candidates and the command that separates them", "[probe]") {
+  auto v = decide(greeting_then_drop(4.0));
+  CHECK(v.cause == "server_waits_for_client");  // no proxy named: the application is the likelier
+  CHECK(v.candidates == std::vector<std::string>{"server_waits_for_client", "idle_timeout"});
+  CHECK(v.exit_code == smws::kExitNegative);
+  CHECK(mentions(v.text, "ws-probe --ping 0.5 --duration 5.1 ws://127.0.0.1:9/ws"));
+  CHECK(mentions(v.text, "idle timeout of about 4.00 s"));
+}
+
+TEST_CASE("with a proxy named in the headers, the unconfirmed verdict leans to its idle timeout", "[probe]") {
+  auto e = greeting_then_drop(4.0);
+  e.intermediaries = {{"nginx", "Server: nginx/1.22.1"}};
+  auto v = decide(e);
+  CHECK(v.cause == "idle_timeout");
+  CHECK(v.candidates == std::vector<std::string>{"idle_timeout", "server_waits_for_client"});
+  CHECK(mentions(v.text, "proxy_read_timeout"));
+}
+
+TEST_CASE("a trial that outlives the first connection's drop settles on idle_timeout with the bound", "[probe]") {
+  auto first = greeting_then_drop(4.0);
+  first.intermediaries = {{"nginx", "Server: nginx/1.22.1"}};
+  auto plan = *plan_confirm(first);
+  ConfirmReport report;
+  auto v = settle(first, plan, trial_open_for(plan.hold_s), &report);
+  CHECK(v.cause == "idle_timeout");
+  CHECK(v.candidates.empty());
+  CHECK(report.tried);
+  CHECK(report.outcome == "outlived");
+  CHECK(report.settled == "idle_timeout");
+  CHECK(mentions(v.text, "at most 4.00 s"));
+  CHECK(mentions(v.text, "nginx's proxy_read_timeout"));
+  CHECK(mentions(v.text, "set to about 4.00 s"));
+}
+
+TEST_CASE("a trial dropped at the same age despite pings settles on server_waits_for_client", "[probe]") {
+  auto first = greeting_then_drop(1.5);
+  auto plan = *plan_confirm(first);
+  auto trial = open_connection();
+  trial.pings_sent = 3;
+  trial.pongs_received = 3;
+  trial.last_frame_out_s = 1.51;
+  trial.last_frame_in_s = 1.51;
+  drop(trial, 1.62, TcpEnd::kFin);  // age 1.61 s against 1.54 s
+  ConfirmReport report;
+  auto v = settle(first, plan, trial, &report);
+  CHECK(v.cause == "server_waits_for_client");
+  CHECK(report.outcome == "same_age");
+  CHECK(mentions(v.text, "same age"));
+}
+
+TEST_CASE("a trial that ends earlier or cannot connect settles nothing and keeps both candidates", "[probe]") {
+  auto first = greeting_then_drop(4.0);
+  auto plan = *plan_confirm(first);
+  auto trial = open_connection();
+  server_close(trial, 1.0, 1001, "restart");
+  ConfirmReport report;
+  auto v = settle(first, plan, trial, &report);
+  CHECK(report.outcome == "earlier");
+  CHECK(report.settled.empty());
+  CHECK(v.candidates.size() == 2);
+
+  ProbeEvidence refused;
+  refused.ending = Ending::kRefused;
+  refused.status = 503;
+  ConfirmReport report2;
+  v = settle(first, plan, refused, &report2);
+  CHECK(report2.outcome == "no_connection");
+  CHECK(v.candidates.size() == 2);
+}
+
+TEST_CASE("no trial where one cause fits: short silence, spread traffic, a known default, a reset, a speaking probe", "[probe]") {
+  CHECK_FALSE(plan_confirm(greeting_then_drop(0.5)));     // server_waits_for_client outright
+  CHECK_FALSE(plan_confirm(greeting_then_drop(60.0)));    // matches nginx/ALB: idle_timeout
+  auto rst = greeting_then_drop(4.0);
+  rst.tcp_end = TcpEnd::kRst;
+  CHECK_FALSE(plan_confirm(rst));
+  CHECK(decide(rst).cause == "idle_timeout");              // RST after >= 1 s of silence
+  auto spoke = greeting_then_drop(4.0);
+  spoke.messages_out = 1;
+  spoke.last_frame_out_s = 0.02;
+  CHECK_FALSE(plan_confirm(spoke));
+  CHECK(decide(spoke).cause == "idle_timeout");
+  auto spread = open_connection();
+  receive(spread, 0.05);
+  receive(spread, 1.5);
+  drop(spread, 5.5, TcpEnd::kFin);
+  CHECK_FALSE(plan_confirm(spread));
+  CHECK(decide(spread).cause == "idle_timeout");
+}
+
+TEST_CASE("an idle drop matching no default names the proxy in between and its setting", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.0);
+  receive(e, 1.5);
+  drop(e, 5.5, TcpEnd::kFin);
+  e.intermediaries = {{"origin server ws-relay", "Server: ws-relay"}, {"HAProxy", "Server: haproxy"}};
+  auto v = decide(e);
+  CHECK(v.cause == "idle_timeout");
+  CHECK(mentions(v.text, "HAProxy (Server: haproxy) stands in between"));
+  CHECK(mentions(v.text, "timeout tunnel"));
+  CHECK_FALSE(mentions(v.text, "ws-relay"));  // the application itself is not in between
+}
+
+TEST_CASE("the application server's own Server header is not an intermediary", "[probe]") {
+  CHECK_FALSE(is_in_between({"origin server uvicorn", "Server: uvicorn"}));
+  CHECK(is_in_between({"nginx", "Server: nginx"}));
+  CHECK(mentions(idle_setting_of({"OpenResty (nginx)", "Server: openresty"}), "proxy_read_timeout"));
+  CHECK(idle_setting_of({"a proxy (Via)", "Via: 1.1 x"}).empty());
+}
+
+TEST_CASE("a reset after data inside the greeting window, under 1 s of silence, is connection_reset", "[probe]") {
+  auto e = open_connection();
+  receive(e, 0.05);
+  receive(e, 0.3);
+  drop(e, 0.5, TcpEnd::kRst);
+  auto v = decide(e);
+  CHECK(v.cause == "connection_reset");
+  CHECK(v.candidates.empty());
 }

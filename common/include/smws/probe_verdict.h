@@ -36,6 +36,10 @@ inline constexpr double kStallLag = 1.0;
 enum class TcpEnd { kNone, kFin, kRst };
 const char* tcp_end_name(TcpEnd end);  // "fin", "rst", "" for kNone
 
+// The side that ended the connection first (SPEC, Edge rules): kServer when
+// the server's close frame, FIN or RST came before anything the probe did to
+// end it, kClient when the probe closed first, kNone when no WebSocket
+// connection was made.
 enum class CloseBy { kNone, kServer, kClient };
 const char* close_by_name(CloseBy by);  // "none", "server", "client"
 
@@ -72,6 +76,19 @@ struct LagStats {
   bool stalled() const { return late > 0; }
 };
 LagStats analyze_lags(const std::vector<StampedArrival>& arrivals);
+
+// Something standing between the probe and the application, named from the
+// response headers.
+struct Intermediary {
+  std::string name;      // "Cloudflare", "nginx", "AWS Application Load Balancer"
+  std::string evidence;  // "cf-ray: 8a1b…", "Server: nginx/1.24.0"
+};
+// The application server itself (an unknown Server header) is named too, as
+// "origin server …": it does not stand in between.
+bool is_in_between(const Intermediary& i);
+// The setting of an intermediary that most likely drops idle connections, in
+// words ("nginx's proxy_read_timeout (default 60 s)"), or "" when unknown.
+std::string idle_setting_of(const Intermediary& i);
 
 // Everything the verdict rests on. Times are seconds since the TCP connect
 // started; optional times are unset when the thing never happened.
@@ -110,7 +127,13 @@ struct ProbeEvidence {
   std::string protocol_error;          // kProtocolError: what the server did wrong
 
   std::string extensions;     // Sec-WebSocket-Extensions the server sent unasked
+  bool inflated = false;      // the probe decompressed permessage-deflate frames
   double duration_s = 0;      // the planned --duration (0: unlimited)
+  std::vector<Intermediary> intermediaries;  // fingerprint() of the response headers
+  std::string url;            // the URL probed, for commands the verdict suggests
+
+  // Seconds from the end of the handshake to the end.
+  double age_s() const { return end_s - handshake_done_s; }
 
   // Seconds without any frame in either direction before the end.
   double silence_before_end_s() const;
@@ -130,14 +153,13 @@ std::vector<KnownIdleDefault> match_idle_default(double silence_s);
 // "nginx proxy_read_timeout (60 s) or AWS ALB idle timeout (60 s)", or "".
 std::string describe_idle_matches(const std::vector<KnownIdleDefault>& matches);
 
-// Something standing between the probe and the application, named from the
-// response headers.
-struct Intermediary {
-  std::string name;      // "Cloudflare", "nginx", "AWS Application Load Balancer"
-  std::string evidence;  // "cf-ray: 8a1b…", "Server: nginx/1.24.0"
-};
 // headers: as received (names in any case). Each product is named once.
 std::vector<Intermediary> fingerprint(const std::vector<std::pair<std::string, std::string>>& headers);
+
+// What an idle timeout of silence_s seconds likely is and what to change: the
+// known default it matches, else the intermediary in between and its
+// setting, else where to look. Ends with the keepalive advice.
+std::string idle_timeout_advice(const std::vector<Intermediary>& intermediaries, double silence_s);
 
 // What a close code means and what usually sends it, for reports.
 std::string explain_close_code(uint16_t code);
@@ -147,8 +169,63 @@ struct Verdict {
   std::string text;    // plain words: what happened, the likely cause, the fix
   std::vector<std::string> findings;  // secondary observations
   int exit_code = 0;   // smws::ExitCode value
+  // Non-empty when the evidence fits two causes and no trial settled it
+  // (--no-confirm, or several connections): both, the likelier first (it is
+  // `cause`); the text names both and the command that tells them apart.
+  std::vector<std::string> candidates;
 };
 
 Verdict decide(const ProbeEvidence& evidence);
+
+// --- the confirming trial (SPEC: "A second opinion by experiment") ----------
+//
+// A drop without a close frame, after the greeting only, while the probe was
+// silent, after >= 1 s of silence that matches no known default fits two
+// causes: a server waiting for client input, or an idle timeout on the path.
+// A second connection kept busy with protocol pings tells them apart: a proxy
+// counts pings (and the server's pongs) as traffic, an application never sees
+// them as a message.
+
+// Pings every half second: well inside the shortest idle timeout the probe
+// can tell from a waiting server (1 s of silence, kMinIdleSilence).
+inline constexpr double kConfirmPingInterval = 0.5;
+// The trial is held this much longer than the first connection lived
+// (at least 1 s, or a quarter of its age), so "outlived" is never a matter of
+// scheduling noise.
+inline constexpr double kConfirmMarginMin = 1.0;
+inline constexpr double kConfirmMarginFraction = 0.25;
+// A trial that drops within this of the first connection's age dropped "at
+// the same age": max(0.5 s, 10 %).
+inline constexpr double kSameAgeMin = 0.5;
+inline constexpr double kSameAgeFraction = 0.10;
+
+struct ConfirmPlan {
+  std::vector<std::string> candidates;  // {"server_waits_for_client", "idle_timeout"}
+  double first_age_s = 0;    // the first connection's age at its drop (since its handshake)
+  double first_silence_s = 0;
+  double hold_s = 0;         // how long to hold the trial after its handshake
+  double ping_every_s = kConfirmPingInterval;
+  std::string command;       // the same trial by hand, for --no-confirm
+};
+// The trial that separates the candidates of this evidence, or nullopt when
+// the evidence names one cause.
+std::optional<ConfirmPlan> plan_confirm(const ProbeEvidence& first);
+
+// What the trial showed, for the report (`confirm` in --json).
+struct ConfirmReport {
+  ConfirmPlan plan;
+  bool tried = false;        // false: --no-confirm, or interrupted before it ran
+  std::string outcome;       // "outlived", "same_age", "earlier", "no_connection"; "" when not tried
+  double trial_age_s = 0;    // how long the trial lived after its handshake
+  std::string trial_end;     // "open at the end of the hold", "1006 FIN", "1000 from the server", ...
+  std::string trial_cause;   // the trial connection's own verdict
+  size_t trial_pings = 0, trial_pongs = 0;
+  std::string settled;       // the cause it settled on, "" when inconclusive
+};
+
+// The verdict after the trial: `first` is the ambiguous connection, `trial`
+// the one kept busy with pings. Fills *report (tried, outcome, settled).
+Verdict settle(const ProbeEvidence& first, const ConfirmPlan& plan, const ProbeEvidence& trial,
+               ConfirmReport* report);
 
 }  // namespace smws::core

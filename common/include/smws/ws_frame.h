@@ -75,6 +75,7 @@ bool parse_close_payload(std::string_view payload, uint16_t* code, std::string* 
 struct Message {
   Opcode opcode = Opcode::kText;  // kText, kBinary, kClose, kPing or kPong
   std::string payload;            // unmasked
+  bool compressed = false;        // RSV1 was set: permessage-deflate data, see allow_compressed()
 };
 
 // Incremental frame reader: feed() whatever the socket gave, then call next()
@@ -99,6 +100,13 @@ class FrameReader {
 
   Status next(Message* out);
 
+  // permessage-deflate was negotiated (RFC 7692 §6): RSV1 may then be set on
+  // the first frame of a data message. Such a message comes out with
+  // compressed = true and its text is not UTF-8-checked here (the caller
+  // checks the inflated text); RSV1 on a control or continuation frame, and
+  // RSV2/RSV3, stay protocol errors.
+  void allow_compressed(bool allow) { compressed_allowed_ = allow; }
+
   uint16_t error_code() const { return error_code_; }
   const std::string& error_reason() const { return error_reason_; }
 
@@ -116,6 +124,8 @@ class FrameReader {
   size_t pos_ = 0;
   bool in_message_ = false;  // inside a fragmented data message
   Opcode message_opcode_ = Opcode::kText;
+  bool compressed_allowed_ = false;
+  bool message_compressed_ = false;  // the fragmented message in progress had RSV1
   std::string message_;      // reassembled payload so far
   Utf8Validator utf8_;       // incremental validation of a text message_
   uint16_t error_code_ = 0;

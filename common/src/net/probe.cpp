@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -129,6 +130,8 @@ void Prober::handshake(Session& s, size_t index) const {
   e.status = r.handshake.status;
   e.error = r.handshake.error;
   r.intermediaries = core::fingerprint(r.handshake.headers);
+  e.intermediaries = r.intermediaries;
+  e.url = config_.url.text;
   switch (r.handshake.outcome) {
     case HandshakeInfo::Outcome::kUnreachable: e.ending = Ending::kUnreachable; break;
     case HandshakeInfo::Outcome::kTimeout: e.ending = Ending::kHandshakeTimeout; break;
@@ -142,6 +145,7 @@ void Prober::handshake(Session& s, size_t index) const {
     return;
   }
   e.extensions = r.handshake.extensions;
+  e.inflated = s.client.inflating();
   e.handshake_done_s = (r.handshake.connect_ms + r.handshake.handshake_ms) / 1000.0;
   s.last_in_s = e.handshake_done_s;
   s.state = Session::State::kOpen;
@@ -225,8 +229,8 @@ void Prober::on_readable(Session& s) {
       if (status == ws::FrameReader::Status::kError) {
         auto& e = s.result.evidence;
         if (s.state == Session::State::kOpen) {
-          e.protocol_error = s.client.reader().error_reason();
-          begin_close(s, s.client.reader().error_code(), s.client.reader().error_reason(), Ending::kProtocolError);
+          e.protocol_error = s.client.error_reason();
+          begin_close(s, s.client.error_code(), s.client.error_reason(), Ending::kProtocolError);
         }
         finish(s);  // nothing more can be read from a broken stream
         return;
@@ -370,7 +374,7 @@ void Prober::dropped(Session& s, TcpEnd end, const std::string& error) {
   s.result.tcp_error = error;
   if (s.state == Session::State::kOpen) {
     e.ending = Ending::kDropped;
-    e.close_by = CloseBy::kNone;
+    e.close_by = CloseBy::kServer;  // its FIN or RST came before the probe did anything to end it
     e.close_code = ws::kCloseAbnormal;
     e.close_reason.clear();
     e.tcp_end = end;
@@ -584,6 +588,75 @@ std::vector<ProbeResult> Prober::run(size_t connections) {
 std::vector<ProbeResult> run_probe(const ProbeConfig& config, size_t connections, const ProbeHooks& hooks) {
   Prober prober(config, hooks);
   return prober.run(connections);
+}
+
+void confirm(const ProbeConfig& config, ProbeResult& first, bool run_trial, const ProbeHooks& hooks) {
+  auto plan = core::plan_confirm(first.evidence);
+  if (!plan) return;
+  core::ConfirmReport report;
+  report.plan = *plan;
+  if (!run_trial || shutdown::requested()) {
+    first.confirm = std::move(report);  // tried = false: the verdict names both candidates
+    return;
+  }
+  ProbeConfig trial_config = config;
+  trial_config.duration_s = plan->hold_s;
+  trial_config.ping_interval_s = plan->ping_every_s;
+  trial_config.cat = false;
+  auto trials = run_probe(trial_config, 1, hooks);
+  if (trials.empty()) {  // interrupted before it connected
+    first.confirm = std::move(report);
+    return;
+  }
+  first.verdict = core::settle(first.evidence, *plan, trials.front().evidence, &report);
+  first.confirm = std::move(report);
+}
+
+IdleSearchRun find_idle_timeout(const ProbeConfig& base, double max_s, const ProbeHooks& hooks,
+                                const std::function<void(int, double)>& on_trial) {
+  IdleSearchRun run;
+  run.max_s = max_s;
+  run.search = core::IdleSearch(max_s);
+  double greeting = 0;  // how long after its handshake the last trial's server went quiet
+  while (!run.search.done() && !shutdown::requested()) {
+    const double hold = run.search.next_silence_s() + greeting;
+    if (on_trial) on_trial(run.search.trials() + 1, hold);
+    ProbeConfig config = base;
+    config.duration_s = hold;
+    auto results = run_probe(config, 1, hooks);
+    if (results.empty()) break;  // interrupted before it connected
+    ProbeResult& r = results.front();
+    const auto& e = r.evidence;
+    if (run.trials.empty()) {
+      run.intermediaries = r.intermediaries;
+      run.connect_ms = r.handshake.connect_ms;
+      run.handshake_ms = r.handshake.handshake_ms;
+      run.status = r.handshake.status;
+    }
+    if (r.handshake.outcome != HandshakeInfo::Outcome::kOpen || e.ending == Ending::kProtocolError) {
+      run.stopped_by = std::move(r);  // cannot measure anything: its own report is the answer
+      return run;
+    }
+    if (e.ending == Ending::kInterrupted) break;
+    const double silence = e.silence_before_end_s();
+    const bool survived = e.ending == Ending::kStillOpen;
+    if (!survived && silence < core::kMinIdleSilence) {
+      // Ended before any idle timer could matter (a waiting server, a reset,
+      // a close): that, not an idle timeout, is the finding.
+      char after[32];
+      std::snprintf(after, sizeof after, "%.2f s", silence);
+      run.stopped_note = std::string("the connection ended after ") + after +
+                         " of silence, too soon for an idle timeout; nothing to measure.";
+      run.stopped_by = std::move(r);
+      return run;
+    }
+    if (e.messages_in > 0 && e.last_message_s && *e.last_message_s - e.handshake_done_s > core::kGreetingWindow)
+      run.server_traffic = true;
+    run.search.record(survived, silence);
+    run.trials.push_back({hold, survived, silence, e.close_code, e.tcp_end, r.verdict.cause});
+    greeting = e.last_frame_in_s ? std::max(0.0, *e.last_frame_in_s - e.handshake_done_s) : 0.0;
+  }
+  return run;
 }
 
 }  // namespace smws::net

@@ -2,6 +2,9 @@
 
 #include "smws/ascii.h"
 #include "smws/net/handshake.h"
+#include "smws/net/permessage_deflate.h"
+#include "smws/net/resolver.h"
+#include "smws/utf8.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -312,6 +315,10 @@ int WsClient::fd() const { return transport_ ? transport_->fd() : -1; }
 HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
   HandshakeInfo info;
   reader_ = ws::FrameReader(ws::Role::kClient, options.max_message);
+  inflater_.reset();
+  max_message_ = options.max_message;
+  inflate_error_code_ = 0;
+  inflate_error_.clear();
   out_.clear();
   out_pos_ = 0;
   transport_.reset();
@@ -319,22 +326,34 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
   const auto timeout = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(options.connect_timeout_s));
 
-  // DNS: POCO has no resolver timeout; a failure is "unreachable".
+  // DNS: bounded by the same --connect-timeout as the rest (smws/net/resolver.h:
+  // POCO's resolver has no timeout); a failure or a timeout is "unreachable".
+  const auto dns_start = Clock::now();
+  std::string numeric;
+  Status resolved = resolve_host(url.host, options.connect_timeout_s, &numeric);
   Poco::Net::SocketAddress address;
-  try {
-    address = Poco::Net::SocketAddress(url.host, url.port);
-  } catch (const Poco::Exception& e) {
+  if (resolved.ok()) {
+    try {
+      address = Poco::Net::SocketAddress(numeric, url.port);
+    } catch (const Poco::Exception& e) {
+      resolved = Status::Error(Status::kUnavailable, "cannot use address " + numeric + ": " + e.displayText());
+    }
+  }
+  if (!resolved.ok()) {
     started_ = Clock::now();
-    info.error = "cannot resolve " + url.host + ": " + e.displayText();
+    info.error = resolved.message;
     return info;
   }
   info.peer = address.toString();
 
   started_ = Clock::now();
-  const auto deadline = started_ + timeout;
+  // The lookup's time counts against the limit: DNS + TCP + TLS + upgrade
+  // together take at most --connect-timeout.
+  const auto deadline = dns_start + timeout;
+  const double connect_left_s = std::max(0.001, std::chrono::duration<double>(deadline - started_).count());
   Poco::Net::StreamSocket socket;
   try {
-    socket.connect(address, Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(options.connect_timeout_s * 1e6)));
+    socket.connect(address, Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(connect_left_s * 1e6)));
   } catch (const Poco::TimeoutException&) {
     char limit[32];
     std::snprintf(limit, sizeof limit, "%.3g s", options.connect_timeout_s);
@@ -516,12 +535,41 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
     }
   }
   if (parsed.has("Sec-WebSocket-Extensions")) info.extensions = parsed.get("Sec-WebSocket-Extensions");
+  if (!info.extensions.empty()) {
+    // Offered nothing, got permessage-deflate: inflate rather than fail every
+    // compressed frame (malformed parameters leave RSV1 a protocol error).
+    std::string ignored;
+    if (auto params = parse_permessage_deflate(info.extensions, &ignored)) {
+      inflater_ = std::make_unique<Inflater>(*params);
+      reader_.allow_compressed(true);
+    }
+  }
 
   if (tls) tls->set_timeouts(kTlsRecordWaitMs);
   transport_ = std::move(transport);
   reader_.feed(leftover);  // frames the server sent together with its 101
   info.outcome = HandshakeInfo::Outcome::kOpen;
   return info;
+}
+
+ws::FrameReader::Status WsClient::next(ws::Message* out) {
+  if (inflate_error_code_ != 0) return ws::FrameReader::Status::kError;
+  auto status = reader_.next(out);
+  if (status != ws::FrameReader::Status::kMessage || !out->compressed || !inflater_) return status;
+  std::string inflated, error;
+  const auto result = inflater_->inflate(out->payload, max_message_, &inflated, &error);
+  if (result != Inflater::Result::kOk) {
+    inflate_error_code_ = result == Inflater::Result::kTooBig ? ws::kCloseMessageTooBig : ws::kCloseInvalidPayload;
+    inflate_error_ = "permessage-deflate: " + error;
+    return ws::FrameReader::Status::kError;
+  }
+  if (out->opcode == ws::Opcode::kText && !is_valid_utf8(inflated)) {
+    inflate_error_code_ = ws::kCloseInvalidPayload;
+    inflate_error_ = "inflated text message is not valid UTF-8";
+    return ws::FrameReader::Status::kError;
+  }
+  out->payload = std::move(inflated);
+  return status;
 }
 
 WsClient::Io WsClient::read_some(std::string* error) {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "smws/net/ws_client.h"
+#include "smws/probe_idle_search.h"
 #include "smws/probe_verdict.h"
 #include "smws/ws_frame.h"
 
@@ -65,6 +66,7 @@ struct ProbeResult {
   std::deque<FrameEvent> frames;        // the last kFrameLog frames
   size_t frames_total = 0;
   std::string tcp_error;                // errno text when the socket failed otherwise
+  std::optional<core::ConfirmReport> confirm;  // set when the evidence fitted two causes
   size_t bad_input_lines = 0;           // --cat: stdin lines that were not UTF-8
 };
 
@@ -87,5 +89,48 @@ struct ProbeHooks {
 // from its own handshake, and returns one result per connection, in index
 // order, with verdicts decided.
 std::vector<ProbeResult> run_probe(const ProbeConfig& config, size_t connections, const ProbeHooks& hooks);
+
+// The confirming trial (smws/probe_verdict.h, plan_confirm): when `first`'s
+// evidence fits two causes, opens one more connection with `config`, held for
+// the plan's time and pinging every 0.5 s, and replaces first.verdict with the
+// settled one; with run_trial false (--no-confirm) only records the plan in
+// first.confirm (tried = false) and keeps the verdict that names both.
+// Nothing happens when the evidence names one cause. Blocks for the trial
+// (at most the first connection's age plus a margin, see ConfirmPlan).
+void confirm(const ProbeConfig& config, ProbeResult& first, bool run_trial, const ProbeHooks& hooks);
+
+// --- --find-idle-timeout ---------------------------------------------------------
+
+struct IdleTrial {
+  double hold_s = 0;       // the --duration the trial was held for
+  bool survived = false;
+  double silence_s = 0;    // silence at its end
+  uint16_t close_code = 0;
+  core::TcpEnd tcp_end = core::TcpEnd::kNone;
+  std::string cause;       // the trial's own verdict
+};
+
+struct IdleSearchRun {
+  double max_s = 0;
+  core::IdleSearch search{0};
+  std::vector<IdleTrial> trials;
+  // Set when a trial could not measure anything (no connection, a protocol
+  // error, a drop after < 1 s of silence): that connection's own report is
+  // the answer.
+  std::optional<ProbeResult> stopped_by;
+  std::string stopped_note;     // why stopped_by ended the search, for the human report
+  bool server_traffic = false;  // the server sent data after its greeting during a hold
+  std::vector<core::Intermediary> intermediaries;  // from the first trial's headers
+  double connect_ms = -1, handshake_ms = -1;
+  int status = 0;
+};
+
+// Measures the path's idle timeout up to max_s: one silent connection per
+// trial (pongs answered, nothing sent), each held for the silence
+// core::IdleSearch asks for plus the greeting the previous trial saw.
+// on_trial(n, hold_s) is called before each. Stops early (stopped_by) when a
+// trial measures nothing; returns early, with what it has, on SIGINT/SIGTERM.
+IdleSearchRun find_idle_timeout(const ProbeConfig& base, double max_s, const ProbeHooks& hooks,
+                                const std::function<void(int, double)>& on_trial);
 
 }  // namespace smws::net

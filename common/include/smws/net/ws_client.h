@@ -31,6 +31,8 @@
 
 namespace smws::net {
 
+class Inflater;
+
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 struct WsUrl {
@@ -104,9 +106,19 @@ class WsClient {
   // TLS may hold decrypted bytes that poll() cannot see: read_some() again.
   bool has_pending() const;
 
-  // Decoded frames; see ws::FrameReader (client role).
-  ws::FrameReader::Status next(ws::Message* out) { return reader_.next(out); }
+  // Decoded frames; see ws::FrameReader (client role). When the server's
+  // 101 named permessage-deflate (forced: the client offers none), its
+  // compressed messages come out inflated (smws/net/permessage_deflate.h).
+  ws::FrameReader::Status next(ws::Message* out);
   const ws::FrameReader& reader() const { return reader_; }
+  // After next() said kError: the close code and reason, the reader's or the
+  // inflater's (1007 corrupt data, 1009 inflates past max_message).
+  uint16_t error_code() const { return inflate_error_code_ ? inflate_error_code_ : reader_.error_code(); }
+  const std::string& error_reason() const {
+    return inflate_error_code_ ? inflate_error_ : reader_.error_reason();
+  }
+  // True when messages are inflated (permessage-deflate was in the 101).
+  bool inflating() const { return inflater_ != nullptr; }
 
   // Queues one masked frame. Returns the frame's size on the wire.
   size_t send(ws::Opcode op, std::string_view payload);
@@ -127,6 +139,10 @@ class WsClient {
 
   std::unique_ptr<Transport> transport_;
   ws::FrameReader reader_;
+  std::unique_ptr<Inflater> inflater_;  // set when the server forced permessage-deflate
+  size_t max_message_ = 16 << 20;       // options.max_message, for inflated sizes
+  uint16_t inflate_error_code_ = 0;
+  std::string inflate_error_;
   std::string out_;       // queued wire bytes; [out_pos_, end) not yet written
   size_t out_pos_ = 0;
   std::mt19937 mask_rng_;
