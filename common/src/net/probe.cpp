@@ -18,6 +18,7 @@
 #include <mutex>
 #include <thread>
 
+#include "smws/clock.h"
 #include "smws/shutdown.h"
 #include "smws/utf8.h"
 
@@ -48,10 +49,6 @@ constexpr int kReadsPerTurn = 16;
 // connections to a distant endpoint in a few round trips, few enough not to
 // look like a flood.
 constexpr size_t kOpeners = 16;
-
-double wall_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 Clock::duration seconds(double s) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
@@ -328,7 +325,7 @@ void Prober::on_data(Session& s, ws::Message& m, double t) {
       if (ts != json.end() && ts->is_number()) {
         double stamp = ts->get<double>();
         if (stamp > kMillisecondStamp) stamp /= 1000.0;
-        if (stamp > kMinEpochStamp && s.stamps.size() < kMaxStamps) s.stamps.push_back({t, wall_now() - stamp});
+        if (stamp > kMinEpochStamp && s.stamps.size() < kMaxStamps) s.stamps.push_back({t, wall_seconds() - stamp});
       }
     }
   }
