@@ -177,3 +177,26 @@ TEST_CASE("several connections summarise to the most frequent unhealthy cause", 
   CHECK(j["total"] == 3);
   CHECK(j["results"].size() == 3);
 }
+
+TEST_CASE("resets at the same age on every connection are called a timer, not a crash", "[probe][report]") {
+  std::vector<ProbeResult> results;
+  for (double end : {5.0, 5.2, 5.1}) {
+    ProbeResult r = dropped_after_greeting(end);
+    r.evidence.tcp_end = core::TcpEnd::kRst;
+    r.evidence.last_frame_in_s = end - 0.1;  // traffic until just before: connection_reset
+    r.evidence.last_message_s = end - 0.1;
+    r.verdict = core::decide(r.evidence);
+    REQUIRE(r.verdict.cause == "connection_reset");
+    results.push_back(r);
+  }
+  auto s = net::summarise(results);
+  REQUIRE(s.findings.size() == 1);
+  CHECK(mentions(s.findings[0], "same age"));
+  CHECK(mentions(s.findings[0], "timer"));
+
+  results[1] = dropped_after_greeting(9.0);  // one much later: chance, no finding
+  results[1].evidence.tcp_end = core::TcpEnd::kRst;
+  results[1].evidence.last_frame_in_s = results[1].evidence.last_message_s = 8.9;
+  results[1].verdict = core::decide(results[1].evidence);
+  CHECK(net::summarise(results).findings.empty());
+}

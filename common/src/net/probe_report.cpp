@@ -423,6 +423,25 @@ ProbeSummary summarise(const std::vector<ProbeResult>& results) {
              " connections were unhealthy; the most frequent cause, " + s.cause + " (" + std::to_string(best) +
              "): " + s.example.at(s.cause)->verdict.text;
   }
+  // Drops at the same age on every connection: deterministic, so a timer
+  // somewhere (docs/troubleshooting-1006.md, "Other ambiguous cases").
+  std::vector<double> ages;
+  for (const auto& r : results) {
+    if (r.verdict.cause == s.cause && r.evidence.ending == Ending::kDropped) ages.push_back(r.evidence.age_s());
+  }
+  if (ages.size() >= 2 && ages.size() == s.causes.at(s.cause)) {
+    const auto [lo, hi] = std::minmax_element(ages.begin(), ages.end());
+    double mean = 0;
+    for (double a : ages) mean += a;
+    mean /= static_cast<double>(ages.size());
+    if (*hi - *lo <= std::max(core::kSameAgeMin, core::kSameAgeFraction * mean)) {
+      s.findings.push_back("All " + std::to_string(ages.size()) + " " + s.cause + " drops came at the same age, " +
+                           secs(*lo) + " to " + secs(*hi) + " after the handshake: that is a timer, not chance " +
+                           "(a crash does not keep time) — a maximum connection lifetime, a firewall or NAT " +
+                           "session limit, a proxy's tunnel timeout. Look for a setting of about " + secs(mean) +
+                           " on the path.");
+    }
+  }
   return s;
 }
 
@@ -436,7 +455,7 @@ ReportJson summary_json(const ProbeSummary& s, const std::vector<ProbeResult>& r
           {"summary", {{"causes", s.causes}, {"close_codes", s.close_codes}, {"tcp_end", s.tcp_end},
                        {"connect_ms", stats_json(s.connect_ms)}, {"handshake_ms", stats_json(s.handshake_ms)}}},
           {"results", list},
-          {"verdict", {{"cause", s.cause}, {"text", s.text}}},
+          {"verdict", {{"cause", s.cause}, {"text", s.text}, {"findings", s.findings}}},
           {"exit_code", s.exit_code}};
 }
 
@@ -477,6 +496,7 @@ std::string summary_text(const ProbeSummary& s, const std::vector<ProbeResult>& 
     }
   }
   out += "\nverdict: " + s.cause + "\n" + wrap(s.text, "  ");
+  for (const auto& f : s.findings) out += wrap("note: " + f, "  ");
   for (const auto& [cause, r] : s.example) {
     if (cause != s.cause && cause != "healthy") out += wrap("also " + cause + ": " + r->verdict.text, "  ");
   }

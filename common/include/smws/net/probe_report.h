@@ -62,6 +62,8 @@ struct ProbeSummary {
   int exit_code = 0;  // the common one when all agree, else 1
   std::string cause;  // the most frequent unhealthy cause, or healthy
   std::string text;
+  // E.g. every drop at the same age (within max(0.5 s, 10 %)): a timer on the path.
+  std::vector<std::string> findings;
 };
 ProbeSummary summarise(const std::vector<ProbeResult>& results);
 ReportJson summary_json(const ProbeSummary& s, const std::vector<ProbeResult>& results, const RunInfo& run);
