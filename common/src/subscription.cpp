@@ -238,19 +238,24 @@ SubscriptionIndex::Kind SubscriptionIndex::kind_of(const Filter& f) {
 }
 
 void SubscriptionIndex::unlink(SubscriberId id, const Entry& e) {
-  auto erase_from = [id](std::unordered_map<std::string, IdList>* map,
-                         const std::vector<std::string>& keys) {
-    for (const auto& k : keys) {
-      auto it = map->find(k);
-      if (it == map->end()) continue;
-      it->second.erase(id);
-      if (it->second.empty()) map->erase(it);
-    }
-  };
   switch (e.kind) {
     case Kind::kEveryone: everyone_.erase(id); break;
-    case Kind::kByMachine: erase_from(&by_machine_, e.filter.machines); break;
-    case Kind::kByType: erase_from(&by_type_, e.filter.types); break;
+    case Kind::kByMachine:
+      for (const auto& m : e.filter.machines) {
+        auto it = by_machine_.find(m);
+        if (it == by_machine_.end()) continue;
+        (e.filter.types.empty() ? it->second.any_type : it->second.typed).erase(id);
+        if (it->second.empty()) by_machine_.erase(it);
+      }
+      break;
+    case Kind::kByType:
+      for (const auto& t : e.filter.types) {
+        auto it = by_type_.find(t);
+        if (it == by_type_.end()) continue;
+        it->second.erase(id);
+        if (it->second.empty()) by_type_.erase(it);
+      }
+      break;
     case Kind::kGlob: globs_.erase(id); break;
   }
   if (!e.filter.hitl) --hitl_opt_outs_;
@@ -267,7 +272,10 @@ void SubscriptionIndex::set(SubscriberId id, Filter filter) {
   switch (e.kind) {
     case Kind::kEveryone: everyone_.add(id); break;
     case Kind::kByMachine:
-      for (const auto& m : e.filter.machines) by_machine_[m].add(id);
+      for (const auto& m : e.filter.machines) {
+        MachineWatchers& w = by_machine_[m];
+        (e.filter.types.empty() ? w.any_type : w.typed).add(id);
+      }
       break;
     case Kind::kByType:
       for (const auto& t : e.filter.types) by_type_[t].add(id);
@@ -308,7 +316,9 @@ void SubscriptionIndex::select(std::string_view type, const std::string* machine
   out->insert(out->end(), everyone_.ids.begin(), everyone_.ids.end());
   if (machine) {
     if (auto it = by_machine_.find(*machine); it != by_machine_.end()) {
-      for (SubscriberId id : it->second.ids) {
+      const MachineWatchers& w = it->second;
+      out->insert(out->end(), w.any_type.ids.begin(), w.any_type.ids.end());
+      for (SubscriberId id : w.typed.ids) {
         if (entries_.at(id).filter.matches_type(type)) out->push_back(id);
       }
     }

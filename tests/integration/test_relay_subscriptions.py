@@ -136,6 +136,11 @@ def test_subscribe_mid_stream_switches_the_view_with_a_snapshot():
                        {"type": "e", "machine_id": "w-2", "marker": "b"})
             got = await until_marker(ws, "b")
             assert [m.get("n") for m in got] == [4, None]
+            # A refresh is a snapshot of the client's view too.
+            await ws.send(json.dumps({"type": "refresh"}))
+            snap = await recv_json(ws)
+            assert snap["type"] == "initial"
+            assert [m["id"] for m in snap["machines"]] == ["w-2"]
             # Back to everything: empty lists.
             await ws.send(json.dumps({"type": "subscribe", "types": [], "machines": []}))
             snap = await recv_json(ws)

@@ -171,7 +171,15 @@ class SubscriptionIndex {
 
   std::unordered_map<SubscriberId, Entry> entries_;
   IdList everyone_;
-  std::unordered_map<std::string, IdList> by_machine_;
+  // Under each exact machine name: the clients that take any type there
+  // (appended as they are, no lookup per client) and those whose type globs
+  // must be checked.
+  struct MachineWatchers {
+    IdList any_type;
+    IdList typed;
+    bool empty() const { return any_type.empty() && typed.empty(); }
+  };
+  std::unordered_map<std::string, MachineWatchers> by_machine_;
   std::unordered_map<std::string, IdList> by_type_;
   IdList globs_;
   size_t hitl_opt_outs_ = 0;
