@@ -1,6 +1,7 @@
-# Thin wrapper over CMake/ctest. Two build trees:
+# Thin wrapper over CMake/ctest. Build trees:
 #   build/          the test build: ASan + UBSan, binaries in build/bin/
 #   build-release/  optimised, datagram tools linked statically: run, bench, install
+#   build-fuzz/     clang + libFuzzer, only the fuzz targets (make fuzz)
 BUILD_DIR   ?= build
 RELEASE_DIR ?= build-release
 PREFIX      ?= /usr/local
@@ -24,7 +25,10 @@ DEB_PACKAGES += zlib1g-dev nginx
 # to load the completions.
 DEB_PACKAGES += lintian systemd groff-base zsh fish dpkg-dev fakeroot
 
-.PHONY: all deps build release test bench install deb run clean
+# make fuzz: libFuzzer comes with clang's runtime libraries.
+DEB_PACKAGES += clang libclang-rt-14-dev
+
+.PHONY: all deps build release test bench install deb run clean fuzz fuzz-build
 
 all: build
 
@@ -51,6 +55,7 @@ test: build deb
 	cd $(BUILD_DIR) && SMWS_RELEASE_DIR=$(CURDIR)/$(RELEASE_DIR) ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
+	$(MAKE) fuzz FUZZ_S=$(CI_FUZZ_S)
 
 $(RELEASE_DIR)/CMakeCache.txt:
 	cmake -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=Release -DSMWS_SANITIZE=OFF -DSMWS_BUILD_TESTS=OFF
@@ -76,5 +81,23 @@ deb: release
 run: release
 	$(RELEASE_DIR)/bin/sm-listen | $(RELEASE_DIR)/bin/ws-relay
 
+# Fuzzing (tests/fuzz/README.md): every target for FUZZ_S seconds, one after
+# the other. `make test` runs a short pass of each (CI_FUZZ_S).
+FUZZ_DIR     ?= build-fuzz
+FUZZ_S       ?= 60
+CI_FUZZ_S    ?= 4
+FUZZ_TARGETS := $(patsubst tests/fuzz/%_fuzz.cpp,%,$(wildcard tests/fuzz/*_fuzz.cpp))
+
+$(FUZZ_DIR)/CMakeCache.txt:
+	cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=Debug -DSMWS_SANITIZE=ON -DSMWS_FUZZ=ON \
+	  -DCMAKE_CXX_COMPILER=clang++ \
+	  -DCMAKE_CXX_FLAGS="-O1 -fsanitize=fuzzer-no-link -fsanitize-ignorelist=$(CURDIR)/tests/fuzz/ubsan_known.txt"
+
+fuzz-build: deps $(FUZZ_DIR)/CMakeCache.txt
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_targets
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_DIR)/fuzz $(FUZZ_S) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(BUILD_DIR) $(RELEASE_DIR)
+	rm -rf $(BUILD_DIR) $(RELEASE_DIR) $(FUZZ_DIR)

@@ -1,11 +1,9 @@
-// libFuzzer target for the frame codec. Not part of `make test` (it needs
-// clang); run it for as long as you like:
-//   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined \
-//     -Icommon/include -Ibuild/common/include tests/fuzz/ws_frame_fuzz.cpp \
-//     common/src/ws_frame.cpp common/src/utf8.cpp -o ws_frame_fuzz && ./ws_frame_fuzz -max_total_time=60
-// The first input byte picks the role and the chunk size, the rest is the wire.
+// The frame codec, both roles: the first input byte picks the role and the
+// chunk size the rest (the wire) is fed in; every text or binary message
+// decoded must encode and decode back to the same payload.
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <string>
 
 #include "smws/ws_frame.h"
