@@ -33,7 +33,11 @@ const char* json_kind(const json& j) {
 }
 
 std::string error_reply(std::string_view why) {
-  return json{{"type", "error"}, {"error", why}}.dump();
+  // nlohmann's parse errors quote the bytes read, which can end inside a
+  // UTF-8 character: replace what is not UTF-8 rather than throw (found by
+  // tests/fuzz/relay_client_fuzz).
+  return json{{"type", "error"}, {"error", why}}.dump(-1, ' ', false,
+                                                      json::error_handler_t::replace);
 }
 
 // The decoded machine_id of a parsed event, when it is a string.

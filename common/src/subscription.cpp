@@ -71,7 +71,10 @@ bool Filter::shows_machine(std::string_view id) const {
 }
 
 std::string Filter::describe() const {
-  return json{{"types", types}, {"machines", machines}, {"hitl", hitl}}.dump();
+  // Globs are not UTF-8-checked: bytes that are not UTF-8 show as U+FFFD
+  // instead of making dump() throw (found by tests/fuzz/subscription_fuzz).
+  return json{{"types", types}, {"machines", machines}, {"hitl", hitl}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
 }
 
 Status parse_glob_list(std::string_view what, std::string_view csv,
@@ -210,7 +213,11 @@ Status apply_subscribe(const json& message, Filter* filter) {
 }
 
 std::string filter_error_message(const Status& status) {
-  return json{{"type", "error"}, {"error", status.message}}.dump();
+  // The message quotes the client's value, which need not be UTF-8
+  // (?hitl=%80): replace such bytes, or dump() throws and the uncaught
+  // type_error ends ws-relay (found by tests/fuzz/subscription_fuzz).
+  return json{{"type", "error"}, {"error", status.message}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
 }
 
 // ---------------------------------------------------------------- index

@@ -182,6 +182,17 @@ def test_ws_relay(relay, c):
     assert table.conforms(got, c["server"]), f"{c['id']} {c['title']}: expected {c['server']}, got {got}"
 
 
+@pytest.mark.parametrize("query", ["hitl=%80", "type=%FF", "machine=%C0%AF"])
+def test_ws_relay_survives_an_upgrade_whose_query_is_not_utf8(relay, query):
+    # Regression (fuzz_subscription): ?hitl=%80 once ended ws-relay, the
+    # refusal's JSON dump throwing on the byte it quoted.
+    raw = RawClient(relay.port, path=f"/ws/events?{query}", timeout=WAIT)
+    raw.close()
+    after = RawClient(relay.port, timeout=WAIT)
+    assert after.status == 101
+    after.close()
+
+
 # --- client role: ws-probe, hitl-approve ---------------------------------------
 
 RESULTS = {}

@@ -1,28 +1,48 @@
-// Inputs the fuzzers (tests/fuzz/) found that break a contract in code
-// another module owns, pinned here until the owner fixes them. A case tagged
-// [!shouldfail] documents a bug that is still there: it passes while the bug
-// exists and fails once it is fixed, so whoever fixes it removes the tag (and
-// the matching allowance in the fuzz target, named in the case).
+// Inputs the fuzzers (tests/fuzz/) found in code other modules own, pinned
+// where a corpus replay would not say enough: each case names its target,
+// the input and what went wrong. (Inputs fixed in a target's own module are
+// replayed from tests/fuzz/corpus/<target>/regressions/ instead.)
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include "smws/relay_hub.h"
+#include "smws/subscription.h"
 
 using smws::core::ClientMessage;
 using smws::core::RelayHub;
 
-// Found by fuzz_relay_client: "[\u0222" is valid UTF-8, so the codec lets it
-// through; nlohmann's parse error quotes the bytes it read ("last read:
-// '[\xc8'"), cut in the middle of the character, and error_reply()
-// (common/src/relay_hub.cpp) dumps that text, which throws type_error 316.
-// ws-relay catches it and answers {"error":"internal error"} instead of the
-// parse error. Allowance: relay_client_fuzz.cpp, kKnownErrorReplyThrow.
+// fuzz_relay_client: "[\u0222" is valid UTF-8, so the codec lets it through;
+// nlohmann's parse error quotes the bytes it read ("last read: '[\xc8'"), cut
+// inside the character, and error_reply() dumped that text, which threw
+// type_error 316: ws-relay answered {"error":"internal error"} instead.
 TEST_CASE("a client message whose parse error quotes half a character gets a JSON error reply",
-          "[relay][fuzz][!shouldfail]") {
+          "[relay][fuzz]") {
   ClientMessage m = RelayHub::classify_client_message("[\xc8\xa2");
   CHECK(m.kind == ClientMessage::Kind::kError);
   auto reply = nlohmann::json::parse(m.reply);
   CHECK(reply["type"] == "error");
   CHECK(reply["error"].get<std::string>().rfind("not JSON", 0) == 0);
+}
+
+// fuzz_subscription: GET /ws/events?hitl=%80 made filter_error_message()
+// quote a byte that is not UTF-8; dump() threw type_error 316, uncaught on
+// the loop thread, and ws-relay died (std::terminate) on one unauthenticated
+// request. The integration twin is in tests/integration/test_conformance.py.
+TEST_CASE("a refused filter that quotes bytes that are not UTF-8 is still a JSON error",
+          "[subscription][fuzz]") {
+  smws::core::Filter f;
+  auto st = smws::core::filter_from_query({{"hitl", "\x80"}}, smws::core::Filter{}, &f);
+  REQUIRE_FALSE(st.ok());
+  auto reply = nlohmann::json::parse(smws::core::filter_error_message(st));
+  CHECK(reply["type"] == "error");
+}
+
+// fuzz_subscription: globs are not checked for UTF-8 (?type=%FF), and
+// Filter::describe() threw on them.
+TEST_CASE("a filter with a glob that is not UTF-8 still describes itself as JSON",
+          "[subscription][fuzz]") {
+  smws::core::Filter f;
+  auto st = smws::core::filter_from_query({{"type", "\xff"}}, smws::core::Filter{}, &f);
+  if (st.ok()) CHECK(nlohmann::json::accept(f.describe()));
 }
