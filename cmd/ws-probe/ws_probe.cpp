@@ -183,6 +183,10 @@ int find_idle_timeout(const ProbeOptions& o, const smws::net::ProbeConfig& base)
 
 // The help shows each flag's own type name ("SECONDS", "N"), not the
 // validator's label appended to it.
+// --connections/--repeat: at least 1; the top is only there so that a typo
+// gets a readable range in the message instead of DBL_MAX.
+constexpr size_t kMaxConnections = 1000000;
+
 CLI::Validator unlabelled(CLI::Validator v) {
   v.description("");
   return v;
@@ -216,10 +220,10 @@ void setup_ws_probe(CLI::App& app, ProbeOptions& o) {
       ->check(unlabelled(smws::kSeconds))
       ->type_name("SECONDS");
   app.add_option("--connections", o.connections, "Hold N connections at once and summarise how they ended")
-      ->check(unlabelled(CLI::PositiveNumber))
+      ->check(unlabelled(CLI::Range(size_t{1}, kMaxConnections)))
       ->type_name("N");
   app.add_option("--repeat", o.repeat, "Connect N times in a row and summarise")
-      ->check(unlabelled(CLI::PositiveNumber))
+      ->check(unlabelled(CLI::Range(size_t{1}, kMaxConnections)))
       ->type_name("N");
   app.add_flag("--cat", o.cat, "Stdin lines become messages, messages become stdout lines");
   app.add_flag("--json", o.json, "Print the report as one JSON object");
