@@ -20,10 +20,11 @@ DEB_PACKAGES += redis-server libhiredis-dev
 # ws-probe: zlib for permessage-deflate; nginx as a real proxy in its tests
 DEB_PACKAGES += zlib1g-dev nginx
 
-# The package's tests (tests/integration/test_package.py): lintian for the
-# .deb, systemd-analyze for the unit, groff for the man pages, zsh and fish
-# to load the completions.
-DEB_PACKAGES += lintian systemd groff-base zsh fish dpkg-dev fakeroot
+# make deb and its tests (tests/integration/test_package.py): dpkg-shlibdeps
+# (dpkg-dev), lintian, systemd-analyze (systemd; its verify looks the unit's
+# man: pages up with man-db), groff for the man pages, zsh and fish to load
+# the completions.
+DEB_PACKAGES += dpkg-dev lintian systemd man-db groff-base zsh fish
 
 # make fuzz: libFuzzer comes with clang's runtime libraries.
 DEB_PACKAGES += clang libclang-rt-14-dev
