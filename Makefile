@@ -29,7 +29,7 @@ DEB_PACKAGES += dpkg-dev lintian systemd man-db groff-base zsh fish
 # make fuzz: libFuzzer comes with clang's runtime libraries.
 DEB_PACKAGES += clang libclang-rt-14-dev
 
-.PHONY: all deps build release test bench install deb run clean fuzz fuzz-build
+.PHONY: all deps build release test bench install deb run clean fuzz fuzz-build soak
 
 all: build
 
@@ -57,6 +57,7 @@ test: build deb
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
 	$(MAKE) fuzz FUZZ_S=$(CI_FUZZ_S)
+	$(MAKE) soak SOAK_S=$(CI_SOAK_S)
 
 $(RELEASE_DIR)/CMakeCache.txt:
 	cmake -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=Release -DSMWS_SANITIZE=OFF -DSMWS_BUILD_TESTS=OFF
@@ -99,6 +100,16 @@ fuzz-build: deps $(FUZZ_DIR)/CMakeCache.txt
 
 fuzz: fuzz-build
 	tests/fuzz/run.sh $(FUZZ_DIR)/fuzz $(FUZZ_S) $(FUZZ_TARGETS)
+
+# Soak (tests/soak/soak.py): the release ws-relay under a mixed load for
+# SOAK_S seconds; prints the RSS-over-time, loss and ping-timeout table and
+# fails on RSS growth, a lost message or a missed ping timeout. `make test`
+# runs CI_SOAK_S seconds of it.
+SOAK_S    ?= 600
+CI_SOAK_S ?= 60
+
+soak: release
+	/usr/bin/python3 tests/soak/soak.py --bin $(RELEASE_DIR)/bin --seconds $(SOAK_S)
 
 clean:
 	rm -rf $(BUILD_DIR) $(RELEASE_DIR) $(FUZZ_DIR)
