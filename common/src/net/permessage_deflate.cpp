@@ -5,6 +5,8 @@
 #include <cctype>
 #include <cstring>
 
+#include "smws/ascii.h"
+
 namespace smws::net {
 namespace {
 
@@ -14,14 +16,7 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  }
-  return true;
-}
+bool iequals(std::string_view a, std::string_view b) { return ascii_lower(a) == ascii_lower(b); }
 
 // Each inflate() call produces output in pieces of this size.
 constexpr size_t kChunk = 16 * 1024;

@@ -1,12 +1,12 @@
 #include "smws/net/probe_report.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <sstream>
 
+#include "smws/ascii.h"
 #include "smws/exit_code.h"
 #include "smws/probe_verdict.h"
 #include "smws/utf8.h"
@@ -99,8 +99,7 @@ ReportJson report_json(const ProbeResult& r, const std::string& url) {
   const auto& h = r.handshake;
   json headers = json::object();
   for (const auto& [name, value] : h.headers) {
-    std::string key = name;
-    std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
+    const std::string key = ascii_lower(name);
     if (headers.contains(key)) {
       headers[key] = headers[key].get<std::string>() + ", " + value;
     } else {
