@@ -267,9 +267,9 @@ int run_ws_probe(const ProbeOptions& o) {
 
   if (single) {
     if (!o.cat) {
-      if (!o.no_confirm && verbosity >= 0 && smws::core::plan_confirm(results.front().evidence)) {
+      if (!o.no_confirm && verbosity >= 0 && smws::plan_confirm(results.front().evidence)) {
         smws::log::note(0, "two causes fit; confirming with a second connection that pings every " +
-                               seconds_text(smws::core::kConfirmPingInterval));
+                               seconds_text(smws::kConfirmPingInterval));
       }
       smws::net::confirm(config, results.front(), !o.no_confirm, make_hooks(o, false));
     }

@@ -81,8 +81,8 @@ OutputThread::RecordSink audit_sink(AuditLog* audit) {
   };
 }
 
-core::HubOptions hub_options(const RelayOptions& o) {
-  core::HubOptions h;
+HubOptions hub_options(const RelayOptions& o) {
+  HubOptions h;
   h.history = o.history;
   h.seq = o.seq;
   h.machine_history = o.machine_history;
@@ -113,7 +113,7 @@ class Relay : public net::WsServerHandler {
   // Registers the relay's HTTP routes; before server->run().
   void attach(net::WsServer* server);
   // --route paths and their filters (validated by run_ws_relay). Before run().
-  void set_routes(std::vector<core::Route> routes) {
+  void set_routes(std::vector<Route> routes) {
     for (auto& r : routes) routes_[r.path] = std::move(r.filter);
   }
 
@@ -142,7 +142,7 @@ class Relay : public net::WsServerHandler {
   void on_tick() override;
 
  private:
-  core::RelayHub::Intercept on_interrupt(std::string_view event);
+  RelayHub::Intercept on_interrupt(std::string_view event);
   void handle_message(net::ClientId id, std::string_view payload);
   void deliver(const HitlResolution& resolution);  // loop thread, mu_ held
   void drain_inbox_locked(std::vector<Outgoing>* out);
@@ -161,7 +161,7 @@ class Relay : public net::WsServerHandler {
   const double started_ = mono_now();
 
   std::mutex mu_;
-  core::RelayHub hub_;                 // guarded by mu_
+  RelayHub hub_;                       // guarded by mu_
   HitlTable hitl_;                     // guarded by mu_
   std::vector<Outgoing> inbox_;        // guarded by mu_: broadcasts for the loop
   bool stdin_eof_ = false;             // guarded by mu_
@@ -169,9 +169,9 @@ class Relay : public net::WsServerHandler {
   ndjson::LineReader stdin_reader_{STDIN_FILENO, kMaxStdinLine};
   bool eof_handled_ = false;           // loop thread
   std::unordered_map<net::ClientId, std::string> peers_;  // loop thread: id → address
-  core::SubscriptionIndex subs_;                          // loop thread: open clients' filters
-  std::unordered_map<std::string, core::Filter> routes_;  // --route: path → filter (read-only)
-  std::vector<core::SubscriberId> recipients_;            // loop thread: fan_out's scratch
+  SubscriptionIndex subs_;                          // loop thread: open clients' filters
+  std::unordered_map<std::string, Filter> routes_;  // --route: path → filter (read-only)
+  std::vector<SubscriberId> recipients_;            // loop thread: fan_out's scratch
   uint64_t filtered_out_ = 0;  // loop thread: deliveries a filter spared (/metrics)
   OutputThread output_;
 };
@@ -183,7 +183,7 @@ bool Relay::ingest_buffered_locked(std::vector<Outgoing>* out) {
   for (;;) {
     auto st = stdin_reader_.next(&line);
     if (st == ndjson::LineReader::Status::kLine) {
-      core::IngestResult r = hub_.ingest(line.text, wall_now(), line.number);
+      IngestResult r = hub_.ingest(line.text, wall_now(), line.number);
       if (r.ok()) {
         out->push_back(Outgoing{net::make_text_frame(*r.payload), std::move(r.type),
                                 std::move(r.machine)});
@@ -246,9 +246,9 @@ void Relay::read_stdin_on_loop() {
   }
 }
 
-core::RelayHub::Intercept Relay::on_interrupt(std::string_view event) {
+RelayHub::Intercept Relay::on_interrupt(std::string_view event) {
   // Called by hub_.ingest on the stdin thread, mu_ held.
-  core::RelayHub::Intercept out;
+  RelayHub::Intercept out;
   nlohmann::json parsed = nlohmann::json::parse(event, nullptr, false);
   HitlInterruptResult r = hitl_.on_interrupt(std::move(parsed), mono_now());
   if (!r.ok) {
@@ -276,7 +276,7 @@ void Relay::fan_out(const Outgoing& out) {
   }
   recipients_.clear();
   subs_.select(out.type, out.machine ? &*out.machine : nullptr, &recipients_);
-  for (core::SubscriberId id : recipients_) server_->send(id, out.frame);
+  for (SubscriberId id : recipients_) server_->send(id, out.frame);
   filtered_out_ += clients - recipients_.size();
 }
 
@@ -309,24 +309,24 @@ void Relay::on_open(const net::ClientInfo& client) {
   peers_[client.id] = client.peer;
   std::optional<uint64_t> since;
   if (const std::string* s = client.request.query_param("since"); s && options_.seq) {
-    since = core::RelayHub::parse_since(*s);
+    since = RelayHub::parse_since(*s);
     if (!since) log::note(1, "client " + client.peer + ": ignoring since=" + *s);
   }
   // Its filter: the route's (or none), with the query's keys replacing the
   // route's. A bad query filter is answered with an error and the client
   // keeps the default view: nothing else changes.
-  core::Filter base;
+  Filter base;
   if (auto route = routes_.find(client.request.path); route != routes_.end()) {
     base = route->second;
   }
-  core::Filter filter;
-  Status bad = core::filter_from_query(client.request.query, base, &filter);
+  Filter filter;
+  Status bad = filter_from_query(client.request.query, base, &filter);
   std::vector<Outgoing> earlier;
-  std::vector<core::Payload> first;
+  std::vector<Payload> first;
   {
     std::lock_guard<std::mutex> lock(mu_);
     drain_inbox_locked(&earlier);
-    first = hub_.on_connect(since, wall_now(), filter == core::Filter{} ? nullptr : &filter);
+    first = hub_.on_connect(since, wall_now(), filter == Filter{} ? nullptr : &filter);
   }
   // Events older than the snapshot go to the clients already there; then
   // the new client joins the index and the broadcast list with its first
@@ -338,9 +338,9 @@ void Relay::on_open(const net::ClientInfo& client) {
   frames.reserve(first.size() + 1);
   if (!bad.ok()) {
     log::note(1, "client " + client.peer + ": " + bad.message);
-    frames.push_back(net::make_text_frame(core::filter_error_message(bad)));
+    frames.push_back(net::make_text_frame(filter_error_message(bad)));
   }
-  for (const core::Payload& p : first) frames.push_back(net::make_text_frame(*p));
+  for (const Payload& p : first) frames.push_back(net::make_text_frame(*p));
   server_->join(client.id, frames);
 }
 
@@ -362,11 +362,11 @@ void Relay::on_message(net::ClientId id, std::string_view payload, bool binary) 
 }
 
 void Relay::handle_message(net::ClientId id, std::string_view payload) {
-  core::ClientMessage m = core::RelayHub::classify_client_message(payload);
+  ClientMessage m = RelayHub::classify_client_message(payload);
   switch (m.kind) {
-    case core::ClientMessage::Kind::kRefresh: {
-      core::Payload snap;
-      const core::Filter* filter = subs_.find(id);
+    case ClientMessage::Kind::kRefresh: {
+      Payload snap;
+      const Filter* filter = subs_.find(id);
       {
         std::lock_guard<std::mutex> lock(mu_);
         snap = hub_.snapshot(wall_now(), filter);
@@ -376,19 +376,19 @@ void Relay::handle_message(net::ClientId id, std::string_view payload) {
       server_->send(id, net::make_text_frame(*snap));
       return;
     }
-    case core::ClientMessage::Kind::kPong:
+    case ClientMessage::Kind::kPong:
       server_->note_pong(id);
       return;
-    case core::ClientMessage::Kind::kSubscribe:
+    case ClientMessage::Kind::kSubscribe:
       subscribe(id, m.json);
       return;
-    case core::ClientMessage::Kind::kForward:
+    case ClientMessage::Kind::kForward:
       output_.line(std::move(m.line));
       return;
-    case core::ClientMessage::Kind::kError:
+    case ClientMessage::Kind::kError:
       server_->send_text(id, m.reply);
       return;
-    case core::ClientMessage::Kind::kDecision: {
+    case ClientMessage::Kind::kDecision: {
       std::string peer = peers_.count(id) ? peers_[id] : std::string();
       std::lock_guard<std::mutex> lock(mu_);
       HitlDecisionResult r = hitl_.on_decision(m.json, peer, mono_now());
@@ -403,16 +403,16 @@ void Relay::handle_message(net::ClientId id, std::string_view payload) {
 }
 
 void Relay::subscribe(net::ClientId id, const nlohmann::json& message) {
-  const core::Filter* current = subs_.find(id);
+  const Filter* current = subs_.find(id);
   if (!current) return;  // not open (closing)
-  core::Filter filter = *current;
-  Status s = core::apply_subscribe(message, &filter);
+  Filter filter = *current;
+  Status s = apply_subscribe(message, &filter);
   if (!s.ok()) {
-    server_->send_text(id, core::filter_error_message(s));
+    server_->send_text(id, filter_error_message(s));
     return;
   }
   std::vector<Outgoing> earlier;
-  std::vector<core::Payload> view;
+  std::vector<Payload> view;
   {
     // As in on_open: what the stdin thread posted before the view was taken
     // goes out under the old filter first, so every event reaches the
@@ -425,12 +425,12 @@ void Relay::subscribe(net::ClientId id, const nlohmann::json& message) {
   subs_.set(id, std::move(filter));
   // Held to --max-queue like a refresh: a client re-subscribing without
   // reading is a slow client, not a way to grow our memory.
-  for (const core::Payload& p : view) server_->send(id, net::make_text_frame(*p));
+  for (const Payload& p : view) server_->send(id, net::make_text_frame(*p));
 }
 
 void Relay::deliver(const HitlResolution& resolution) {
   std::string text = resolution.decision.dump();
-  core::Payload p = hub_.publish(text, wall_now());
+  Payload p = hub_.publish(text, wall_now());
   fan_out(Outgoing{net::make_text_frame(*p), "decision", std::nullopt});
   output_.line(text + "\n");
   output_.record(resolution.decision);
@@ -645,16 +645,16 @@ int run_ws_relay(const RelayOptions& o) {
     log::error("--tls-cert and --tls-key go together");
     return kExitUsage;
   }
-  std::vector<core::Route> routes;
+  std::vector<Route> routes;
   for (const std::string& spec : o.routes) {
-    core::Route r;
-    Status s = core::parse_route(spec, &r);
+    Route r;
+    Status s = parse_route(spec, &r);
     if (s.ok() && (r.path == o.path || r.path == "/" || r.path == "/healthz" ||
                    r.path == "/metrics")) {
       s = Status::Error(Status::kUsage,
                         "--route '" + spec + "': " + r.path + " is already served by ws-relay");
     }
-    for (const core::Route& earlier : routes) {
+    for (const Route& earlier : routes) {
       if (s.ok() && earlier.path == r.path) {
         s = Status::Error(Status::kUsage, "--route '" + spec + "': " + r.path + " is routed twice");
       }

@@ -1,6 +1,6 @@
 // ws-relay's flags and its run function. The network core is
 // smws::net::WsServer (one epoll thread); the protocol state is
-// smws::core::RelayHub; HITL is smws::HitlTable. docs/architecture.md.
+// smws::RelayHub; HITL is smws::HitlTable. docs/architecture.md.
 #pragma once
 
 #include <cstddef>

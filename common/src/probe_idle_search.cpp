@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace smws::core {
+namespace smws {
 
 std::optional<double> IdleSearch::upper_s() const {
   if (upper_ < 0) return std::nullopt;
@@ -40,4 +40,4 @@ void IdleSearch::record(bool survived, double silence_s) {
   }
 }
 
-}  // namespace smws::core
+}  // namespace smws

@@ -7,7 +7,7 @@
 #include "smws/ascii.h"
 #include "smws/exit_code.h"
 
-namespace smws::core {
+namespace smws {
 namespace {
 
 bool contains(std::string_view haystack, std::string_view needle) {
@@ -682,4 +682,4 @@ Verdict settle(const ProbeEvidence& first, const ConfirmPlan& plan, const ProbeE
   return v;
 }
 
-}  // namespace smws::core
+}  // namespace smws

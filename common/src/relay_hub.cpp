@@ -6,7 +6,7 @@
 
 #include "smws/event.h"
 
-namespace smws::core {
+namespace smws {
 
 using nlohmann::json;
 
@@ -438,4 +438,4 @@ ClientMessage RelayHub::classify_client_message(std::string_view text) {
   return msg;
 }
 
-}  // namespace smws::core
+}  // namespace smws

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace smws::core {
+namespace smws {
 
 using nlohmann::json;
 
@@ -427,4 +427,4 @@ void MachineHistory::collect(const Filter& filter, uint64_t after,
             [](const HeldEvent& a, const HeldEvent& b) { return a.seq < b.seq; });
 }
 
-}  // namespace smws::core
+}  // namespace smws

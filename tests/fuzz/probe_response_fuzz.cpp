@@ -92,7 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.max_message = 4096;
   smws::net::WsClient client;
   auto info = client.open(*url, options);
-  (void)smws::core::fingerprint(info.headers);
+  (void)smws::fingerprint(info.headers);
   if (info.outcome == smws::net::HandshakeInfo::Outcome::kOpen) {
     FUZZ_CHECK(info.status == 101);
     FUZZ_CHECK(client.is_open());

@@ -17,10 +17,10 @@
 
 namespace {
 
-using smws::core::ClientMessage;
+using smws::ClientMessage;
 
 void check_client_message(std::string_view text) {
-  ClientMessage m = smws::core::RelayHub::classify_client_message(text);
+  ClientMessage m = smws::RelayHub::classify_client_message(text);
   switch (m.kind) {
     case ClientMessage::Kind::kRefresh:
     case ClientMessage::Kind::kPong:
@@ -52,18 +52,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text = input.rest();
   if (smws::is_valid_utf8(text)) check_client_message(text);
   if (flags & 1) {
-    smws::core::HubOptions options;
+    smws::HubOptions options;
     options.history = 4;
     options.seq = true;
     options.max_machines = 2;
-    smws::core::RelayHub hub(options);
+    smws::RelayHub hub(options);
     // Twice, so the second line updates (or evicts) what the first tabled.
     for (int i = 0; i < 2; ++i) {
       auto r = hub.ingest(text, 1000.0 + i, i + 1);
       if (r.ok()) {
         auto event = nlohmann::json::parse(*r.payload, nullptr, false);
         FUZZ_CHECK(event.is_object() && event["seq"] == r.seq);
-      } else if (r.status != smws::core::IngestResult::Status::kBlank) {
+      } else if (r.status != smws::IngestResult::Status::kBlank) {
         FUZZ_CHECK(!r.error.empty());
       }
     }

@@ -20,7 +20,7 @@
 
 namespace {
 
-using smws::core::Filter;
+using smws::Filter;
 
 void check_filter(const Filter& f, std::string_view text) {
   FUZZ_CHECK(nlohmann::json::accept(f.describe()));
@@ -31,11 +31,11 @@ void check_filter(const Filter& f, std::string_view text) {
       for (char c : glob) {
         if (c != '*') literal += c;
       }
-      FUZZ_CHECK(smws::core::glob_match(glob, literal));
-      (void)smws::core::glob_match(glob, text);
+      FUZZ_CHECK(smws::glob_match(glob, literal));
+      (void)smws::glob_match(glob, text);
     }
   }
-  FUZZ_CHECK(smws::core::glob_match("*", text));
+  FUZZ_CHECK(smws::glob_match("*", text));
   std::string machine(text);
   (void)f.matches(text, &machine);
   (void)f.matches(text, nullptr);
@@ -44,7 +44,7 @@ void check_filter(const Filter& f, std::string_view text) {
 void check_refusal(const smws::Status& st, const Filter& before, const Filter& after) {
   FUZZ_CHECK(!st.message.empty());
   FUZZ_CHECK(after == before);
-  auto reply = nlohmann::json::parse(smws::core::filter_error_message(st), nullptr, false);
+  auto reply = nlohmann::json::parse(smws::filter_error_message(st), nullptr, false);
   FUZZ_CHECK(reply.is_object() && reply["type"] == "error");
 }
 
@@ -61,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!message.is_object()) return 0;
     message["type"] = "subscribe";
     Filter f = base;
-    auto st = smws::core::apply_subscribe(message, &f);
+    auto st = smws::apply_subscribe(message, &f);
     if (st.ok()) {
       check_filter(f, text);
     } else {
@@ -79,15 +79,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       rest.remove_prefix(amp == std::string_view::npos ? rest.size() : amp + 1);
     }
     Filter f;
-    auto st = smws::core::filter_from_query(query, base, &f);
+    auto st = smws::filter_from_query(query, base, &f);
     if (st.ok()) {
       check_filter(f, text);
     } else {
       check_refusal(st, base, f);
     }
   } else {
-    smws::core::Route route;
-    auto st = smws::core::parse_route(text, &route);
+    smws::Route route;
+    auto st = smws::parse_route(text, &route);
     if (st.ok()) {
       FUZZ_CHECK(!route.path.empty() && route.path[0] == '/');
       FUZZ_CHECK(route.path.find('?') == std::string::npos);

@@ -9,8 +9,8 @@
 #include "smws/relay_hub.h"
 #include "smws/subscription.h"
 
-using smws::core::ClientMessage;
-using smws::core::RelayHub;
+using smws::ClientMessage;
+using smws::RelayHub;
 
 // fuzz_relay_client: "[\u0222" is valid UTF-8, so the codec lets it through;
 // nlohmann's parse error quotes the bytes it read ("last read: '[\xc8'"), cut
@@ -31,10 +31,10 @@ TEST_CASE("a client message whose parse error quotes half a character gets a JSO
 // request. The integration twin is in tests/integration/test_conformance.py.
 TEST_CASE("a refused filter that quotes bytes that are not UTF-8 is still a JSON error",
           "[subscription][fuzz]") {
-  smws::core::Filter f;
-  auto st = smws::core::filter_from_query({{"hitl", "\x80"}}, smws::core::Filter{}, &f);
+  smws::Filter f;
+  auto st = smws::filter_from_query({{"hitl", "\x80"}}, smws::Filter{}, &f);
   REQUIRE_FALSE(st.ok());
-  auto reply = nlohmann::json::parse(smws::core::filter_error_message(st));
+  auto reply = nlohmann::json::parse(smws::filter_error_message(st));
   CHECK(reply["type"] == "error");
 }
 
@@ -42,7 +42,7 @@ TEST_CASE("a refused filter that quotes bytes that are not UTF-8 is still a JSON
 // Filter::describe() threw on them.
 TEST_CASE("a filter with a glob that is not UTF-8 still describes itself as JSON",
           "[subscription][fuzz]") {
-  smws::core::Filter f;
-  auto st = smws::core::filter_from_query({{"type", "\xff"}}, smws::core::Filter{}, &f);
+  smws::Filter f;
+  auto st = smws::filter_from_query({{"type", "\xff"}}, smws::Filter{}, &f);
   if (st.ok()) CHECK(nlohmann::json::accept(f.describe()));
 }

@@ -4,7 +4,7 @@
 
 #include "smws/probe_idle_search.h"
 
-using namespace smws::core;
+using namespace smws;
 
 TEST_CASE("idle search: the first trial holds MAX", "[probe][idle_search]") {
   IdleSearch s(130);

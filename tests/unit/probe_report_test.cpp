@@ -27,14 +27,14 @@ ProbeResult dropped_after_greeting(double end) {
   e.handshake_done_s = 0.01;
   e.messages_in = 1;
   e.first_message_s = e.last_message_s = e.last_frame_in_s = 0.05;
-  e.ending = core::Ending::kDropped;
-  e.close_by = core::CloseBy::kServer;
+  e.ending = Ending::kDropped;
+  e.close_by = CloseBy::kServer;
   e.close_code = 1006;
-  e.tcp_end = core::TcpEnd::kFin;
+  e.tcp_end = TcpEnd::kFin;
   e.end_s = end;
   r.frames.push_back({0.05, true, ws::Opcode::kText, 57, "hello"});
   r.frames_total = 1;
-  r.verdict = core::decide(e);
+  r.verdict = decide(e);
   return r;
 }
 
@@ -65,14 +65,14 @@ TEST_CASE("the timeline marks pings, messages out, an RST and a connection still
   r.frames.push_back({1.5, false, ws::Opcode::kText, 10, ""});
   r.frames.push_back({2.0, true, ws::Opcode::kPing, 4, ""});
   r.frames_total = 3;
-  r.evidence.tcp_end = core::TcpEnd::kRst;
+  r.evidence.tcp_end = TcpEnd::kRst;
   std::string bar = strip_bar(net::timeline_strip(r));
   CHECK(bar.find('>') != std::string::npos);
   CHECK(bar.find('p') != std::string::npos);
   CHECK(bar.find('>') < bar.find('p'));
   CHECK(bar.back() == 'R');
 
-  r.evidence.ending = core::Ending::kStillOpen;
+  r.evidence.ending = Ending::kStillOpen;
   CHECK(strip_bar(net::timeline_strip(r)).back() == '=');
 }
 
@@ -90,9 +90,9 @@ TEST_CASE("close.by is server for a drop, and confirm is null when one cause fit
 
 TEST_CASE("with --no-confirm the report names both candidates and the trial it skipped", "[probe][report]") {
   auto r = dropped_after_greeting(4.01);
-  auto plan = core::plan_confirm(r.evidence);
+  auto plan = plan_confirm(r.evidence);
   REQUIRE(plan);
-  core::ConfirmReport skipped;
+  ConfirmReport skipped;
   skipped.plan = *plan;  // tried = false, as with --no-confirm
   r.confirm = skipped;
   auto j = net::report_json(r, r.evidence.url);
@@ -105,15 +105,15 @@ TEST_CASE("with --no-confirm the report names both candidates and the trial it s
 
 TEST_CASE("a tried confirmation is in the JSON and on a confirm line", "[probe][report]") {
   auto r = dropped_after_greeting(4.01);
-  auto plan = *core::plan_confirm(r.evidence);
-  core::ProbeEvidence trial;
+  auto plan = *plan_confirm(r.evidence);
+  ProbeEvidence trial;
   trial.handshake_done_s = 0.01;
-  trial.ending = core::Ending::kStillOpen;
-  trial.close_by = core::CloseBy::kClient;
+  trial.ending = Ending::kStillOpen;
+  trial.close_by = CloseBy::kClient;
   trial.end_s = 0.01 + plan.hold_s;
   trial.pings_sent = trial.pongs_received = 10;
-  core::ConfirmReport report;
-  r.verdict = core::settle(r.evidence, plan, trial, &report);
+  ConfirmReport report;
+  r.verdict = settle(r.evidence, plan, trial, &report);
   r.confirm = report;
   auto j = net::report_json(r, r.evidence.url);
   CHECK(j["confirm"]["tried"] == true);
@@ -127,12 +127,12 @@ TEST_CASE("a tried confirmation is in the JSON and on a confirm line", "[probe][
 TEST_CASE("the idle search report states the bracket, its precision and the trial count", "[probe][report]") {
   net::IdleSearchRun run;
   run.max_s = 5;
-  run.search = core::IdleSearch(5);
+  run.search = IdleSearch(5);
   run.intermediaries = {{"nginx", "Server: nginx/1.22.1"}};
   run.search.record(false, 2.0);
-  run.trials.push_back({5, false, 2.0, 1006, core::TcpEnd::kFin, "server_waits_for_client"});
+  run.trials.push_back({5, false, 2.0, 1006, TcpEnd::kFin, "server_waits_for_client"});
   run.search.record(true, 1.9);
-  run.trials.push_back({1.9, true, 1.9, 1000, core::TcpEnd::kNone, "healthy"});
+  run.trials.push_back({1.9, true, 1.9, 1000, TcpEnd::kNone, "healthy"});
   auto v = net::idle_search_verdict(run);
   CHECK(v.cause == "idle_timeout");
   CHECK(v.exit_code == kExitNegative);
@@ -148,9 +148,9 @@ TEST_CASE("the idle search report states the bracket, its precision and the tria
 TEST_CASE("an idle search that survives MAX is healthy and says so", "[probe][report]") {
   net::IdleSearchRun run;
   run.max_s = 0.8;
-  run.search = core::IdleSearch(0.8);
+  run.search = IdleSearch(0.8);
   run.search.record(true, 0.79);
-  run.trials.push_back({0.8, true, 0.79, 1000, core::TcpEnd::kNone, "healthy"});
+  run.trials.push_back({0.8, true, 0.79, 1000, TcpEnd::kNone, "healthy"});
   auto v = net::idle_search_verdict(run);
   CHECK(v.cause == "healthy");
   CHECK(v.exit_code == kExitOk);
@@ -162,11 +162,11 @@ TEST_CASE("several connections summarise to the most frequent unhealthy cause", 
   results.push_back(dropped_after_greeting(0.6));
   results.push_back(dropped_after_greeting(0.6));
   ProbeResult healthy = dropped_after_greeting(0.6);
-  healthy.evidence.ending = core::Ending::kStillOpen;
-  healthy.evidence.close_by = core::CloseBy::kClient;
+  healthy.evidence.ending = Ending::kStillOpen;
+  healthy.evidence.close_by = CloseBy::kClient;
   healthy.evidence.close_code = 1000;
-  healthy.evidence.tcp_end = core::TcpEnd::kNone;
-  healthy.verdict = core::decide(healthy.evidence);
+  healthy.evidence.tcp_end = TcpEnd::kNone;
+  healthy.verdict = decide(healthy.evidence);
   results.push_back(healthy);
   auto s = net::summarise(results);
   CHECK(s.cause == "server_waits_for_client");
@@ -182,10 +182,10 @@ TEST_CASE("resets at the same age on every connection are called a timer, not a 
   std::vector<ProbeResult> results;
   for (double end : {5.0, 5.2, 5.1}) {
     ProbeResult r = dropped_after_greeting(end);
-    r.evidence.tcp_end = core::TcpEnd::kRst;
+    r.evidence.tcp_end = TcpEnd::kRst;
     r.evidence.last_frame_in_s = end - 0.1;  // traffic until just before: connection_reset
     r.evidence.last_message_s = end - 0.1;
-    r.verdict = core::decide(r.evidence);
+    r.verdict = decide(r.evidence);
     REQUIRE(r.verdict.cause == "connection_reset");
     results.push_back(r);
   }
@@ -195,8 +195,8 @@ TEST_CASE("resets at the same age on every connection are called a timer, not a 
   CHECK(mentions(s.findings[0], "timer"));
 
   results[1] = dropped_after_greeting(9.0);  // one much later: chance, no finding
-  results[1].evidence.tcp_end = core::TcpEnd::kRst;
+  results[1].evidence.tcp_end = TcpEnd::kRst;
   results[1].evidence.last_frame_in_s = results[1].evidence.last_message_s = 8.9;
-  results[1].verdict = core::decide(results[1].evidence);
+  results[1].verdict = decide(results[1].evidence);
   CHECK(net::summarise(results).findings.empty());
 }

@@ -5,7 +5,7 @@
 #include "smws/exit_code.h"
 #include "smws/probe_verdict.h"
 
-using namespace smws::core;
+using namespace smws;
 
 namespace {
 

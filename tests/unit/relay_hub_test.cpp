@@ -8,11 +8,11 @@
 
 #include "smws/event.h"
 
-using smws::core::ClientMessage;
-using smws::core::HubOptions;
-using smws::core::IngestResult;
-using smws::core::Payload;
-using smws::core::RelayHub;
+using smws::ClientMessage;
+using smws::HubOptions;
+using smws::IngestResult;
+using smws::Payload;
+using smws::RelayHub;
 using nlohmann::json;
 
 namespace {

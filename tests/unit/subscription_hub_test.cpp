@@ -11,10 +11,10 @@
 #include "smws/relay_hub.h"
 #include "smws/subscription.h"
 
-using smws::core::Filter;
-using smws::core::HubOptions;
-using smws::core::Payload;
-using smws::core::RelayHub;
+using smws::Filter;
+using smws::HubOptions;
+using smws::Payload;
+using smws::RelayHub;
 using nlohmann::json;
 
 namespace {
@@ -156,6 +156,6 @@ TEST_CASE("on_subscribe answers with the view's snapshot and its machines' histo
 
 TEST_CASE("subscribe is its own client message, not forwarded", "[subscription]") {
   auto m = RelayHub::classify_client_message(R"({"type":"subscribe","machines":["a"]})");
-  CHECK(m.kind == smws::core::ClientMessage::Kind::kSubscribe);
+  CHECK(m.kind == smws::ClientMessage::Kind::kSubscribe);
   CHECK(m.json["machines"][0] == "a");
 }

@@ -12,18 +12,18 @@
 #include <nlohmann/json.hpp>
 
 using smws::Status;
-using smws::core::apply_subscribe;
-using smws::core::Filter;
-using smws::core::filter_from_query;
-using smws::core::glob_match;
-using smws::core::HeldEvent;
-using smws::core::MachineHistory;
-using smws::core::parse_glob_list;
-using smws::core::parse_route;
-using smws::core::parse_route_filter;
-using smws::core::Route;
-using smws::core::SubscriberId;
-using smws::core::SubscriptionIndex;
+using smws::apply_subscribe;
+using smws::Filter;
+using smws::filter_from_query;
+using smws::glob_match;
+using smws::HeldEvent;
+using smws::MachineHistory;
+using smws::parse_glob_list;
+using smws::parse_route;
+using smws::parse_route_filter;
+using smws::Route;
+using smws::SubscriberId;
+using smws::SubscriptionIndex;
 using nlohmann::json;
 
 namespace {
@@ -52,7 +52,7 @@ std::vector<SubscriberId> select(const SubscriptionIndex& index, const std::stri
   return select(index, type, &machine);
 }
 
-smws::core::Payload text(const std::string& s) { return std::make_shared<const std::string>(s); }
+smws::Payload text(const std::string& s) { return std::make_shared<const std::string>(s); }
 
 std::vector<uint64_t> seqs(const std::vector<HeldEvent>& held) {
   std::vector<uint64_t> out;

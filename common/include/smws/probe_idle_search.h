@@ -17,7 +17,7 @@
 
 #include <optional>
 
-namespace smws::core {
+namespace smws {
 
 // The search stops when the bracket is this narrow: 5 % of the timeout, at
 // least 0.25 s (below that, scheduling noise on both ends dominates).
@@ -53,4 +53,4 @@ class IdleSearch {
   int trials_ = 0;
 };
 
-}  // namespace smws::core
+}  // namespace smws

@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-namespace smws::core {
+namespace smws {
 
 // Thresholds (seconds), see docs/troubleshooting-1006.md.
 // "Right after the handshake": data that arrives within this window is the
@@ -228,4 +228,4 @@ struct ConfirmReport {
 Verdict settle(const ProbeEvidence& first, const ConfirmPlan& plan, const ProbeEvidence& trial,
                ConfirmReport* report);
 
-}  // namespace smws::core
+}  // namespace smws

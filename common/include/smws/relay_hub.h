@@ -31,7 +31,7 @@
 #include "smws/event.h"
 #include "smws/subscription.h"
 
-namespace smws::core {
+namespace smws {
 
 // The text of one WebSocket message. Shared (and immutable) because the same
 // bytes go to the history ring and to every client queue.
@@ -251,4 +251,4 @@ class RelayHub {
   std::function<std::string(double now)> pending_provider_;
 };
 
-}  // namespace smws::core
+}  // namespace smws

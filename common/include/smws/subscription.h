@@ -33,7 +33,7 @@
 
 #include "smws/status.h"
 
-namespace smws::core {
+namespace smws {
 
 // '*' matches any run of characters, the empty one too; every other
 // character (including '?' and '[') matches itself. Machine ids and event
@@ -246,4 +246,4 @@ class MachineHistory {
   std::unordered_map<std::string, std::list<Machine>::iterator> index_;
 };
 
-}  // namespace smws::core
+}  // namespace smws

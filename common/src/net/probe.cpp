@@ -26,9 +26,6 @@ namespace smws::net {
 namespace {
 
 using Clock = WsClient::Clock;
-using core::CloseBy;
-using core::Ending;
-using core::TcpEnd;
 
 // --cat stops reading stdin while this much is queued for the server, so a
 // fast producer cannot make the probe buffer without bound.
@@ -64,7 +61,7 @@ struct Session {
   std::map<std::string, Clock::time_point> pings_in_flight;  // payload → sent at
   uint64_t ping_seq = 0;
   double last_in_s = 0;  // last incoming frame (for gaps)
-  std::vector<core::StampedArrival> stamps;
+  std::vector<StampedArrival> stamps;
 };
 
 class Prober {
@@ -126,7 +123,7 @@ void Prober::handshake(Session& s, size_t index) const {
   e.duration_s = config_.duration_s.value_or(0);
   e.status = r.handshake.status;
   e.error = r.handshake.error;
-  r.intermediaries = core::fingerprint(r.handshake.headers);
+  r.intermediaries = fingerprint(r.handshake.headers);
   e.intermediaries = r.intermediaries;
   e.url = config_.url.text;
   switch (r.handshake.outcome) {
@@ -137,7 +134,7 @@ void Prober::handshake(Session& s, size_t index) const {
   }
   if (r.handshake.outcome != HandshakeInfo::Outcome::kOpen) {
     e.end_s = at(s);
-    r.verdict = core::decide(e);
+    r.verdict = decide(e);
     s.state = Session::State::kDone;
     return;
   }
@@ -388,8 +385,8 @@ void Prober::finish(Session& s) {
   s.client.close();
   s.state = Session::State::kDone;
   auto& e = s.result.evidence;
-  e.lags = core::analyze_lags(s.stamps);
-  s.result.verdict = core::decide(e);
+  e.lags = analyze_lags(s.stamps);
+  s.result.verdict = decide(e);
 }
 
 void Prober::on_timers(Session& s, Clock::time_point now) {
@@ -491,7 +488,7 @@ std::vector<ProbeResult> Prober::run(size_t connections) {
     std::vector<ProbeResult> out(1);
     out[0].evidence.ending = Ending::kUnreachable;
     out[0].evidence.error = "cannot create a pipe: " + std::string(std::strerror(errno));
-    out[0].verdict = core::decide(out[0].evidence);
+    out[0].verdict = decide(out[0].evidence);
     return out;
   }
   const size_t threads = std::min(connections, kOpeners);
@@ -588,9 +585,9 @@ std::vector<ProbeResult> run_probe(const ProbeConfig& config, size_t connections
 }
 
 void confirm(const ProbeConfig& config, ProbeResult& first, bool run_trial, const ProbeHooks& hooks) {
-  auto plan = core::plan_confirm(first.evidence);
+  auto plan = plan_confirm(first.evidence);
   if (!plan) return;
-  core::ConfirmReport report;
+  ConfirmReport report;
   report.plan = *plan;
   if (!run_trial || shutdown::requested()) {
     first.confirm = std::move(report);  // tried = false: the verdict names both candidates
@@ -605,7 +602,7 @@ void confirm(const ProbeConfig& config, ProbeResult& first, bool run_trial, cons
     first.confirm = std::move(report);
     return;
   }
-  first.verdict = core::settle(first.evidence, *plan, trials.front().evidence, &report);
+  first.verdict = settle(first.evidence, *plan, trials.front().evidence, &report);
   first.confirm = std::move(report);
 }
 
@@ -613,7 +610,7 @@ IdleSearchRun find_idle_timeout(const ProbeConfig& base, double max_s, const Pro
                                 const std::function<void(int, double)>& on_trial) {
   IdleSearchRun run;
   run.max_s = max_s;
-  run.search = core::IdleSearch(max_s);
+  run.search = IdleSearch(max_s);
   double greeting = 0;  // how long after its handshake the last trial's server went quiet
   while (!run.search.done() && !shutdown::requested()) {
     const double hold = run.search.next_silence_s() + greeting;
@@ -637,7 +634,7 @@ IdleSearchRun find_idle_timeout(const ProbeConfig& base, double max_s, const Pro
     if (e.ending == Ending::kInterrupted) break;
     const double silence = e.silence_before_end_s();
     const bool survived = e.ending == Ending::kStillOpen;
-    if (!survived && silence < core::kMinIdleSilence) {
+    if (!survived && silence < kMinIdleSilence) {
       // Ended before any idle timer could matter (a waiting server, a reset,
       // a close): that, not an idle timeout, is the finding.
       char after[32];
@@ -647,7 +644,7 @@ IdleSearchRun find_idle_timeout(const ProbeConfig& base, double max_s, const Pro
       run.stopped_by = std::move(r);
       return run;
     }
-    if (e.messages_in > 0 && e.last_message_s && *e.last_message_s - e.handshake_done_s > core::kGreetingWindow)
+    if (e.messages_in > 0 && e.last_message_s && *e.last_message_s - e.handshake_done_s > kGreetingWindow)
       run.server_traffic = true;
     run.search.record(survived, silence);
     run.trials.push_back({hold, survived, silence, e.close_code, e.tcp_end, r.verdict.cause});

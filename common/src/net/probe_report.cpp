@@ -15,7 +15,6 @@ namespace smws::net {
 namespace {
 
 using json = ReportJson;
-using core::Ending;
 
 std::string fmt(const char* format, double v) {
   char buf[64];
@@ -120,13 +119,13 @@ ReportJson report_json(const ProbeResult& r, const std::string& url) {
     };
     close = {{"code", e.close_code},
              {"reason", e.close_reason},
-             {"by", core::close_by_name(e.close_by)},
-             {"tcp_end", e.tcp_end == core::TcpEnd::kNone ? json(nullptr) : json(core::tcp_end_name(e.tcp_end))},
+             {"by", close_by_name(e.close_by)},
+             {"tcp_end", e.tcp_end == TcpEnd::kNone ? json(nullptr) : json(tcp_end_name(e.tcp_end))},
              {"after_s", r3(e.end_s)},
              {"since_last_frame_s", r3(e.silence_before_end_s())},
              {"since_last_frame_in_s", since(e.last_frame_in_s)},
              {"since_last_frame_out_s", since(e.last_frame_out_s)},
-             {"server_answered_close", e.close_by == core::CloseBy::kClient ? json(e.server_answered_close) : json(nullptr)}};
+             {"server_answered_close", e.close_by == CloseBy::kClient ? json(e.server_answered_close) : json(nullptr)}};
     if (!e.protocol_error.empty()) close["protocol_error"] = e.protocol_error;
     if (!r.tcp_error.empty()) close["tcp_error"] = r.tcp_error;
   } else {
@@ -240,7 +239,7 @@ std::string timeline_strip(const ProbeResult& r) {
     put(f.at_s, c);
   }
   char end = '=';
-  if (e.ending == Ending::kDropped) end = e.tcp_end == core::TcpEnd::kRst ? 'R' : 'F';
+  if (e.ending == Ending::kDropped) end = e.tcp_end == TcpEnd::kRst ? 'R' : 'F';
   else if (e.ending == Ending::kServerClose || e.ending == Ending::kProtocolError) end = 'X';
   bar.back() = end;
   std::string out;
@@ -342,13 +341,13 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
     std::string ended;
     if (e.ending == Ending::kDropped) {
       ended = "1006 abnormal closure: no close frame, " +
-              std::string(e.tcp_end == core::TcpEnd::kRst ? "TCP RST" : "TCP FIN") +
+              std::string(e.tcp_end == TcpEnd::kRst ? "TCP RST" : "TCP FIN") +
               " from the peer (server or proxy)";
       if (!r.tcp_error.empty()) ended += " (" + r.tcp_error + ")";
     } else {
       ended = std::to_string(e.close_code) + (e.close_reason.empty() ? "" : " \"" + e.close_reason + "\"") +
-              (e.close_by == core::CloseBy::kServer ? " from the server" : " from the probe");
-      if (e.close_by == core::CloseBy::kClient)
+              (e.close_by == CloseBy::kServer ? " from the server" : " from the probe");
+      if (e.close_by == CloseBy::kClient)
         ended += e.server_answered_close ? ", answered" : ", not answered by the server";
     }
     ended += "; +" + secs(e.end_s) + " after connect, " + secs(e.silence_before_end_s()) + " after the last frame";
@@ -395,7 +394,7 @@ ProbeSummary summarise(const std::vector<ProbeResult>& results) {
     if (!s.example.count(r.verdict.cause)) s.example[r.verdict.cause] = &r;
     if (was_open(r)) {
       ++s.close_codes[std::to_string(r.evidence.close_code)];
-      if (r.evidence.tcp_end != core::TcpEnd::kNone) ++s.tcp_end[core::tcp_end_name(r.evidence.tcp_end)];
+      if (r.evidence.tcp_end != TcpEnd::kNone) ++s.tcp_end[tcp_end_name(r.evidence.tcp_end)];
     }
     if (r.handshake.connect_ms >= 0) s.connect_ms.push_back(r.handshake.connect_ms);
     if (r.handshake.handshake_ms >= 0) s.handshake_ms.push_back(r.handshake.handshake_ms);
@@ -433,7 +432,7 @@ ProbeSummary summarise(const std::vector<ProbeResult>& results) {
     double mean = 0;
     for (double a : ages) mean += a;
     mean /= static_cast<double>(ages.size());
-    if (*hi - *lo <= std::max(core::kSameAgeMin, core::kSameAgeFraction * mean)) {
+    if (*hi - *lo <= std::max(kSameAgeMin, kSameAgeFraction * mean)) {
       s.findings.push_back("All " + std::to_string(ages.size()) + " " + s.cause + " drops came at the same age, " +
                            secs(*lo) + " to " + secs(*hi) + " after the handshake: that is a timer, not chance " +
                            "(a crash does not keep time) — a maximum connection lifetime, a firewall or NAT " +
@@ -504,8 +503,8 @@ std::string summary_text(const ProbeSummary& s, const std::vector<ProbeResult>& 
 
 // --- --find-idle-timeout ---------------------------------------------------------
 
-core::Verdict idle_search_verdict(const IdleSearchRun& run) {
-  core::Verdict v;
+Verdict idle_search_verdict(const IdleSearchRun& run) {
+  Verdict v;
   const auto& search = run.search;
   const std::string trials = std::to_string(search.trials()) + (search.trials() == 1 ? " trial" : " trials");
   if (!search.upper_s()) {
@@ -527,7 +526,7 @@ core::Verdict idle_search_verdict(const IdleSearchRun& run) {
   } else {
     v.text += " (" + trials + "; no shorter silence was held, so only the upper bound is known).";
   }
-  v.text += " " + core::idle_timeout_advice(run.intermediaries, upper);
+  v.text += " " + idle_timeout_advice(run.intermediaries, upper);
   return v;
 }
 
@@ -536,14 +535,14 @@ ReportJson idle_search_json(const IdleSearchRun& run, const std::string& url) {
   for (const auto& t : run.trials) {
     trials.push_back({{"hold_s", r3(t.hold_s)}, {"survived", t.survived}, {"silence_s", r3(t.silence_s)},
                       {"close_code", t.close_code},
-                      {"tcp_end", t.tcp_end == core::TcpEnd::kNone ? json(nullptr) : json(core::tcp_end_name(t.tcp_end))},
+                      {"tcp_end", t.tcp_end == TcpEnd::kNone ? json(nullptr) : json(tcp_end_name(t.tcp_end))},
                       {"cause", t.cause}});
   }
   const auto upper = run.search.upper_s();
   const auto precision = run.search.precision_s();
   json matches = json::array();
   if (upper) {
-    for (const auto& m : core::match_idle_default(*upper))
+    for (const auto& m : match_idle_default(*upper))
       matches.push_back({{"name", m.name}, {"seconds", m.seconds}, {"fix", m.fix}});
   }
   json intermediaries = json::array();
@@ -575,7 +574,7 @@ std::string idle_search_text(const IdleSearchRun& run, const std::string& url) {
     out += "  trial " + std::to_string(++n) + ": held " + secs(t.hold_s) + ", " +
            (t.survived ? "survived " + secs(t.silence_s) + " of silence"
                        : "dropped after " + secs(t.silence_s) + " of silence (" + std::to_string(t.close_code) +
-                             (t.tcp_end != core::TcpEnd::kNone ? std::string(" ") + core::tcp_end_name(t.tcp_end) : "") +
+                             (t.tcp_end != TcpEnd::kNone ? std::string(" ") + tcp_end_name(t.tcp_end) : "") +
                              ")") +
            "\n";
   }

@@ -57,16 +57,16 @@ struct FrameEvent {
 struct ProbeResult {
   size_t index = 0;                 // connection number, from 0
   HandshakeInfo handshake;
-  core::ProbeEvidence evidence;
-  core::Verdict verdict;
-  std::vector<core::Intermediary> intermediaries;
+  ProbeEvidence evidence;
+  Verdict verdict;
+  std::vector<Intermediary> intermediaries;
   std::map<std::string, size_t> types;  // histogram of the messages' "type" field
   size_t bytes_in = 0, bytes_out = 0;   // data message payload bytes
   std::vector<double> rtt_ms;           // --ping round trips
   std::deque<FrameEvent> frames;        // the last kFrameLog frames
   size_t frames_total = 0;
   std::string tcp_error;                // errno text when the socket failed otherwise
-  std::optional<core::ConfirmReport> confirm;  // set when the evidence fitted two causes
+  std::optional<ConfirmReport> confirm;  // set when the evidence fitted two causes
   size_t bad_input_lines = 0;           // --cat: stdin lines that were not UTF-8
 };
 
@@ -106,13 +106,13 @@ struct IdleTrial {
   bool survived = false;
   double silence_s = 0;    // silence at its end
   uint16_t close_code = 0;
-  core::TcpEnd tcp_end = core::TcpEnd::kNone;
+  TcpEnd tcp_end = TcpEnd::kNone;
   std::string cause;       // the trial's own verdict
 };
 
 struct IdleSearchRun {
   double max_s = 0;
-  core::IdleSearch search{0};
+  IdleSearch search{0};
   std::vector<IdleTrial> trials;
   // Set when a trial could not measure anything (no connection, a protocol
   // error, a drop after < 1 s of silence): that connection's own report is
@@ -120,14 +120,14 @@ struct IdleSearchRun {
   std::optional<ProbeResult> stopped_by;
   std::string stopped_note;     // why stopped_by ended the search, for the human report
   bool server_traffic = false;  // the server sent data after its greeting during a hold
-  std::vector<core::Intermediary> intermediaries;  // from the first trial's headers
+  std::vector<Intermediary> intermediaries;  // from the first trial's headers
   double connect_ms = -1, handshake_ms = -1;
   int status = 0;
 };
 
 // Measures the path's idle timeout up to max_s: one silent connection per
 // trial (pongs answered, nothing sent), each held for the silence
-// core::IdleSearch asks for plus the greeting the previous trial saw.
+// IdleSearch asks for plus the greeting the previous trial saw.
 // on_trial(n, hold_s) is called before each. Stops early (stopped_by) when a
 // trial measures nothing; returns early, with what it has, on SIGINT/SIGTERM.
 IdleSearchRun find_idle_timeout(const ProbeConfig& base, double max_s, const ProbeHooks& hooks,

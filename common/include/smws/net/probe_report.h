@@ -75,7 +75,7 @@ std::string summary_text(const ProbeSummary& s, const std::vector<ProbeResult>& 
 // The verdict of a finished search (healthy: no timeout up to MAX; else
 // idle_timeout with the bracket, its precision, the trial count, the default
 // or intermediary it matches).
-core::Verdict idle_search_verdict(const IdleSearchRun& run);
+Verdict idle_search_verdict(const IdleSearchRun& run);
 ReportJson idle_search_json(const IdleSearchRun& run, const std::string& url);
 std::string idle_search_text(const IdleSearchRun& run, const std::string& url);
 
