@@ -67,6 +67,10 @@ def main():
           f"{'goal met' if flood['longest_task_ms'] <= 100 else 'GOAL MISSED'}", flush=True)
     print(f"  heap {mib(flood['heap_before']):.1f} -> {mib(flood['heap_after']):.1f} MiB "
           f"(growth {mib(growth):+.1f} MiB = {flood['heap_after'] / flood['heap_before']:.2f}x)", flush=True)
+    samples = flood["heap_per_second"]
+    if samples:
+        print("  heap each second of the flood (no GC forced): "
+              + " ".join(f"{mib(n):.1f}" for n in samples) + " MiB", flush=True)
     print(f"  log rows at most {flood['max_log_rows']} (cap 1000); Approve clicked mid-flood reached "
           f"the relay's stdout in {flood['decision_ms']:.0f} ms", flush=True)
     if os.environ.get("BENCH_JSON"):

@@ -11,6 +11,7 @@ measure() returns a dict:
   longest_task_ms longest PerformanceObserver "longtask" (0: none over 50 ms)
   long_tasks      how many long tasks
   heap_before / heap_after  JS heap in use after a full GC, bytes
+  heap_per_second the heap in use once a second from the flood's start (no GC forced)
   max_log_rows    most rows the log held, sampled every 50 ms
   max_log_dom_rows  most log row elements in the DOM (only the rows in sight)
   decision_ms     click on Approve (mid-flood) to the decision on the relay's stdout
@@ -21,7 +22,10 @@ import threading
 import time
 
 INSTALL_PROBES = """
-window.__flood = {longest: 0, longTasks: 0, frames: 0, maxRows: 0, maxDomRows: 0};
+window.__flood = {longest: 0, longTasks: 0, frames: 0, maxRows: 0, maxDomRows: 0, heap: []};
+// The JS heap in use once a second (garbage included: no GC is forced
+// mid-flood), to see it level off once the bounded buffers are full.
+setInterval(() => { window.__flood.heap.push(performance.memory.usedJSHeapSize); }, 1000);
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
     window.__flood.longTasks++;
@@ -127,6 +131,7 @@ def measure(browser, stack, rate=5000, seconds=10.0, machines=1000, approve_mid_
         "long_tasks": probes["longTasks"],
         "heap_before": heap_before,
         "heap_after": heap_after,
+        "heap_per_second": probes["heap"],
         "max_log_rows": probes["maxRows"],
         "max_log_dom_rows": probes["maxDomRows"],
         "log_rows": counters["logRows"],
