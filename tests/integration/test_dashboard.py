@@ -244,6 +244,9 @@ def test_a_cut_connection_is_shown_and_the_page_resumes_with_since_missing_nothi
         proxy.resume()
         browser.wait_js(LIVE, timeout=40, what="live again")
         browser.wait_js("window.smwsDashboard.counters().lastSeq >= 10", what="the missed events")
+        # The log's list is brought up to date in the next animation frame.
+        browser.wait_js("window.smwsDashboard.logRows().filter(r => r.type === 'state_change').length >= 10",
+                        what="the missed events in the log")
         rows = browser.js("return window.smwsDashboard.logRows()")
         seqs = [json.loads(r["raw"])["n"] for r in rows if r["type"] == "state_change"]
         assert sorted(seqs) == list(range(1, 11))  # each once, none missing

@@ -199,7 +199,8 @@
   // ===========================================================================
   // Machines (table + timeline model)
   // ===========================================================================
-  // id → {id, state, prev, last (s), data, dataText, version, flash, flashUntil, segs: [[t, state]]}
+  // id → {id, state, prev, last (s), data, dataText (null: not made yet), version, flash, flashUntil,
+  //       segs: [[t, state]]}
   const machines = new Map();
   const dirtyMachines = new Set();
   let machinesOrderDirty = false;
@@ -214,7 +215,7 @@
   function upsertMachine(id, state, prev, last, data, live) {
     let m = machines.get(id);
     if (!m) {
-      m = { id, state: '', prev: '', last: 0, data: undefined, dataText: '', version: 0,
+      m = { id, state: '', prev: '', last: 0, data: undefined, dataText: null, version: 0,
             flash: false, flashUntil: 0, segs: [] };
       machines.set(id, m);
     }
@@ -222,7 +223,7 @@
     m.prev = prev;
     m.last = last;
     m.data = data;
-    m.dataText = data === undefined ? '' : compact(data);
+    m.dataText = null;  // serialised when a row shows it or a filter reads it, not per event
     m.flash = live;
     // A segment starts at the event's timestamp when it is plausible on the
     // page's clock (within the window, not ahead by more than CLOCK_SLACK_S);
@@ -272,10 +273,15 @@
     requestRender();
   }
 
+  function dataTextOf(m) {
+    if (m.dataText === null) m.dataText = m.data === undefined ? '' : compact(m.data);
+    return m.dataText;
+  }
+
   function machineMatches(m) {
     if (!machineFilter) return true;
     return m.id.toLowerCase().includes(machineFilter) || m.state.toLowerCase().includes(machineFilter) ||
-      m.prev.toLowerCase().includes(machineFilter) || m.dataText.toLowerCase().includes(machineFilter);
+      m.prev.toLowerCase().includes(machineFilter) || dataTextOf(m).toLowerCase().includes(machineFilter);
   }
 
   function ago(seconds) {
@@ -323,7 +329,7 @@
     // not on every change.
     row.addEventListener('mouseenter', () => {
       if (!r.m) return;
-      data.title = r.m.dataText.slice(0, 2000);
+      data.title = dataTextOf(r.m).slice(0, 2000);
       agoCell.title = r.m.last ? new Date(r.m.last * 1000).toLocaleString() : '';
     });
     return r;
@@ -396,7 +402,8 @@
         r.stateText.textContent = m.state || '—';
         r.swatch.style.background = colourOf(m.state);
         r.prev.textContent = m.prev || '—';
-        r.data.textContent = m.dataText.length > 300 ? m.dataText.slice(0, 300) + '…' : m.dataText;
+        const dataText = dataTextOf(m);
+        r.data.textContent = dataText.length > 300 ? dataText.slice(0, 300) + '…' : dataText;
         r.agoText = '';
       }
       // A changed row stays highlighted for HIGHLIGHT_MS (a class, not a CSS
