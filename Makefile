@@ -2,6 +2,7 @@
 #   build/          the test build: ASan + UBSan, binaries in build/bin/
 #   build-release/  optimised, datagram tools linked statically: run, bench, install
 #   build-fuzz/     clang + libFuzzer, only the fuzz targets (make fuzz)
+#   build-tsan/     ThreadSanitizer, the tools only (make tsan)
 BUILD_DIR   ?= build
 RELEASE_DIR ?= build-release
 PREFIX      ?= /usr/local
@@ -29,7 +30,7 @@ DEB_PACKAGES += dpkg-dev lintian systemd man-db groff-base zsh fish
 # make fuzz: libFuzzer comes with clang's runtime libraries.
 DEB_PACKAGES += clang libclang-rt-14-dev
 
-.PHONY: all deps build release test bench install deb run clean fuzz fuzz-build soak
+.PHONY: all deps build release test bench install deb run clean fuzz fuzz-build soak tsan
 
 all: build
 
@@ -58,6 +59,7 @@ test: build deb
 	  ctest --output-on-failure -j $(JOBS)
 	$(MAKE) fuzz FUZZ_S=$(CI_FUZZ_S)
 	$(MAKE) soak SOAK_S=$(CI_SOAK_S)
+	$(MAKE) tsan
 
 $(RELEASE_DIR)/CMakeCache.txt:
 	cmake -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=Release -DSMWS_SANITIZE=OFF -DSMWS_BUILD_TESTS=OFF
@@ -111,5 +113,19 @@ CI_SOAK_S ?= 60
 soak: release
 	/usr/bin/python3 tests/soak/soak.py --bin $(RELEASE_DIR)/bin --seconds $(SOAK_S)
 
+# ThreadSanitizer: the tools built with -fsanitize=thread (no ASan: the two
+# cannot be combined), then the tests that exercise threads (tests/tsan/run.sh
+# lists them); any report fails. Part of `make test`.
+TSAN_DIR ?= build-tsan
+
+$(TSAN_DIR)/CMakeCache.txt:
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSMWS_SANITIZE=OFF \
+	  -DSMWS_STATIC_DATAGRAM_TOOLS=OFF -DSMWS_BUILD_TESTS=OFF \
+	  -DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread"
+
+tsan: deps $(TSAN_DIR)/CMakeCache.txt
+	cmake --build $(TSAN_DIR) -j $(JOBS) --target ws-relay ws-probe hitl-approve sm-send sm-listen
+	tests/tsan/run.sh $(TSAN_DIR)
+
 clean:
-	rm -rf $(BUILD_DIR) $(RELEASE_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(RELEASE_DIR) $(FUZZ_DIR) $(TSAN_DIR)
