@@ -34,12 +34,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "smws/protocol.h"
+
 namespace smws {
 
 // Default lifetime of an interrupt without a `timeout` field (ws-relay
-// --hitl-timeout): five minutes is long enough for a human to notice a
-// prompt and short enough that a forgotten script does not block for ever.
-constexpr double kHitlDefaultTimeout = 300.0;
+// --hitl-timeout); protocol.h says why five minutes.
+constexpr double kHitlDefaultTimeout = protocol::kDefaultHitlTimeout;
 
 // Bound on the pending table: every structure in the relay is bounded. An
 // interrupt over it is refused (reported, not broadcast) rather than growing

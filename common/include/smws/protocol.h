@@ -49,7 +49,9 @@ inline constexpr double kSlowClientCloseGrace = 2.0;
 // --exit-on-eof drains client queues for at most this long.
 inline constexpr double kDefaultDrainTimeout = 5.0;
 
-// An interrupt without its own `timeout` stays pending this long.
+// An interrupt without its own `timeout` stays pending this long: five
+// minutes is long enough for a human to notice a prompt and short enough
+// that a forgotten script does not block for ever.
 inline constexpr double kDefaultHitlTimeout = 300.0;
 
 }  // namespace smws::protocol
