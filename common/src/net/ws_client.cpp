@@ -33,6 +33,20 @@
 namespace smws::net {
 namespace {
 
+// The status code of an HTTP response head: the digits after the version
+// ("HTTP/1.1 101 Switching Protocols" -> 101); 0 when there are none.
+int status_code_of(const std::string& head) {
+  size_t i = head.find_first_not_of(" \t");
+  if (i == std::string::npos) return 0;
+  i = head.find_first_of(" \t", i);  // the end of the version
+  if (i == std::string::npos) return 0;
+  i = head.find_first_not_of(" \t", i);
+  int code = 0;
+  for (int n = 0; n < 3 && i != std::string::npos && i < head.size() && head[i] >= '0' && head[i] <= '9'; ++n, ++i)
+    code = code * 10 + (head[i] - '0');
+  return code;
+}
+
 using Clock = WsClient::Clock;
 
 // A response head larger than this is not a WebSocket server's answer;
@@ -497,7 +511,11 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
     std::string first_line = response.substr(0, std::min(response.find("\r\n"), size_t{80}));
     return fail(HandshakeInfo::Outcome::kRefused, "not an HTTP response (" + e.displayText() + "): '" + first_line + "'");
   }
-  info.status = static_cast<int>(parsed.getStatus());
+  // The code is read from the status line POCO has just accepted, not with
+  // getStatus(): that returns POCO's HTTPStatus enum, and loading a code the
+  // enum lacks ("HTTP/1.1 901 ...") is undefined behaviour (found by
+  // fuzz_probe_response).
+  info.status = status_code_of(response);
   info.reason_phrase = parsed.getReason();
   info.status_line = parsed.getVersion() + " " + std::to_string(info.status) + " " + info.reason_phrase;
   for (const auto& [name, value] : parsed) info.headers.emplace_back(name, value);
