@@ -288,27 +288,8 @@ def client_results():
     return RESULTS
 
 
-# hitl-approve still reads with POCO's WebSocket, which checks none of RFC
-# 6455's receiver rules (reserved bits, opcodes, control frame sizes,
-# fragmentation, UTF-8, close codes): those cases record what it does and are
-# expected to fail until it moves to WsClient and ws::FrameReader.
-HITL_APPROVE_KNOWN = "hitl-approve reads with Poco::Net::WebSocket, which does not check this"
-
-
-# ws-probe: frames that arrive in the same read as the 101 are fed to the
-# frame reader (WsClient::open) but not looked at until the socket is
-# readable again (Prober::on_readable runs on poll() readiness), so a server
-# that sends its greeting with the 101 and then waits is never heard.
-PROBE_KNOWN = "ws-probe does not read frames that came with the 101 until more bytes arrive"
-
-
 def client_param(c, name):
-    marks = []
-    if name == "hitl-approve" and c["client"].startswith("close:"):
-        marks.append(pytest.mark.xfail(reason=HITL_APPROVE_KNOWN, strict=False))
-    if name == "ws-probe" and c["with_handshake"]:
-        marks.append(pytest.mark.xfail(reason=PROBE_KNOWN, strict=False))
-    return pytest.param(c, name, id=f"{c['id']}-{name}", marks=marks)
+    return pytest.param(c, name, id=f"{c['id']}-{name}")
 
 
 @pytest.mark.parametrize("c,name", [client_param(c, name) for c in CLIENT_CASES for name in CLIENTS])

@@ -80,6 +80,9 @@ class Prober {
   void record(Session& s, const FrameEvent& e);
   void send(Session& s, ws::Opcode op, std::string_view payload, std::string detail, double at);
   void on_readable(Session& s);
+  // Takes every complete message the frame reader holds; a protocol error
+  // starts the close and ends the session. False once the session is done.
+  bool drain(Session& s);
   void on_message(Session& s, ws::Message& m, double at);
   void on_data(Session& s, ws::Message& m, double at);
   void begin_close(Session& s, uint16_t code, std::string_view reason, Ending ending);
@@ -160,11 +163,26 @@ void Prober::activate(Session& s) {
     ++e.messages_out;
   }
   flush(s);
-  // Frames that came with the 101 are already in the reader.
+  // Frames that came with the 101 are already in the reader: a protocol
+  // error among them is one too (conformance case 1.3), not only messages.
+  drain(s);
+}
+
+bool Prober::drain(Session& s) {
   ws::Message m;
-  while (s.state != Session::State::kDone) {
+  for (;;) {
+    if (s.state == Session::State::kDone) return false;
     auto status = s.client.next(&m);
-    if (status != ws::FrameReader::Status::kMessage) break;
+    if (status == ws::FrameReader::Status::kNeedMore) return true;
+    if (status == ws::FrameReader::Status::kError) {
+      auto& e = s.result.evidence;
+      if (s.state == Session::State::kOpen) {
+        e.protocol_error = s.client.error_reason();
+        begin_close(s, s.client.error_code(), s.client.error_reason(), Ending::kProtocolError);
+      }
+      finish(s);  // nothing more can be read from a broken stream
+      return false;
+    }
     on_message(s, m, at(s));
   }
 }
@@ -215,22 +233,7 @@ void Prober::on_readable(Session& s) {
       }
       return;
     }
-    ws::Message m;
-    for (;;) {
-      if (s.state == Session::State::kDone) return;
-      auto status = s.client.next(&m);
-      if (status == ws::FrameReader::Status::kNeedMore) break;
-      if (status == ws::FrameReader::Status::kError) {
-        auto& e = s.result.evidence;
-        if (s.state == Session::State::kOpen) {
-          e.protocol_error = s.client.error_reason();
-          begin_close(s, s.client.error_code(), s.client.error_reason(), Ending::kProtocolError);
-        }
-        finish(s);  // nothing more can be read from a broken stream
-        return;
-      }
-      on_message(s, m, at(s));
-    }
+    if (!drain(s)) return;
     if (!s.client.has_pending() && io != WsClient::Io::kData) break;
   }
 }
