@@ -32,11 +32,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -54,6 +56,7 @@
 #include "smws/prometheus.h"
 #include "smws/protocol.h"
 #include "smws/protocol_messages.h"
+#include "smws/redis_stream.h"
 #include "smws/relay_hub.h"
 #include "smws/shutdown.h"
 #include "smws/subscription.h"
@@ -71,6 +74,23 @@ constexpr size_t kMaxStdinLine = 1 << 20;
 // uptime (immune to clock steps).
 double wall_now() { return wall_seconds(); }
 double mono_now() { return monotonic_seconds(); }
+
+// A relay that reaches Redis at start serves its first client only after it
+// has loaded the group's state; one that cannot reach it serves what it has
+// after at most this long (SPEC), degraded, and catches up later.
+constexpr double kGroupStartWait = 3.0;
+
+std::string random_hex(size_t bytes) {
+  std::random_device rd;
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < bytes; ++i) {
+    unsigned v = rd() & 0xff;
+    out += digits[v >> 4];
+    out += digits[v & 15];
+  }
+  return out;
+}
 
 // Records go to the --audit file when one is open; without one, nowhere.
 OutputThread::RecordSink audit_sink(AuditLog* audit) {
@@ -97,18 +117,43 @@ struct Outgoing {
   std::optional<std::string> machine;
 };
 
-class Relay : public net::WsServerHandler {
+class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
  public:
-  Relay(const RelayOptions& options, AuditLog* audit)
+  // redis_url: the parsed --redis URL, or nullptr for a relay on its own.
+  Relay(const RelayOptions& options, AuditLog* audit, const redis::RedisUrl* redis_url)
       : options_(options),
-        hub_(hub_options(options)),
+        seq_(options.seq || redis_url != nullptr),
+        hub_(make_hub()),
         hitl_(HitlOptions{options.hitl_timeout, kHitlMaxPending}),
         output_(STDOUT_FILENO, audit_sink(audit)) {
-    hub_.set_interceptor("interrupt", [this](std::string_view event, double) {
-      return on_interrupt(event);
-    });
-    hub_.set_pending_provider([this](double) { return hitl_.pending_json(mono_now()).dump(); });
+    if (redis_url) {
+      relay_id_ = random_hex(6);
+      redis::StreamOptions so;
+      so.url = *redis_url;
+      so.stream = options.redis_stream;
+      so.history = options.redis_history;
+      so.buffer = options.redis_buffer;
+      so.load_recent = options.redis_history;
+      so.relay_id = relay_id_;
+      so.epoch_candidate = random_hex(8);
+      group_ = std::make_unique<redis::RedisStream>(so, this);
+      serving_ = false;
+    }
   }
+
+  // Starts the Redis link (loop thread, before run()).
+  void start_group() {
+    if (!group_) return;
+    if (!server_->watch(group_->fd(), [this] { group_->on_readable(); })) {
+      log::error("redis: cannot watch the connection set");
+    }
+    group_->start(mono_now());
+  }
+
+  // --- loop thread (RedisStream::Listener), --redis only ---
+  void on_loaded(const redis::GroupSnapshot& snapshot, bool first) override;
+  void on_entries(const std::vector<redis::GroupSnapshot::Entry>& entries) override;
+  void on_link(bool up) override;
 
   // Registers the relay's HTTP routes; before server->run().
   void attach(net::WsServer* server);
@@ -137,12 +182,44 @@ class Relay : public net::WsServerHandler {
   void on_close(net::ClientId id) override {
     peers_.erase(id);
     subs_.remove(id);
+    // A client gone before the group's first load is not greeted.
+    waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
+                                  [id](const Waiting& w) { return w.id == id; }),
+                   waiting_.end());
   }
   void on_wake() override;
   void on_tick() override;
 
  private:
+  RelayHub make_hub() {
+    // In a group, `?since=` may resume anywhere in the last --redis-history
+    // events, so that many are held (the replay to new clients stays
+    // --history).
+    HubOptions h = hub_options(options_);
+    h.seq = seq_;
+    if (group_enabled()) h.hold = options_.redis_history;
+    RelayHub hub(h);
+    hub.set_interceptor("interrupt", [this](std::string_view event, double) {
+      return group_enabled() ? on_group_interrupt(event) : on_interrupt(event);
+    });
+    hub.set_pending_provider([this](double) { return hitl_.pending_json(mono_now()).dump(); });
+    return hub;
+  }
+  bool group_enabled() const { return !options_.redis.empty(); }
   RelayHub::Intercept on_interrupt(std::string_view event);
+  RelayHub::Intercept on_group_interrupt(std::string_view event);  // mu_ held
+  // Moves what stdin produced for the group into the stream (loop thread).
+  void push_to_group();
+  // A new client, until it gets its first messages.
+  struct Waiting {
+    net::ClientId id;
+    std::string peer;
+    std::optional<uint64_t> since;
+    Filter filter;
+    Status bad;  // a bad query filter, answered with an error
+  };
+  // Joins a client with its first messages (snapshot, history or since).
+  void greet(const Waiting& w);
   void handle_message(net::ClientId id, std::string_view payload);
   void deliver(const HitlResolution& resolution);  // loop thread, mu_ held
   void drain_inbox_locked(std::vector<Outgoing>* out);
@@ -157,6 +234,7 @@ class Relay : public net::WsServerHandler {
   std::string healthz_text();
 
   const RelayOptions& options_;
+  const bool seq_;  // --seq, implied by --redis
   net::WsServer* server_ = nullptr;
   const double started_ = mono_now();
 
@@ -174,6 +252,25 @@ class Relay : public net::WsServerHandler {
   std::vector<SubscriberId> recipients_;            // loop thread: fan_out's scratch
   uint64_t filtered_out_ = 0;  // loop thread: deliveries a filter spared (/metrics)
   OutputThread output_;
+
+  // --- --redis: the group (docs/scale-out.md) ---
+  std::unique_ptr<redis::RedisStream> group_;  // loop thread
+  std::string relay_id_;
+  // Stdin events for the stream, from whichever thread read stdin.
+  std::vector<redis::Outgoing> group_inbox_;   // guarded by mu_
+  // Interrupts this relay read from stdin and whose decision it must print
+  // and send to reply_to: interrupt_id -> reply_to. Bounded by the pending
+  // table (entries leave with their decision).
+  std::unordered_map<std::string, std::string> origin_;  // guarded by mu_
+  uint64_t next_interrupt_ = 1;                           // guarded by mu_
+  std::string last_interrupt_id_;                         // guarded by mu_
+  // Until the first load (or kGroupStartWait), new clients wait here, not
+  // joined, for their first messages.
+  bool serving_ = true;                                   // loop thread
+  std::vector<Waiting> waiting_;                          // loop thread
+  // Timeouts the group could not record while Redis was away: retried.
+  std::vector<std::pair<std::string, std::string>> timeouts_to_retry_;  // loop thread
+  bool draining_for_exit_ = false;                        // loop thread
 };
 
 // ------------------------------------------------------------ stdin thread
@@ -183,6 +280,29 @@ bool Relay::ingest_buffered_locked(std::vector<Outgoing>* out) {
   for (;;) {
     auto st = stdin_reader_.next(&line);
     if (st == ndjson::LineReader::Status::kLine) {
+      if (group_enabled()) {
+        // The group numbers and broadcasts it: to the stream, not to clients.
+        IngestResult r = hub_.check(line.text, wall_now(), line.number);
+        if (r.ok()) {
+          redis::Outgoing o;
+          o.event = *r.payload;
+          if (r.type == "interrupt") {
+            o.kind = 'i';
+            o.key = last_interrupt_id_;
+          } else if (r.type == "state_change" && r.machine) {
+            o.kind = 'm';
+            o.key = *r.machine;
+            auto dom = nlohmann::json::parse(o.event, nullptr, false);
+            if (auto state = dom.is_object() ? dom.find("state") : dom.end(); state != dom.end()) {
+              o.state = state->dump();
+            }
+          }
+          group_inbox_.push_back(std::move(o));
+        } else if (!r.error.empty()) {
+          log::warn("stdin " + r.error);
+        }
+        continue;
+      }
       IngestResult r = hub_.ingest(line.text, wall_now(), line.number);
       if (r.ok()) {
         out->push_back(Outgoing{net::make_text_frame(*r.payload), std::move(r.type),
@@ -205,9 +325,9 @@ void Relay::read_stdin(int stop_fd) {
     {
       // Held across the lines of one read(2) (next() never blocks).
       std::lock_guard<std::mutex> lock(mu_);
-      size_t before = inbox_.size();
+      size_t before = inbox_.size() + group_inbox_.size();
       eof = ingest_buffered_locked(&inbox_);
-      posted = inbox_.size() > before;
+      posted = inbox_.size() + group_inbox_.size() > before;
       if (eof) stdin_eof_ = true;
     }
     // One wake-up per read(2), so a burst costs one, not one per line.
@@ -240,10 +360,25 @@ void Relay::read_stdin_on_loop() {
     if (eof) stdin_eof_ = true;
   }
   for (const Outgoing& f : frames) fan_out(f);
+  push_to_group();
   if (eof) {
     server_->unwatch(STDIN_FILENO);
     on_stdin_eof();
   }
+}
+
+void Relay::push_to_group() {
+  if (!group_) return;
+  std::vector<redis::Outgoing> events;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events.swap(group_inbox_);
+  }
+  if (events.empty()) return;
+  for (redis::Outgoing& o : events) group_->append(std::move(o));
+  // One script call for what one read(2) brought (or more, while a batch
+  // is in flight).
+  group_->flush();
 }
 
 RelayHub::Intercept Relay::on_interrupt(std::string_view event) {
@@ -257,6 +392,34 @@ RelayHub::Intercept Relay::on_interrupt(std::string_view event) {
     return out;
   }
   output_.record(r.event);
+  out.replacement = r.event.dump();
+  return out;
+}
+
+RelayHub::Intercept Relay::on_group_interrupt(std::string_view event) {
+  // mu_ held, on whichever thread reads stdin. The interrupt becomes
+  // pending on every relay (this one included) when it comes back through
+  // the stream; here it is only checked and given a group-unique id.
+  RelayHub::Intercept out;
+  nlohmann::json parsed = nlohmann::json::parse(event, nullptr, false);
+  if (parsed.is_object() && (!parsed.contains("interrupt_id") || parsed["interrupt_id"].is_null())) {
+    parsed["interrupt_id"] = "i-" + relay_id_ + "-" + std::to_string(next_interrupt_++);
+  }
+  HitlTable scratch(HitlOptions{options_.hitl_timeout, kHitlMaxPending});
+  HitlInterruptResult r = scratch.on_interrupt(std::move(parsed), mono_now());
+  if (r.ok && hitl_.is_pending(r.event["interrupt_id"].get<std::string>())) {
+    r.ok = false;
+    r.error = "interrupt_id \"" + r.event["interrupt_id"].get<std::string>() + "\" is already pending";
+  }
+  if (!r.ok) {
+    out.ok = false;
+    out.error = "interrupt: " + r.error;
+    return out;
+  }
+  last_interrupt_id_ = r.event["interrupt_id"].get<std::string>();
+  auto reply_to = r.event.find("reply_to");
+  origin_[last_interrupt_id_] =
+      reply_to != r.event.end() && reply_to->is_string() ? reply_to->get<std::string>() : "";
   out.replacement = r.event.dump();
   return out;
 }
@@ -289,13 +452,18 @@ void Relay::on_wake() {
     eof = stdin_eof_;
   }
   for (const Outgoing& f : frames) fan_out(f);
+  push_to_group();
   if (eof) on_stdin_eof();
 }
 
 void Relay::on_stdin_eof() {
   if (!eof_handled_) {
     eof_handled_ = true;
-    if (options_.exit_on_eof) {
+    if (options_.exit_on_eof && group_) {
+      // The buffered events must reach the group first (on_tick checks).
+      log::note(1, "stdin ended: appending what is buffered, then exiting");
+      draining_for_exit_ = true;
+    } else if (options_.exit_on_eof) {
       log::note(1, "stdin ended: draining clients (up to " +
                        std::to_string(options_.drain_timeout) + " s), then exiting");
       server_->begin_shutdown(options_.drain_timeout);
@@ -308,7 +476,7 @@ void Relay::on_stdin_eof() {
 void Relay::on_open(const net::ClientInfo& client) {
   peers_[client.id] = client.peer;
   std::optional<uint64_t> since;
-  if (const std::string* s = client.request.query_param("since"); s && options_.seq) {
+  if (const std::string* s = client.request.query_param("since"); s && seq_) {
     since = RelayHub::parse_since(*s);
     if (!since) log::note(1, "client " + client.peer + ": ignoring since=" + *s);
   }
@@ -319,29 +487,40 @@ void Relay::on_open(const net::ClientInfo& client) {
   if (auto route = routes_.find(client.request.path); route != routes_.end()) {
     base = route->second;
   }
-  Filter filter;
-  Status bad = filter_from_query(client.request.query, base, &filter);
+  Waiting w{client.id, client.peer, since, {}, Status::Ok()};
+  w.bad = filter_from_query(client.request.query, base, &w.filter);
+  if (!serving_) {
+    // A group relay before its first load: it joins (and gets its first
+    // messages) in on_loaded, before any event of the group.
+    waiting_.push_back(std::move(w));
+    return;
+  }
+  greet(w);
+}
+
+void Relay::greet(const Waiting& w) {
+  const Filter& filter = w.filter;
   std::vector<Outgoing> earlier;
   std::vector<Payload> first;
   {
     std::lock_guard<std::mutex> lock(mu_);
     drain_inbox_locked(&earlier);
-    first = hub_.on_connect(since, wall_now(), filter == Filter{} ? nullptr : &filter);
+    first = hub_.on_connect(w.since, wall_now(), filter == Filter{} ? nullptr : &filter);
   }
   // Events older than the snapshot go to the clients already there; then
   // the new client joins the index and the broadcast list with its first
   // messages (a filter error, snapshot/history) ahead of the live stream, so
   // it gets every event exactly once.
   for (const Outgoing& f : earlier) fan_out(f);
-  subs_.set(client.id, filter);
+  subs_.set(w.id, filter);
   std::vector<net::Frame> frames;
   frames.reserve(first.size() + 1);
-  if (!bad.ok()) {
-    log::note(1, "client " + client.peer + ": " + bad.message);
-    frames.push_back(net::make_text_frame(filter_error_message(bad)));
+  if (!w.bad.ok()) {
+    log::note(1, "client " + w.peer + ": " + w.bad.message);
+    frames.push_back(net::make_text_frame(filter_error_message(w.bad)));
   }
   for (const Payload& p : first) frames.push_back(net::make_text_frame(*p));
-  server_->join(client.id, frames);
+  server_->join(w.id, frames);
 }
 
 void Relay::on_message(net::ClientId id, std::string_view payload, bool binary) {
@@ -390,6 +569,34 @@ void Relay::handle_message(net::ClientId id, std::string_view payload) {
       return;
     case ClientMessage::Kind::kDecision: {
       std::string peer = peers_.count(id) ? peers_[id] : std::string();
+      if (group_) {
+        // Checked here, decided by the group: the first valid decision in
+        // Redis wins and comes back through the stream to every relay.
+        HitlDecisionResult r;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          r = hitl_.on_decision(m.json, peer, mono_now(), /*resolve=*/false);
+        }
+        if (!r.accepted()) {
+          server_->send_text(id, r.error.dump());
+          return;
+        }
+        std::string interrupt_id = r.resolved->decision["interrupt_id"].get<std::string>();
+        group_->decide(interrupt_id, r.resolved->decision.dump(),
+                       [this, id, interrupt_id](redis::DecideOutcome outcome) {
+                         if (outcome == redis::DecideOutcome::kWon) return;
+                         nlohmann::json e = {{"type", "error"}, {"interrupt_id", interrupt_id}};
+                         if (outcome == redis::DecideOutcome::kNotPending) {
+                           e["error"] = "not pending";
+                           e["reason"] = "already decided";
+                         } else {
+                           e["error"] = "the decision could not be recorded: redis is unavailable; "
+                                        "send it again";
+                         }
+                         server_->send_text(id, e.dump());
+                       });
+        return;
+      }
       std::lock_guard<std::mutex> lock(mu_);
       HitlDecisionResult r = hitl_.on_decision(m.json, peer, mono_now());
       if (!r.accepted()) {
@@ -442,9 +649,163 @@ void Relay::deliver(const HitlResolution& resolution) {
 
 void Relay::on_tick() {
   double now = mono_now();
+  if (group_) {
+    group_->on_tick(now);
+    if (!serving_ && (group_->stats().reconnects > 0 || now - started_ > kGroupStartWait)) {
+      log::warn("redis: serving without the group's state until Redis is reachable");
+      serving_ = true;
+      for (const Waiting& w : waiting_) greet(w);
+      waiting_.clear();
+    }
+    std::vector<HitlResolution> expired;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto next = hitl_.next_deadline(); next && *next <= now) expired = hitl_.expire(now);
+    }
+    // A timeout is resolved once for the group: every relay proposes it,
+    // the decide script lets the first one in.
+    for (const HitlResolution& r : expired) {
+      std::string interrupt_id = r.decision["interrupt_id"].get<std::string>();
+      std::string text = r.decision.dump();
+      group_->decide(interrupt_id, text, [this, interrupt_id, text](redis::DecideOutcome o) {
+        if (o == redis::DecideOutcome::kUnavailable) timeouts_to_retry_.emplace_back(interrupt_id, text);
+      });
+    }
+    if (draining_for_exit_ && group_->stats().buffered == 0) {
+      draining_for_exit_ = false;
+      log::note(1, "stdin ended: draining clients (up to " + std::to_string(options_.drain_timeout) +
+                       " s), then exiting");
+      server_->begin_shutdown(options_.drain_timeout);
+    }
+    return;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (auto next = hitl_.next_deadline(); next && *next <= now) {
     for (const HitlResolution& r : hitl_.expire(now)) deliver(r);
+  }
+}
+
+// ------------------------------------------------------------ the group (--redis)
+
+void Relay::on_loaded(const redis::GroupSnapshot& snap, bool first) {
+  const double now = wall_now();
+  uint64_t old_last;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    old_last = hub_.last_seq();
+    hub_ = make_hub();
+    // The held events first, then the stored machines, which are the
+    // table's state at snap.last_seq (the replay of recent events may
+    // lack machines whose last change is older).
+    for (const auto& e : snap.recent) hub_.apply(e.seq, e.event, now);
+    for (const std::string& m : redis::machine_replay(snap)) hub_.table(m, now);
+    hub_.set_last_seq(snap.last_seq);
+    hitl_ = HitlTable(HitlOptions{options_.hitl_timeout, kHitlMaxPending});
+    std::unordered_map<std::string, std::string> still_ours;
+    for (const std::string& text : snap.pending) {
+      auto event = nlohmann::json::parse(text, nullptr, false);
+      // The deadline restarts here: Redis keeps the interrupt, not our clock.
+      HitlInterruptResult r = hitl_.on_interrupt(std::move(event), mono_now());
+      if (!r.ok) continue;
+      std::string id = r.event["interrupt_id"].get<std::string>();
+      if (auto it = origin_.find(id); it != origin_.end()) still_ours.emplace(id, it->second);
+    }
+    // Stdin interrupts not yet appended stay ours too.
+    for (const redis::Outgoing& o : group_inbox_)
+      if (o.kind == 'i' && origin_.count(o.key)) still_ours.emplace(o.key, origin_[o.key]);
+    origin_.swap(still_ours);
+  }
+  log::note(1, "redis: loaded the group's state: epoch " + snap.epoch + ", seq " +
+                   std::to_string(snap.last_seq) + ", " + std::to_string(snap.machines.size()) +
+                   " machines, " + std::to_string(snap.pending.size()) + " pending");
+  if (!serving_) {
+    serving_ = true;
+    for (const Waiting& w : waiting_) greet(w);
+    waiting_.clear();
+    return;
+  }
+  // Serving began before this first load (Redis was unreachable at start)
+  // and nothing was shown yet: nothing to correct unless the group has state.
+  if (first && old_last == 0 && snap.last_seq == 0) return;
+  // A resync: what the clients hold may be missing events (trimmed past us)
+  // or belong to another epoch. Tell them, then give everyone the group's
+  // state now.
+  nlohmann::json gap = {{"type", "gap"}, {"reason", "resync"}, {"epoch", snap.epoch}};
+  if (snap.last_seq > old_last) {
+    gap["from"] = old_last + 1;
+    gap["to"] = snap.last_seq;
+  }
+  server_->broadcast(net::make_text_frame(gap.dump()));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (subs_.filtered() == 0) {
+    server_->broadcast(net::make_text_frame(*hub_.snapshot(now)));
+    return;
+  }
+  for (const auto& [id, peer] : peers_) {
+    server_->send(id, net::make_text_frame(*hub_.snapshot(now, subs_.find(id))));
+  }
+}
+
+void Relay::on_entries(const std::vector<redis::GroupSnapshot::Entry>& entries) {
+  const double now = wall_now();
+  std::vector<Outgoing> out;
+  out.reserve(entries.size());
+  struct Reply {
+    std::string to, text;
+  };
+  std::vector<Reply> replies;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& e : entries) {
+      // Type and machine choose the audience (subscriptions); HITL messages
+      // also change the pending table. The events were checked by the
+      // relay that appended them.
+      auto dom = nlohmann::json::parse(e.event, nullptr, false);
+      if (!dom.is_object()) continue;
+      auto type_it = dom.find("type");
+      const std::string type =
+          type_it != dom.end() && type_it->is_string() ? type_it->get<std::string>() : "";
+      std::optional<std::string> machine;
+      if (auto m = dom.find("machine_id"); m != dom.end() && m->is_string()) {
+        machine = m->get<std::string>();
+      }
+      auto id_it = dom.find("interrupt_id");
+      const std::string id =
+          id_it != dom.end() && id_it->is_string() ? id_it->get<std::string>() : "";
+      if (type == "interrupt" && !id.empty()) {
+        HitlInterruptResult r = hitl_.on_interrupt(dom, mono_now());
+        if (r.ok && origin_.count(id)) output_.record(r.event);
+      } else if (type == "decision" && !id.empty()) {
+        hitl_.resolve_elsewhere(id, dom.value("timed_out", false));
+        if (auto it = origin_.find(id); it != origin_.end()) {
+          // The relay that read the interrupt prints the decision and
+          // answers the waiting sm-send on its host.
+          output_.line(e.event + "\n");
+          output_.record(dom);
+          if (!it->second.empty()) replies.push_back({it->second, e.event});
+          origin_.erase(it);
+        }
+      }
+      Payload p = hub_.apply(e.seq, e.event, now);
+      if (p) out.push_back(Outgoing{net::make_text_frame(*p), type, std::move(machine)});
+    }
+  }
+  for (const Outgoing& o : out) fan_out(o);
+  for (const Reply& r : replies) {
+    std::string err = send_reply_datagram(r.to, r.text);
+    if (!err.empty()) log::warn(err);
+  }
+}
+
+void Relay::on_link(bool up) {
+  if (!up) return;
+  std::vector<std::pair<std::string, std::string>> retry;
+  retry.swap(timeouts_to_retry_);
+  for (auto& [id, text] : retry) {
+    std::string i = id, t = text;
+    group_->decide(i, t, [this, i, t](redis::DecideOutcome o) {
+      if (o == redis::DecideOutcome::kUnavailable) timeouts_to_retry_.emplace_back(i, t);
+    });
   }
 }
 
@@ -463,6 +824,14 @@ std::string Relay::healthz_text() {
                       {"subscribed", subs_.filtered()},
                       {"filtered_out", filtered_out_},
                       {"uptime_s", static_cast<uint64_t>(mono_now() - started_)}};
+  if (group_) {
+    j["relay_id"] = relay_id_;
+    j["redis"] = group_->up() ? "up" : "down";
+    if (!group_->up()) {
+      j["status"] = "degraded";
+      j["reasons"] = nlohmann::json::array({"redis: " + group_->down_reason()});
+    }
+  }
   return j.dump();
 }
 
@@ -515,13 +884,35 @@ std::string Relay::metrics_text() {
          "active first.",
          mh_evictions);
   out.gauge("ws_relay_uptime_seconds", "Seconds since start.", mono_now() - started_);
+  if (group_) {
+    const redis::StreamStats g = group_->stats();
+    out.gauge("ws_relay_redis_up", "1 while the Redis link is up (loaded and tailing).",
+              group_->up() ? 1 : 0);
+    out.counter("ws_relay_redis_appended_total", "Stdin events appended to the group's stream.",
+                g.appended);
+    out.counter("ws_relay_redis_append_batches_total", "Append script calls acknowledged.",
+                g.append_batches);
+    out.counter("ws_relay_redis_duplicate_batches_total",
+                "Resent batches Redis had already appended (dropped there).", g.duplicates);
+    out.counter("ws_relay_redis_tailed_total", "Stream entries read by the tail.", g.tailed);
+    out.gauge("ws_relay_redis_buffered", "Stdin events waiting for Redis.", g.buffered);
+    out.counter("ws_relay_redis_buffer_dropped_total",
+                "Stdin events dropped: --redis-buffer was full while Redis was away.",
+                g.buffer_dropped);
+    out.counter("ws_relay_redis_reconnects_total", "Reconnection attempts to Redis.", g.reconnects);
+    out.counter("ws_relay_redis_resyncs_total",
+                "Reloads of the group's state after a hole in the stream or a new epoch.", g.resyncs);
+    out.counter("ws_relay_redis_auth_failures_total", "AUTH refused by Redis.", g.auth_failures);
+  }
   return out.text();
 }
 
 void Relay::attach(net::WsServer* server) {
   server_ = server;
   server->route("/healthz", [this](const net::HttpRequest&) {
-    net::HttpReply r = net::text_reply(200, healthz_text());
+    // 503 while Redis is away, so a load balancer sends new clients to a
+    // relay of the group that has it.
+    net::HttpReply r = net::text_reply(group_ && !group_->up() ? 503 : 200, healthz_text());
     r.content_type = "application/json";
     return r;
   });
@@ -625,6 +1016,24 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
       ->check(CLI::Range(size_t{1}, size_t{1} << 40).description(""))
       ->type_name("BYTES")
       ->capture_default_str();
+  app.add_option("--redis", o.redis,
+                 "Join the group of relays sharing one stream on this Redis "
+                 "(redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]); implies --seq")
+      ->envname("WS_RELAY_REDIS")
+      ->type_name("URL");
+  app.add_option("--redis-stream", o.redis_stream, "Name of the group's stream in Redis")
+      ->type_name("NAME")
+      ->capture_default_str();
+  app.add_option("--redis-history", o.redis_history,
+                 "Events Redis keeps (and each relay holds) for ?since=")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 24).description(""))
+      ->type_name("N")
+      ->capture_default_str();
+  app.add_option("--redis-buffer", o.redis_buffer,
+                 "Stdin events buffered while Redis is away (then the oldest are dropped)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 24).description(""))
+      ->type_name("N")
+      ->capture_default_str();
   add_common_flags(app, o.common);
 }
 
@@ -682,6 +1091,18 @@ int run_ws_relay(const RelayOptions& o) {
   so.tls_cert = o.tls_cert;
   so.tls_key = o.tls_key;
   so.close_timeout = protocol::kSlowClientCloseGrace;
+  redis::RedisUrl redis_url;
+  if (!o.redis.empty()) {
+    Status st = redis::parse_url(o.redis, &redis_url);
+    if (!st.ok()) {
+      log::error(st.message);
+      return exit_code_for(st);
+    }
+    if (o.redis_stream.empty()) {
+      log::error("--redis-stream: must not be empty");
+      return kExitUsage;
+    }
+  }
 
   AuditLog audit;
   if (!o.audit.empty()) {
@@ -692,7 +1113,7 @@ int run_ws_relay(const RelayOptions& o) {
     }
   }
 
-  Relay relay(o, &audit);
+  Relay relay(o, &audit, o.redis.empty() ? nullptr : &redis_url);
   relay.set_routes(std::move(routes));
   net::WsServer server(so, &relay);
   relay.attach(&server);
@@ -703,6 +1124,7 @@ int run_ws_relay(const RelayOptions& o) {
   }
   // Always shown (unless -q): scripts and tests read the port from it.
   log::note(0, "listening on " + server.url());
+  relay.start_group();
 
   int stop_fd = -1;
   std::thread reader;

@@ -37,6 +37,11 @@ struct RelayOptions {
   std::vector<std::string> routes;
   size_t machine_history = 0;
   size_t machine_history_bytes = size_t{64} << 20;
+  // --redis: one stream for a group of relays (docs/scale-out.md).
+  std::string redis;
+  std::string redis_stream = "smws";
+  size_t redis_history = 10000;
+  size_t redis_buffer = 100000;
   CommonFlags common;
 };
 

@@ -164,7 +164,8 @@ HitlInterruptResult HitlTable::on_interrupt(json event, double now) {
   return result;
 }
 
-HitlDecisionResult HitlTable::on_decision(const json& decision, const std::string& client, double now) {
+HitlDecisionResult HitlTable::on_decision(const json& decision, const std::string& client, double now,
+                                          bool resolve) {
   HitlDecisionResult result;
   if (!decision.is_object()) {
     result.error = error_reply("a decision must be a JSON object");
@@ -255,9 +256,18 @@ HitlDecisionResult HitlTable::on_decision(const json& decision, const std::strin
   // A client must not be able to claim a timeout on the relay's behalf.
   accepted.erase("timed_out");
   result.resolved = HitlResolution{std::move(accepted), reply_to_of(interrupt)};
+  if (!resolve) return result;
   pending_.erase(it);
   remember_resolved(id, "already decided");
   return result;
+}
+
+bool HitlTable::resolve_elsewhere(const std::string& interrupt_id, bool timed_out) {
+  auto it = pending_.find(interrupt_id);
+  if (it == pending_.end()) return false;
+  pending_.erase(it);
+  remember_resolved(interrupt_id, timed_out ? "timed out" : "already decided");
+  return true;
 }
 
 std::vector<HitlResolution> HitlTable::expire(double now) {

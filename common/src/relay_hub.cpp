@@ -1,5 +1,6 @@
 #include "smws/relay_hub.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -62,7 +63,12 @@ void RelayHub::set_pending_provider(std::function<std::string(double)> fn) {
   pending_provider_ = std::move(fn);
 }
 
-IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_number) {
+IngestResult RelayHub::check(std::string_view line, double now, uint64_t line_number) {
+  return ingest_line(line, now, line_number, false);
+}
+
+IngestResult RelayHub::ingest_line(std::string_view line, double now, uint64_t line_number,
+                                   bool do_commit) {
   ++lines_;
   const uint64_t number = line_number > 0 ? line_number : lines_;
   IngestResult result;
@@ -159,6 +165,10 @@ IngestResult RelayHub::ingest(std::string_view line, double now, uint64_t line_n
 
   ++events_in_;
   result.status = IngestResult::Status::kBroadcast;
+  if (!do_commit) {
+    result.payload = std::make_shared<const std::string>(std::move(event));
+    return result;
+  }
   result.payload =
       commit(std::move(event), have_dom ? &dom : nullptr, has_seq_key, now, &result.seq,
              raw_machine ? &raw : nullptr, result.type,
@@ -176,6 +186,29 @@ Payload RelayHub::publish(std::string_view json_object, double now) {
   const auto machine = machine_of(dom);
   return commit(std::string(json_object), &dom, has_seq_key, now, &seq, nullptr, type_text,
                 machine ? &*machine : nullptr);
+}
+
+Payload RelayHub::apply(uint64_t seq, std::string_view json_object, double now) {
+  next_seq_ = seq;
+  return publish(json_object, now);
+}
+
+void RelayHub::table(std::string_view json_object, double now) {
+  auto dom = json::parse(json_object, nullptr, /*allow_exceptions=*/false);
+  if (!dom.is_object()) return;
+  const auto type = dom.find("type");
+  const auto id = dom.find("machine_id");
+  if (type == dom.end() || *type != "state_change" || id == dom.end() || !id->is_string()) return;
+  std::string state, previous, timestamp, data;
+  event::Members f;
+  auto take = [&](const char* key, std::string* store, std::string_view* view) {
+    if (auto it = dom.find(key); it != dom.end()) *view = *store = it->dump();
+  };
+  take("state", &state, &f.state);
+  take("previous_state", &previous, &f.previous_state);
+  take("timestamp", &timestamp, &f.timestamp);
+  take("data", &data, &f.data);
+  apply_state_change(id->get<std::string>(), f, now);
 }
 
 Payload RelayHub::commit(std::string text, json* dom, bool has_seq_key, double now,
@@ -219,10 +252,10 @@ Payload RelayHub::commit(std::string text, json* dom, bool has_seq_key, double n
     }
   }
   auto payload = std::make_shared<const std::string>(std::move(text));
-  if (options_.history > 0) {
+  if (const size_t keep = std::max(options_.history, options_.hold); keep > 0) {
     history_.push_back(Held{seq, payload, std::string(type),
                             machine_id ? std::optional<std::string>(*machine_id) : std::nullopt});
-    while (history_.size() > options_.history) history_.pop_front();
+    while (history_.size() > keep) history_.pop_front();
   }
   if (machine_id && machine_history_.enabled()) {
     machine_history_.add(*machine_id, type, seq, payload);
@@ -372,7 +405,13 @@ std::vector<Payload> RelayHub::on_connect(std::optional<uint64_t> since, double 
   }
   out.reserve(history_.size() + 1);
   out.push_back(snapshot(now, filter));
-  replay(filter, 0, &out);
+  // A new client gets the last --history events; more may be held for
+  // `?since=` (HubOptions::hold, a relay in a group).
+  uint64_t after = 0;
+  if (options_.hold > options_.history && history_.size() > options_.history) {
+    after = history_[history_.size() - options_.history - 1].seq;
+  }
+  replay(filter, after, &out);
   return out;
 }
 

@@ -110,8 +110,14 @@ class HitlTable {
   // `message`, when given, is a string. The accepted decision keeps every
   // field the client sent (decided_by included), with type, interrupt_id and
   // thread_id (from the interrupt) set and "client" added.
+  // resolve = false (a relay in a group, which asks the group first):
+  // everything is checked and the accepted decision returned, but the
+  // interrupt stays pending until resolve_elsewhere().
   HitlDecisionResult on_decision(const nlohmann::json& decision,
-                                 const std::string& client, double now);
+                                 const std::string& client, double now, bool resolve = true);
+  // The group decided (or timed out) interrupt_id: it stops being pending
+  // here too. False when it was not pending.
+  bool resolve_elsewhere(const std::string& interrupt_id, bool timed_out);
 
   // Resolves every interrupt whose deadline is <= now as
   // {"type":"decision","interrupt_id","thread_id"?,"decisions":[{"type":"reject",

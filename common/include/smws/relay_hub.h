@@ -52,6 +52,9 @@ struct HubOptions {
   // --machine-history-bytes (default 64 MiB: ~600k events of 100 bytes).
   size_t machine_history = 0;
   size_t machine_history_bytes = size_t{64} << 20;
+  // Events held for `?since=N` beyond the `history` replayed to every new
+  // client (ws-relay --redis holds the group's --redis-history). 0: history.
+  size_t hold = 0;
 };
 
 // What ingest() made of one stdin line.
@@ -115,7 +118,9 @@ class RelayHub {
   // cannot settle, and a DOM is built only for an escaped machine_id, a
   // state_change that is not event::Members::plain, or a "seq" to replace
   // under --seq.
-  IngestResult ingest(std::string_view line, double now, uint64_t line_number = 0);
+  IngestResult ingest(std::string_view line, double now, uint64_t line_number = 0) {
+    return ingest_line(line, now, line_number, true);
+  }
 
   // A message the relay itself broadcasts (e.g. a HITL decision or timeout):
   // a serialized JSON object. It is stamped, held in history and applied to
@@ -123,6 +128,20 @@ class RelayHub {
   // counted in events_in(). Returns nullptr (nothing to send) when the text
   // is not a JSON object: a caller bug, reported rather than thrown.
   Payload publish(std::string_view json_object, double now);
+
+  // --- a relay in a group (ws-relay --redis): the group numbers events ---
+  // ingest() without committing: validates the line and runs the
+  // interceptors; the payload is the event as it goes to the group (no
+  // "seq"). Counted in events_in() / invalid_lines() like ingest().
+  IngestResult check(std::string_view line, double now, uint64_t line_number = 0);
+  // The group's event number `seq` (from the stream): stamped, held and
+  // tabled like publish(), and last_seq() becomes seq.
+  Payload apply(uint64_t seq, std::string_view json_object, double now);
+  // Applies a state_change to the machine table only (not held, not
+  // numbered): rebuilding the table from the group's stored machines.
+  void table(std::string_view json_object, double now);
+  // The last seq given becomes `seq` (the group's, after a load).
+  void set_last_seq(uint64_t seq) { next_seq_ = seq + 1; }
 
   // Hook for events of one `type` (HITL: "interrupt"): called on a valid
   // stdin event before it is stamped. One interceptor per type; setting
@@ -209,6 +228,8 @@ class RelayHub {
     std::optional<std::string> machine;  // the decoded machine_id, if a string
   };
 
+  // ingest() (commit) or check() (!commit).
+  IngestResult ingest_line(std::string_view line, double now, uint64_t line_number, bool commit);
   // Stamps (under --seq), applies a state_change to the machine table, holds
   // in history. `dom` is the parsed event when the caller has it (nullptr
   // otherwise); `has_seq_key`: the event already carries a top-level "seq",
