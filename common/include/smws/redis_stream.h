@@ -170,7 +170,8 @@ struct StreamOptions {
   size_t buffer = 100000;       // events held while Redis is away
   size_t load_recent = 0;       // newest entries read at a full load (for ?since=)
   std::string relay_id;         // unique in the group (random per run)
-  std::string epoch_candidate;  // the epoch this relay sets when Redis has none
+  std::string epoch_candidate;  // random per relay: the epoch it sets when Redis has none
+                                // (with ".N" appended, new for every script call)
 };
 
 enum class DecideOutcome { kWon, kNotPending, kUnavailable };
@@ -250,6 +251,7 @@ class RedisStream {
   void on_append_reply(::redisReply* reply);
   void became_up();
   std::vector<std::string> keys_for_append() const;
+  std::string next_epoch_candidate();
 
   StreamOptions options_;
   Listener* listener_;
@@ -270,6 +272,7 @@ class RedisStream {
   uint64_t tail_pos_ = 0;      // the last seq delivered (or loaded)
   bool tail_in_flight_ = false;
   uint64_t tail_generation_ = 0;  // bumped by every full load
+  uint64_t candidates_ = 0;       // epoch candidates made
   AppendBuffer buffer_;
   std::unique_ptr<AppendBuffer::Batch> in_flight_;  // taken, not yet acknowledged
   bool append_outstanding_ = false;  // in_flight_ sent on this connection

@@ -436,7 +436,7 @@ void RedisStream::request_load(bool full) {
   std::vector<std::string> argv{"EVAL",         kLoadScript,
                                 "4",            s,
                                 s + ":meta",    s + ":machines",
-                                s + ":pending", options_.epoch_candidate,
+                                s + ":pending", next_epoch_candidate(),
                                 std::to_string(tail_pos_), full ? "1" : "0",
                                 std::to_string(options_.load_recent)};
   send(cmd_.get(), new Request{full ? Request::kLoadFull : Request::kLoadMeta, cmd_.get(), {}}, argv);
@@ -568,6 +568,12 @@ void RedisStream::on_tail_reply(redisReply* reply) {
   tail();
 }
 
+std::string RedisStream::next_epoch_candidate() {
+  // Fresh for every call: a Redis that lost its data must never get back
+  // the epoch it had, even from the relay that set that one.
+  return options_.epoch_candidate + "." + std::to_string(++candidates_);
+}
+
 std::vector<std::string> RedisStream::keys_for_append() const {
   const std::string& s = options_.stream;
   return {s, s + ":meta", s + ":machines", s + ":mstate", s + ":pending", s + ":relays"};
@@ -585,7 +591,7 @@ void RedisStream::flush() {
   }
   std::vector<std::string> argv{"EVAL", kAppendScript, "6"};
   for (std::string& k : keys_for_append()) argv.push_back(std::move(k));
-  argv.push_back(options_.epoch_candidate);
+  argv.push_back(next_epoch_candidate());
   argv.push_back(std::to_string(tail_pos_));
   argv.push_back(std::to_string(options_.history));
   argv.push_back(options_.relay_id);
