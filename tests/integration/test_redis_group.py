@@ -290,3 +290,15 @@ def test_a_wrong_password_is_a_clear_error_and_the_relay_stays_up_degraded():
             ws = client(a)
             assert ws.recv_json(timeout=15)["type"] == "initial"
             assert a.proc.p.poll() is None
+
+
+def test_redis_unreachable_at_start_is_degraded_serving_then_catches_up():
+    with RedisServer(start=False) as redis, group(redis) as a:
+        ws = client(a)
+        assert initial(ws)["seq"] == 0  # served without the group's state
+        assert wait_health(a, 503)["redis"] == "down"
+        a.send({"type": "early"})
+        redis.start()
+        assert wait_health(a, 200)["redis"] == "up"
+        got = collect(ws, 1, timeout=20)[0]
+        assert got["type"] == "early" and got["seq"] == 1

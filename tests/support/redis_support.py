@@ -17,13 +17,14 @@ from smws_test import free_port, rmtree, short_tmpdir
 
 
 class RedisServer:
-    def __init__(self, *extra, appendonly=False):
+    def __init__(self, *extra, appendonly=False, start=True):
         self.port = free_port()
         self.extra = list(extra)
         self.appendonly = appendonly
         self.dir = short_tmpdir()
         self.proc = None
-        self.start()
+        if start:
+            self.start()
 
     @property
     def url(self):

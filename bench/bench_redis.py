@@ -1,0 +1,186 @@
+#!/usr/bin/python3
+"""ws-relay --redis (a group of relays through one Redis stream) against a
+single relay and against Redis's own ceiling, all in the same run, with the
+same load client (bench/relay_load_client.cpp) and a redis-server of its own:
+
+  throughput  100-byte events into relay A's stdin; A and B each serve 10
+              clients; events/s until every client has every event (zero
+              loss required), against (1) one relay with 10 clients and (2)
+              redis-benchmark's pipelined XADD rate on the same Redis, the
+              engine's ceiling here
+  latency     stdin write -> client receipt at 10,000 events/s: a client of
+              relay B (the event goes A -> Redis -> B) against a client of a
+              single relay; p50/p99 added by the round trip
+  memory      RSS of a group relay and of a single relay, each after holding
+              the same clients and the same events
+
+Goals (issue 11): group appends >= 0.5x the XADD ceiling with zero loss;
+p99 added <= 2 ms on a quiet machine. The machine is shared (2 cores for
+Redis, two relays, the load clients and this driver), so read the ratios.
+
+Env: SMWS_BIN_DIR (ws-relay), SMWS_BENCH_DIR (relay_load_client).
+Options: --quick (smaller counts).
+"""
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "support"))
+import bench_relay  # noqa: E402  (Server, Load, event_line, Lines)
+from redis_support import RedisServer  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+RELAY_ARGS = ["--max-queue", "1000000"]
+
+
+class Relay(bench_relay.Server):
+    """ws-relay with extra flags (bench_relay.Server takes its flags from a global)."""
+
+    def __init__(self, *extra):
+        saved = bench_relay.RELAY_ARGS
+        bench_relay.RELAY_ARGS = RELAY_ARGS + list(extra)
+        try:
+            super().__init__("relay")
+        finally:
+            bench_relay.RELAY_ARGS = saved
+
+
+def wait_healthy(relay, timeout=15):
+    import http.client
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=5)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("relay never became healthy")
+
+
+def throughput(n, group):
+    """events/s from A's stdin until every client (10 per relay) has all n."""
+    redis = RedisServer() if group else None
+    relays = []
+    try:
+        if group:
+            relays = [Relay("--redis", redis.url, "--redis-history", "1000"),
+                      Relay("--redis", redis.url, "--redis-history", "1000")]
+            for r in relays:
+                wait_healthy(r)
+        else:
+            relays = [Relay()]
+        loads = [bench_relay.Load(r, 10, expect=n, timeout=300) for r in relays]
+        for load in loads:
+            load.ready()
+        data = b"".join(bench_relay.event_line(i) for i in range(n))
+        t0 = time.monotonic_ns()
+        writer = threading.Thread(target=relays[0].write, args=(data,), daemon=True)
+        writer.start()
+        results = [load.result(600) for load in loads]
+        writer.join(60)
+        last = max(r["last_ns"] for r in results)
+        elapsed = (last - t0) / 1e9
+        rss = [r.status("VmRSS") / 1024 for r in relays]
+        return {"rate": n / elapsed if elapsed > 0 else 0,
+                "complete": sum(r["complete"] for r in results),
+                "clients": 10 * len(relays), "rss_mib": rss}
+    finally:
+        for r in relays:
+            r.stop()
+        if redis:
+            redis.close()
+
+
+def xadd_ceiling(n):
+    """redis-benchmark's pipelined XADD of a 100-byte field, requests/s."""
+    with RedisServer() as redis:
+        payload = bench_relay.event_line(0).decode().strip()
+        out = subprocess.run(["redis-benchmark", "-p", str(redis.port), "-n", str(n), "-P", "64",
+                              "-q", "XADD", "ceiling", "*", "e", payload],
+                             capture_output=True, text=True, timeout=300).stdout
+        m = re.search(r"([\d.]+) requests per second", out)
+        return float(m.group(1)) if m else float("nan")
+
+
+def latency(group, rate=10000, seconds=3.0):
+    redis = RedisServer() if group else None
+    relays = []
+    try:
+        if group:
+            relays = [Relay("--redis", redis.url), Relay("--redis", redis.url)]
+            for r in relays:
+                wait_healthy(r)
+            target = relays[1]  # A's stdin, B's clients: the whole round trip
+        else:
+            relays = [Relay()]
+            target = relays[0]
+        total = int(rate * seconds)
+        load = bench_relay.Load(target, 10, expect=total, timeout=120)
+        load.ready()
+        interval = 1e9 / rate
+        start = time.monotonic_ns() + 1_000_000
+        fd = relays[0].fd
+        for i in range(total):
+            d = start + i * interval - time.monotonic_ns()
+            if d > 0:
+                time.sleep(d / 1e9)
+            os.write(fd, bench_relay.event_line(i, time.monotonic_ns()))
+        r = load.result(120)
+        return {"p50_us": r["lat_p50_us"], "p99_us": r["lat_p99_us"], "max_us": r["lat_max_us"],
+                "complete": r["complete"]}
+    finally:
+        for r in relays:
+            r.stop()
+        if redis:
+            redis.close()
+
+
+def main():
+    for path in (bench_relay.RELAY, bench_relay.LOAD):
+        if not os.path.exists(path):
+            print(f"bench_redis: missing {path}", file=sys.stderr)
+            return 69
+    n = 20000 if QUICK else 100000
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f}", flush=True)
+    print(f"throughput: {n} events of 100 bytes into relay A's stdin", flush=True)
+    single = throughput(n, group=False)
+    grp = throughput(n, group=True)
+    ceiling = xadd_ceiling(max(n, 100000))
+    print(f"  single relay, 10 clients:      {single['rate']:,.0f} events/s "
+          f"({single['complete']}/{single['clients']} clients complete)", flush=True)
+    print(f"  group A+B, 10 clients each:    {grp['rate']:,.0f} events/s "
+          f"({grp['complete']}/{grp['clients']} clients complete)", flush=True)
+    print(f"  redis-benchmark XADD -P 64:    {ceiling:,.0f} requests/s", flush=True)
+    lossless = grp["complete"] == grp["clients"]
+    print(f"      group {grp['rate'] / single['rate']:.2f}x single relay; "
+          f"{grp['rate'] / ceiling:.2f}x the XADD ceiling (goal >= 0.5x with zero loss: "
+          f"{bench_relay.verdict(grp['rate'] / ceiling >= 0.5 and lossless)})", flush=True)
+    print(f"  memory after the run: group relays {grp['rss_mib'][0]:.1f} / {grp['rss_mib'][1]:.1f} MiB, "
+          f"single relay {single['rss_mib'][0]:.1f} MiB "
+          f"({grp['rss_mib'][0] / single['rss_mib'][0]:.2f}x)", flush=True)
+
+    secs = 1.0 if QUICK else 3.0
+    print("latency: stdin write -> receipt, 10,000 events/s, 10 clients", flush=True)
+    s, g = latency(False, seconds=secs), latency(True, seconds=secs)
+    print(f"  single relay  p50 {s['p50_us']:.0f} us  p99 {s['p99_us']:.0f} us  max {s['max_us']:.0f} us"
+          f"  ({s['complete']}/10 complete)", flush=True)
+    print(f"  A->Redis->B   p50 {g['p50_us']:.0f} us  p99 {g['p99_us']:.0f} us  max {g['max_us']:.0f} us"
+          f"  ({g['complete']}/10 complete)", flush=True)
+    added99 = g["p99_us"] - s["p99_us"]
+    print(f"      added: p50 {g['p50_us'] - s['p50_us']:.0f} us, p99 {added99:.0f} us "
+          f"({g['p99_us'] / s['p99_us']:.2f}x single; goal p99 added <= 2 ms: "
+          f"{bench_relay.verdict(added99 <= 2000)})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
