@@ -380,3 +380,59 @@ def test_a_decision_the_relay_refuses_shows_its_error_on_the_card_and_the_button
             assert not browser.js(f"return document.querySelector(\"{card('i-only')}\").classList.contains('withdrawn')")
     finally:
         browser.cdp("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
+
+
+# --- server-side view: subscribe from the machine filter and a row's history ----------
+
+def server_filter(browser):
+    return browser.js("return window.smwsDashboard.serverFilter();")
+
+
+def log_rows(browser):
+    return browser.js("return window.smwsDashboard.logRows();")
+
+
+def test_the_machine_filter_subscribes_server_side_and_a_rows_history_button_replays_that_machine(browser):
+    from selenium.webdriver.common.keys import Keys
+    with Relay("--seq", "--history", "100", "--machine-history", "10") as relay:
+        relay.send(state_change("m-1", "a1"), state_change("m-2", "a2"), state_change("m-3", "a3"),
+                   state_change("m-2", "b2"), state_change("m-1", "b1"))
+        open_page(browser, f"http://127.0.0.1:{relay.port}/")
+        wait_for(lambda: all(row_text(browser, m) for m in ("m-1", "m-2", "m-3")), what="three rows")
+        assert "all machines" in browser.text("#server-filter")
+
+        # A filter naming one machine subscribes to it; the answer is a new view.
+        browser.find("#machine-filter").send_keys("m-2")
+        wait_for(lambda: server_filter(browser) == {"machines": ["m-2"], "history": "", "awaiting": 0},
+                 what="the subscribe to m-2 answered")
+        assert "server-side: m-2" in browser.text("#server-filter")
+        assert browser.counters()["machines"] == 1  # the table is the relay's view now
+        relay.send(state_change("m-1", "late1"), state_change("m-2", "late2"))
+        wait_for(lambda: any('"late2"' in r["raw"] and not r["mark"] for r in log_rows(browser)),
+                 what="m-2's live event")
+        rows = log_rows(browser)
+        assert not any('"late1"' in r["raw"] for r in rows)  # sent before late2: filtered by the relay
+        assert "late2" in row_text(browser, "m-2")
+
+        # The history button (keyboard): the relay replays m-2's held events, marked.
+        button = browser.find("#machines-body .row[data-machine='m-2'] button.hist-button")
+        button.send_keys(Keys.ENTER)
+        wait_for(lambda: any('"late2"' in r["raw"] and r["mark"] == "history" for r in log_rows(browser)),
+                 what="m-2's history replayed")
+        marked = [r for r in log_rows(browser) if r["mark"] == "history"]
+        assert marked and all('"m-2"' in r["raw"] for r in marked)
+        assert {s for s in ("a2", "b2", "late2") if any(f'"{s}"' in r["raw"] for r in marked)} == {"a2", "b2", "late2"}
+        assert "history of m-2" in browser.text("#server-filter")
+        assert server_filter(browser)["history"] == "m-2"
+        assert browser.counters()["cards"] == 0 and browser.console_errors() == []
+
+        # Back to all machines, with the filter cleared: the whole view again.
+        browser.find("#machine-filter").clear()
+        browser.js("document.getElementById('machine-filter').dispatchEvent(new Event('input'));")
+        browser.find("#view-back").click()
+        wait_for(lambda: server_filter(browser) == {"machines": [], "history": "", "awaiting": 0}
+                 and browser.counters()["machines"] == 3, what="back to all three machines")
+        assert "all machines" in browser.text("#server-filter")
+        assert browser.find("#view-back").is_displayed() is False
+        assert "late1" in row_text(browser, "m-1")
+        assert browser.console_errors() == []

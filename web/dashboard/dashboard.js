@@ -28,6 +28,8 @@
   const URGENT_S = 30;               // countdown turns red below this
   const MAX_TYPES = 300;             // options in the type filter
   const SUMMARY_CHARS = 240;         // JSON shown in a collapsed log row
+  const NARROW_MAX = 20;             // a machine filter matching 1..this many ids subscribes to them
+  const SUBSCRIBE_DEBOUNCE_MS = 300; // typing in the filter sends one subscribe, not one per key
 
   const $ = (id) => document.getElementById(id);
   const el = (tag, cls, text) => {
@@ -52,6 +54,25 @@
     connects: 0,      // WebSocket connections opened
     lastSeq: 0,       // highest seq seen (sent back as ?since=)
     decisionsSent: 0,
+    subscribes: 0,    // subscribe messages sent
+    replayed: 0,      // held events replayed after a subscribe (shown in the log, marked)
+  };
+
+  // --- the server-side view (subscribe) -------------------------------------
+  // The page's URL filters (?type=, ?machine=) are the widest view; the
+  // machine filter narrows it to a few exact ids, a row's history button to
+  // one. Owned by the page's only thread, like everything here.
+  const splitParam = (key) => pageParams.getAll(key).flatMap((v) => v.split(',')).filter((v) => v !== '');
+  const view = {
+    urlTypes: splitParam('type'),
+    urlMachines: splitParam('machine'),
+    machines: [],        // exact ids subscribed to; [] = the URL's view
+    history: '',         // the machine whose history is open, or ''
+    awaiting: 0,         // subscribes sent whose `initial` has not come yet
+    replayUpTo: 0,       // events after the answer with seq <= this are held history
+    seqAtSend: 0,
+    reevaluate: false,   // widened to re-read the filter against every machine
+    timer: 0,
   };
 
   // --- scheduling --------------------------------------------------------------
@@ -113,6 +134,10 @@
       counters.connects++;
       setConnState('live', 'live');
       if (counters.connects > 1) {
+        view.awaiting = 0;
+        view.replayUpTo = 0;
+        // A new connection starts with the URL's view: ask again for ours.
+        if (view.machines.length) subscribeTo(view.machines);
         addNote(counters.lastSeq > 0 ? 'reconnected; asked for the events after seq ' + counters.lastSeq
                                      : 'reconnected');
       }
@@ -158,6 +183,68 @@
     return true;
   }
 
+  function subscribeTo(ids) {
+    view.machines = ids;
+    view.seqAtSend = counters.lastSeq;
+    renderServerFilter();
+    const machinesList = ids.length ? ids : view.urlMachines;
+    if (!send({ type: 'subscribe', types: view.urlTypes, machines: machinesList })) return;
+    counters.subscribes++;
+    view.awaiting++;
+  }
+
+  function renderServerFilter() {
+    const text = view.history ? 'history of ' + view.history + ' (server-side: ' + view.history + ')'
+      : view.machines.length ? 'server-side: ' + view.machines.join(', ')
+      : view.urlMachines.length ? 'server-side: ' + view.urlMachines.join(', ')
+      : 'server-side: all machines';
+    $('server-filter').textContent = text;
+    $('view-back').hidden = !view.history;
+  }
+
+  // The machine filter, read again (debounced): 1..NARROW_MAX matching ids
+  // subscribe to those, anything else to the URL's view. Narrowed, the page
+  // knows only those machines, so a changed filter first widens and then
+  // decides on the answer.
+  function evaluateFilter() {
+    if (view.history) return;
+    if (view.machines.length && !view.reevaluate) {
+      view.reevaluate = true;
+      subscribeTo([]);
+      return;
+    }
+    view.reevaluate = false;
+    const ids = machineFilter ? Array.from(machines.values()).filter(machineMatches).map((m) => m.id).sort() : [];
+    const wanted = ids.length >= 1 && ids.length <= NARROW_MAX ? ids : [];
+    if (wanted.join('\n') !== view.machines.join('\n')) subscribeTo(wanted);
+  }
+
+  function filterChanged() {
+    clearTimeout(view.timer);
+    view.timer = setTimeout(() => {
+      view.timer = 0;
+      if (view.history) {
+        view.history = '';
+        view.reevaluate = false;
+      }
+      evaluateFilter();
+    }, SUBSCRIBE_DEBOUNCE_MS);
+  }
+
+  function openHistory(id) {
+    clearTimeout(view.timer);
+    view.history = id;
+    view.reevaluate = false;
+    addNote('history of ' + id + ': the relay replays the events it holds for it (marked)');
+    subscribeTo([id]);
+  }
+
+  function closeHistory() {
+    view.history = '';
+    view.reevaluate = true;
+    subscribeTo([]);
+  }
+
   function onText(text) {
     let msg;
     try {
@@ -174,7 +261,18 @@
         send({ type: 'pong' });
         return;
       case 'initial':
-        applySnapshot(msg);
+        if (view.awaiting > 0) {
+          // The answer to a subscribe: the new view replaces the table; the
+          // approvals stay (HITL is not filtered by machine).
+          view.awaiting--;
+          view.replayUpTo = view.machines.length ? view.seqAtSend : 0;
+          applySnapshot(msg, true);
+          addLog(msg, text, 'note', 'view changed (' + $('server-filter').textContent + '): ' +
+                 (Array.isArray(msg.machines) ? msg.machines.length : 0) + ' machines');
+          if (view.reevaluate && view.awaiting === 0) evaluateFilter();
+          return;
+        }
+        applySnapshot(msg, false);
         addLog(msg, text, 'note', 'snapshot: ' + (Array.isArray(msg.machines) ? msg.machines.length : 0) +
                ' machines, ' + (Array.isArray(msg.pending) ? msg.pending.length : 0) + ' pending approvals');
         return;
@@ -185,10 +283,23 @@
       case 'dropped':
         addLog(msg, text, 'loss', 'the relay dropped ' + msg.count + ' events for this page (it fell behind)');
         return;
+      default: break;
+    }
+    if (view.replayUpTo > 0 && typeof msg.seq === 'number' && msg.seq <= view.replayUpTo && msg.type !== 'error') {
+      // Held history, replayed after a subscribe: shown, not applied (the
+      // snapshot before it is already current).
+      counters.replayed++;
+      addLog(msg, text, '', null, 'history');
+      return;
+    }
+    switch (type) {
       case 'state_change': applyStateChange(msg); break;
       case 'interrupt': addCard(msg, typeof msg.timeout === 'number' ? msg.timeout : null); break;
       case 'decision': withdrawCard(msg); break;
-      case 'error': showError(msg); break;
+      case 'error':
+        if (typeof msg.error === 'string' && msg.error.startsWith('subscribe:')) view.awaiting = Math.max(0, view.awaiting - 1);
+        else showError(msg);
+        break;
       default: break;
     }
     counters.events++;
@@ -254,7 +365,7 @@
     upsertMachine(id, state, prev, last, ev.data, true);
   }
 
-  function applySnapshot(snap) {
+  function applySnapshot(snap, keepCards) {
     const seen = new Set();
     for (const m of Array.isArray(snap.machines) ? snap.machines : []) {
       if (!m || typeof m.id !== 'string') continue;
@@ -269,7 +380,7 @@
       }
     }
     machinesStructureDirty = true;
-    reconcileCards(Array.isArray(snap.pending) ? snap.pending : []);
+    reconcileCards(Array.isArray(snap.pending) ? snap.pending : [], keepCards);
     requestRender();
   }
 
@@ -322,8 +433,12 @@
     const prev = cell('prev');
     const agoCell = cell('ago');
     const data = cell('data');
-    row.append(id, state, prev, agoCell, data);
-    const r = { row, id, swatch, stateText, prev, ago: agoCell, data, m: null, version: -1, index: -1,
+    const hist = cell('hist');
+    const histButton = el('button', 'hist-button', 'history');
+    histButton.type = 'button';
+    hist.append(histButton);
+    row.append(id, state, prev, agoCell, data, hist);
+    const r = { row, id, swatch, stateText, prev, ago: agoCell, data, histButton, m: null, version: -1, index: -1,
                 agoText: '', changed: false };
     // The full data and the exact time, on hover: written when asked for,
     // not on every change.
@@ -397,6 +512,7 @@
           r.row.dataset.machine = m.id;
           r.id.textContent = m.id;
           r.id.title = m.id;
+          r.histButton.setAttribute('aria-label', 'Show the recent events of ' + m.id);
         }
         r.version = m.version;
         r.stateText.textContent = m.state || '—';
@@ -659,10 +775,10 @@
     selected: null,      // the entry whose JSON is shown below the log
   };
 
-  function addLog(msg, raw, kind, note) {
+  function addLog(msg, raw, kind, note, mark) {
     const type = typeof msg.type === 'string' ? msg.type : '';
     log.entries.push({ id: log.nextId++, t: nowS(), type, machine: typeof msg.machine_id === 'string' ? msg.machine_id : '',
-                       raw, msg, kind, note, lower: null });
+                       raw, msg, kind, note, mark: mark || '', lower: null });
     if (log.entries.length > 2 * LOG_CAP) log.entries.splice(0, log.entries.length - LOG_CAP);
     if (log.paused) log.held++;
     if (type && !log.types.has(type) && log.types.size < MAX_TYPES) {
@@ -784,7 +900,7 @@
       }
       if (r.entry === e) continue;
       r.entry = e;
-      r.row.className = e.kind ? 'row ' + e.kind : 'row';
+      r.row.className = 'row' + (e.kind ? ' ' + e.kind : '') + (e.mark ? ' ' + e.mark : '');
       r.row.dataset.entry = String(e.id);
       r.cells.time.textContent = clock(e.t);
       r.cells.type.textContent = e.type;
@@ -792,7 +908,7 @@
       const text = e.note ? e.note : e.raw.length > SUMMARY_CHARS ? e.raw.slice(0, SUMMARY_CHARS) + '…' : e.raw;
       r.button.textContent = text;
       r.button.disabled = !e.raw;
-      r.button.setAttribute('aria-label', (e.note ? e.note + '. ' : '') + 'Show this ' + (e.type || 'event') + ' as JSON');
+      r.button.setAttribute('aria-label', (e.note ? e.note + '. ' : '') + (e.mark ? 'Held history. ' : '') + 'Show this ' + (e.type || 'event') + ' as JSON');
     }
     $('log').setAttribute('aria-rowcount', String(view.length + 1));
     $('log-count').textContent = view.length + ' rows (newest first, at most ' + LOG_CAP + ')';
@@ -1107,13 +1223,14 @@
     withdraw(card, describeDecision(msg) + (mine ? ' (from this page)' : ''));
   }
 
-  function reconcileCards(pending) {
+  function reconcileCards(pending, keepCards) {
     const ids = new Set();
     for (const p of pending) {
       if (!p || typeof p.interrupt_id !== 'string') continue;
       ids.add(p.interrupt_id);
       addCard(p, typeof p.expires_in === 'number' ? p.expires_in : null);
     }
+    if (keepCards) return;
     for (const card of cards.values()) {
       if (!ids.has(card.id) && !card.withdrawnAt) withdraw(card, 'No longer pending (decided while this page was away)');
     }
@@ -1222,7 +1339,15 @@
     machineFilter = ev.target.value.trim().toLowerCase();
     machineFilterDirty = true;
     requestRender();
+    filterChanged();
   });
+  $('machines-body').addEventListener('click', (ev) => {
+    const button = ev.target.closest('button.hist-button');
+    if (!button) return;
+    const r = table.pool.find((p) => p.histButton === button);
+    if (r && r.m) openHistory(r.m.id);
+  });
+  $('view-back').addEventListener('click', closeHistory);
   $('log-type').addEventListener('change', (ev) => {
     log.typeFilter = ev.target.value;
     log.rebuild = true;
@@ -1287,10 +1412,12 @@
                                                   machines: machines.size, cards: cards.size }),
     timings: () => Object.assign({}, timings),
     // The log's rows as their JSON text, newest first (only some are in the DOM).
-    logRows: () => log.view.map((e) => ({ type: e.type, kind: e.kind, raw: e.raw, note: e.note })),
+    logRows: () => log.view.map((e) => ({ type: e.type, kind: e.kind, raw: e.raw, note: e.note, mark: e.mark })),
+    serverFilter: () => ({ machines: view.machines.slice(), history: view.history, awaiting: view.awaiting }),
     url: socketUrl,
   });
 
+  renderServerFilter();
   connect();
   requestRender();
 })();
