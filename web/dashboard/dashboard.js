@@ -208,6 +208,7 @@
   // decides on the answer.
   function evaluateFilter() {
     if (view.history) return;
+    if (view.reevaluate && view.awaiting > 0) return;  // widening: its answer decides
     if (view.machines.length && !view.reevaluate) {
       view.reevaluate = true;
       subscribeTo([]);
