@@ -13,7 +13,7 @@ import pytest
 
 from relay_support import RawWs, Relay
 from redis_support import RedisServer, wait_health
-from smws_test import Proc, run, rmtree, short_tmpdir, tool
+from smws_test import Proc, run, rmtree, short_tmpdir, tool, wait_for
 
 
 def group(redis, *extra):
@@ -108,11 +108,7 @@ def test_a_decision_race_has_one_winner_and_the_waiting_sm_send_gets_it():
             deciders = [client(b), client(c)]
             for ws in deciders:
                 initial(ws)
-            import time
-            deadline = time.monotonic() + 10
-            while not os.path.exists(sock):
-                assert time.monotonic() < deadline, "sm-listen did not bind"
-                time.sleep(0.01)
+            wait_for(lambda: os.path.exists(sock), 10, what="sm-listen to bind")
             asker = Proc([tool("sm-send"), "--socket", sock, "interrupt", "@interrupt_id=i-race",
                           "@thread_id=t-1",
                           '@action_requests:=[{"name":"deploy","args":{"env":"prod"}}]',
@@ -230,11 +226,8 @@ def test_redis_killed_and_restarted_with_its_aof_loses_nothing_within_the_buffer
         redis.kill()
         wait_health(a, 503)
         a.send(*[{"type": "e", "n": n} for n in range(4, 10)])
-        import time
-        deadline = time.monotonic() + 10
-        while "ws_relay_redis_buffer_dropped_total 3" not in a.http_get("/metrics")[2]:
-            assert time.monotonic() < deadline, a.http_get("/metrics")[2]
-            time.sleep(0.05)
+        wait_for(lambda: "ws_relay_redis_buffer_dropped_total 3" in a.http_get("/metrics")[2], 10,
+                 interval=0.05, what="3 buffered events counted as dropped in /metrics")
         redis.start()
         got = collect(ws, 4, timeout=20)
         assert got[0]["type"] == "gap" and got[0]["dropped"] == 3
