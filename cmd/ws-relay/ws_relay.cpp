@@ -189,6 +189,7 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
   }
   void on_wake() override;
   void on_tick() override;
+  void on_refused(const net::RefusedUpgrade& refused) override;
 
  private:
   RelayHub make_hub() {
@@ -251,6 +252,7 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
   std::unordered_map<std::string, Filter> routes_;  // --route: path → filter (read-only)
   std::vector<SubscriberId> recipients_;            // loop thread: fan_out's scratch
   uint64_t filtered_out_ = 0;  // loop thread: deliveries a filter spared (/metrics)
+  net::RefusalLog refusal_log_;  // loop thread: which refused upgrades to log
   OutputThread output_;
 
   // --- --redis: the group (docs/scale-out.md) ---
@@ -521,6 +523,49 @@ void Relay::greet(const Waiting& w) {
   }
   for (const Payload& p : first) frames.push_back(net::make_text_frame(*p));
   server_->join(w.id, frames);
+}
+
+// What a header from a peer may show in our log: printable ASCII, bounded.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 200)) {
+    out += c >= 0x20 && c < 0x7f ? c : '?';
+  }
+  if (text.size() > 200) out += "...";
+  return out;
+}
+
+// Each refusal is logged by default, naming what would let the client in:
+// the browser does not show a 403's body, so the operator must see it here.
+// A client retrying in a loop gets a line per address per refusal_log_
+// interval, which counts the others.
+void Relay::on_refused(const net::RefusedUpgrade& r) {
+  uint64_t since = 0;
+  if (!refusal_log_.should_log(net::address_of_peer(r.peer), mono_now(), &since)) return;
+  std::string line = "refused a WebSocket from " + r.peer + ": " + std::to_string(r.status) + " ";
+  switch (r.reason) {
+    case net::RefusalReason::kOrigin: {
+      std::string origin = printable(*r.request->header("origin"));
+      line += "origin " + origin + " is not allowed; to allow it: --allow-origin " + origin;
+      break;
+    }
+    case net::RefusalReason::kToken:
+      line += r.token_sent ? "wrong token" : "no token";
+      line += "; the client must send the relay's --token (Authorization: Bearer or ?token=)";
+      break;
+    case net::RefusalReason::kMaxClients:
+      line += std::to_string(options_.max_clients) +
+              " clients are connected; to allow more: --max-clients N";
+      break;
+    case net::RefusalReason::kShuttingDown:
+      line += "the relay is shutting down";
+      break;
+    case net::RefusalReason::kBadUpgrade:
+      line += "not a valid WebSocket upgrade: " + printable(r.message);
+      break;
+  }
+  if (since > 0) line += " (" + std::to_string(since) + " more refused from this address since)";
+  log::warn(line);
 }
 
 void Relay::on_message(net::ClientId id, std::string_view payload, bool binary) {
@@ -837,7 +882,7 @@ std::string Relay::healthz_text() {
 
 std::string Relay::metrics_text() {
   const net::ServerStats& s = server_->stats();
-  uint64_t events_in, invalid, last_seq, machines, mh_evictions;
+  uint64_t events_in, invalid, last_seq, machines, mh_evictions, evicted;
   size_t pending, mh_machines, mh_bytes;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -845,6 +890,7 @@ std::string Relay::metrics_text() {
     invalid = hub_.invalid_lines();
     last_seq = hub_.last_seq();
     machines = hub_.machines();
+    evicted = hub_.machines_evicted();
     pending = hitl_.pending_count();
     mh_evictions = hub_.machine_history().evictions();
     mh_machines = hub_.machine_history().machines();
@@ -869,11 +915,31 @@ std::string Relay::metrics_text() {
          s.protocol_errors);
   out.counter("ws_relay_connections_total", "WebSocket handshakes completed.",
          s.connections_total);
-  out.counter("ws_relay_handshakes_refused_total", "WebSocket upgrades refused (4xx/5xx).",
-         s.handshakes_refused);
+  PrometheusText::Samples refused;
+  for (size_t i = 0; i < net::kRefusalReasons; ++i) {
+    refused.emplace_back(net::refusal_reason_name(static_cast<net::RefusalReason>(i)),
+                         s.refused_by_reason[i]);
+  }
+  out.counter("ws_relay_handshakes_refused_total",
+              "WebSocket upgrades refused (4xx/5xx), by reason.", "reason", refused);
+  PrometheusText::Samples statuses;
+  for (const auto& [status, count] : s.http_status) {
+    statuses.emplace_back(std::to_string(status), count);
+  }
+  out.counter("ws_relay_http_requests_total",
+              "HTTP requests answered, by status (101: WebSocket upgrades).", "status", statuses);
+  out.counter("ws_relay_writes_refused_total",
+              "Writes to a client's socket that stopped at a full buffer (once per stall, not per event).",
+              s.writes_refused);
+  out.counter("ws_relay_stdout_dropped_total",
+              "Lines (client messages, decisions) not printed: stdout was not being read.",
+              output_.dropped());
   out.counter("ws_relay_accepts_shed_total", "TCP connections closed at accept: too many still in their handshake.", s.accepts_shed);
   out.gauge("ws_relay_last_seq", "Last seq given (--seq).", last_seq);
   out.gauge("ws_relay_machines", "Machines in the snapshot table.", machines);
+  out.counter("ws_relay_machines_evicted_total",
+              "Machines forgotten by the snapshot table at its bound, least recently active first.",
+              evicted);
   out.gauge("ws_relay_hitl_pending", "Interrupts waiting for a decision.", pending);
   out.gauge("ws_relay_subscriptions", "Clients with a type or machine filter (?type=, ?machine=, --route, subscribe).",
          subs_.filtered());

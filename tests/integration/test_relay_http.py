@@ -72,7 +72,7 @@ def test_metrics_is_prometheus_text_with_the_relay_counters():
         assert one("clients") == 1
         assert one("events_in") == 2
         assert one("messages_out") == 3
-        assert one("dropped") == 0
+        assert one("ws_relay_dropped") == 0
         assert one("slow") == 0
         assert one("ping_timeout") == 0
         assert one("invalid") == 1

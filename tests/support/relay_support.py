@@ -32,7 +32,7 @@ import time
 
 import websockets
 
-from smws_test import LISTEN_RE, LinePump, Proc, SOURCE_DIR, tool
+from smws_test import LISTEN_RE, LinePump, Proc, SOURCE_DIR, tool, wait_for
 from ws_raw import frame, frame_header
 NODE = "/usr/bin/node"
 NODE_CLIENT = os.path.join(os.path.abspath(SOURCE_DIR), "tests", "support", "relay_node_client.js")
@@ -41,11 +41,14 @@ NODE_CLIENT = os.path.join(os.path.abspath(SOURCE_DIR), "tests", "support", "rel
 class Relay:
     """ws-relay listening on 127.0.0.1 (kernel-chosen port). Context manager."""
 
-    def __init__(self, *args, env=None, listen="127.0.0.1:0", timeout=15.0):
+    def __init__(self, *args, env=None, listen="127.0.0.1:0", timeout=15.0,
+                 read_stdout=True, read_stderr=True):
+        """read_stdout=False: stdout is a pipe nobody reads. read_stderr=False:
+        stderr is read up to the "listening on" line, then no more."""
         self.args = [tool("ws-relay"), "--listen", listen, *args]
         self.proc = Proc(self.args, stdin=subprocess.PIPE, env=env)
-        self._stderr = LinePump(self.proc.p.stderr)
-        self._stdout = LinePump(self.proc.p.stdout)
+        self._stderr = LinePump(self.proc.p.stderr, until=None if read_stderr else LISTEN_RE)
+        self._stdout = LinePump(self.proc.p.stdout) if read_stdout else None
         try:
             line = self.wait_stderr(LISTEN_RE, timeout=timeout)
         except TimeoutError:
@@ -127,6 +130,30 @@ class Relay:
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
         finally:
             conn.close()
+
+    def metrics(self, token=None):
+        """/metrics as {sample: value}, a sample being its name with its
+        labels as written: 'ws_relay_http_requests_total{status="200"}'."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        status, _, body = self.http_get("/metrics", headers=headers)
+        assert status == 200, (status, body)
+        out = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def wait_metric(self, sample, predicate, token=None, timeout=10.0):
+        """Scrapes /metrics until predicate(value of sample, 0 when absent)
+        holds; returns the value."""
+        got = []
+
+        def check():
+            got[:] = [self.metrics(token).get(sample, 0)]
+            return predicate(got[0])
+        wait_for(check, timeout=timeout, interval=0.05, what=sample)
+        return got[0]
 
     def healthz(self):
         status, _, body = self.http_get("/healthz")

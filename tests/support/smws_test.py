@@ -117,19 +117,25 @@ class LinePump:
     line (decoded, without its newline): search them with wait_match(), or
     take them in order with next()."""
 
-    def __init__(self, pipe):
+    def __init__(self, pipe, until=None):
+        """until: a regex; once a line matches it the pump stops reading
+        (the pipe stays open and fills up: a reader that went away)."""
         self._lines = []
         self._taken = 0
         self._eof = False
         self._cond = threading.Condition()
+        self._until = re.compile(until) if isinstance(until, str) else until
         threading.Thread(target=self._run, args=(pipe,), daemon=True).start()
 
     def _run(self, pipe):
         try:
             for raw in pipe:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
                 with self._cond:
-                    self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                    self._lines.append(line)
                     self._cond.notify_all()
+                if self._until and self._until.search(line):
+                    return  # no EOF: the pipe is left unread
         except (ValueError, OSError):
             pass  # Proc.kill() closed the pipe under us: that is the end too
         with self._cond:

@@ -21,3 +21,15 @@ TEST_CASE("fractional values keep their digits", "[prometheus]") {
   out.gauge("up", "Seconds.", 1.5);
   CHECK(out.text().find("\nup 1.5\n") != std::string::npos);
 }
+
+TEST_CASE("a labelled counter has a sample per label value, escaped", "[prometheus]") {
+  smws::PrometheusText out;
+  out.counter("ws_relay_http_requests_total", "HTTP requests by status.", "status",
+              {{"101", 2}, {"403", 1}, {"a\"b\\c\nd", 3}});
+  CHECK(out.text() ==
+        "# HELP ws_relay_http_requests_total HTTP requests by status.\n"
+        "# TYPE ws_relay_http_requests_total counter\n"
+        "ws_relay_http_requests_total{status=\"101\"} 2\n"
+        "ws_relay_http_requests_total{status=\"403\"} 1\n"
+        "ws_relay_http_requests_total{status=\"a\\\"b\\\\c\\nd\"} 3\n");
+}

@@ -57,13 +57,21 @@ TEST_CASE("origin, then token, then room: the first failing check answers", "[ad
   Admission a = admit_upgrade(upgrade("Origin: http://evil.example\r\n"), rules, 1, false);
   CHECK(a.verdict == Admission::Verdict::kRefuse);
   CHECK(a.reply.status == 403);
+  CHECK(a.reason == RefusalReason::kOrigin);
   // Same host, no token, no room: 401 with a Bearer challenge.
   a = admit_upgrade(upgrade("Origin: http://127.0.0.1:3002\r\n"), rules, 1, false);
   CHECK(a.reply.status == 401);
+  CHECK(a.reason == RefusalReason::kToken);
+  CHECK_FALSE(a.token_sent);
   CHECK(header(a.reply, "WWW-Authenticate") == "Bearer");
+  a = admit_upgrade(upgrade("Authorization: Bearer wrong\r\n"), rules, 1, false);
+  CHECK(a.reason == RefusalReason::kToken);
+  CHECK(a.token_sent);
   // The token, but no room: 503 with Retry-After.
   a = admit_upgrade(upgrade("Authorization: Bearer s3cret\r\n"), rules, 1, false);
   CHECK(a.reply.status == 503);
+  CHECK(a.reason == RefusalReason::kMaxClients);
+  CHECK(std::string(refusal_reason_name(a.reason)) == "max_clients");
   CHECK(a.reply.body == "too many clients\n");
   CHECK(header(a.reply, "Retry-After") == "5");
 }
@@ -74,6 +82,50 @@ TEST_CASE("while shutting down every upgrade gets 503", "[admission]") {
   Admission a = admit_upgrade(upgrade(), rules, 0, true);
   CHECK(a.reply.status == 503);
   CHECK(a.reply.body == "shutting down\n");
+  CHECK(a.reason == RefusalReason::kShuttingDown);
+}
+
+TEST_CASE("a malformed upgrade is refused as bad_upgrade", "[admission]") {
+  AdmissionRules rules;
+  rules.max_clients = 10;
+  Admission a = admit_upgrade(
+      parse("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"),
+      rules, 0, false);
+  CHECK(a.verdict == Admission::Verdict::kRefuse);
+  CHECK(a.reply.status == 400);
+  CHECK(std::string(refusal_reason_name(a.reason)) == "bad_upgrade");
+}
+
+TEST_CASE("refusals are logged once per address per interval, with the count since",
+          "[admission]") {
+  RefusalLog log(10.0, 4);
+  uint64_t since = 99;
+  CHECK(log.should_log("10.0.0.1", 100.0, &since));
+  CHECK(since == 0);
+  // A burst from the same address within the interval: not logged.
+  for (int i = 0; i < 49; ++i) CHECK_FALSE(log.should_log("10.0.0.1", 100.0 + i * 0.1, &since));
+  // Another address has its own first line.
+  CHECK(log.should_log("10.0.0.2", 101.0, &since));
+  // After the interval, one line that counts the 49 not logged.
+  CHECK(log.should_log("10.0.0.1", 110.0, &since));
+  CHECK(since == 49);
+  CHECK_FALSE(log.should_log("10.0.0.1", 110.5, &since));
+}
+
+TEST_CASE("the refusal log forgets addresses past its bound", "[admission]") {
+  RefusalLog log(10.0, 2);
+  uint64_t since = 0;
+  CHECK(log.should_log("a", 0.0, &since));
+  CHECK(log.should_log("b", 0.0, &since));
+  // Full, nobody quiet for an interval: cleared, so "a" logs again at once.
+  CHECK(log.should_log("c", 1.0, &since));
+  CHECK(log.should_log("a", 1.0, &since));
+}
+
+TEST_CASE("a peer's address is its host part", "[admission]") {
+  CHECK(address_of_peer("127.0.0.1:5000") == "127.0.0.1");
+  CHECK(address_of_peer("[::1]:5000") == "::1");
 }
 
 TEST_CASE("routes answer GET and HEAD on known paths, 404 and 405 otherwise", "[routes]") {

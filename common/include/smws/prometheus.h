@@ -1,10 +1,13 @@
 // Prometheus text exposition format (version 0.0.4) for /metrics: one
-// "# HELP", one "# TYPE" and one sample line per metric, no labels (ws-relay
-// has one of each thing). https://prometheus.io/docs/instrumenting/exposition_formats/
+// "# HELP", one "# TYPE" and one sample line per metric, or for a counter
+// with one label, a sample per label value (HTTP requests by status,
+// refusals by reason). https://prometheus.io/docs/instrumenting/exposition_formats/
 #pragma once
 
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace smws {
 
@@ -23,10 +26,17 @@ class PrometheusText {
     add(name, "counter", help, value);
   }
 
+  // A counter with one label: `name{label="value"} N` per sample, in the
+  // order given (none: only HELP and TYPE). Values are escaped (\\, \", \n).
+  using Samples = std::vector<std::pair<std::string, double>>;
+  void counter(std::string_view name, std::string_view help, std::string_view label,
+               const Samples& samples);
+
   const std::string& text() const { return out_; }
 
  private:
   void add(std::string_view name, std::string_view type, std::string_view help, double value);
+  void head(std::string_view name, std::string_view type, std::string_view help);
   std::string out_;
 };
 

@@ -128,7 +128,10 @@ Transport::Write Transport::write_plain(SendQueue& queue, const DropNotice& noti
       count_written(front, tally);
       queue.pop_front();
     }
-    if (static_cast<size_t>(n) < total) return Write::kBlocked;  // EPOLLOUT resumes
+    if (static_cast<size_t>(n) < total) {
+      ++tally->refused;  // the buffer is full now: a stall starts here
+      return Write::kBlocked;  // EPOLLOUT resumes
+    }
   }
   return Write::kDrained;
 }

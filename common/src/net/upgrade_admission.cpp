@@ -1,5 +1,6 @@
 #include "smws/net/upgrade_admission.h"
 
+#include <iterator>
 #include <optional>
 
 namespace smws::net {
@@ -14,22 +15,70 @@ Admission admit_upgrade(const HttpRequest& request, const AdmissionRules& rules,
     return out;
   }
   std::optional<HttpReply> refusal = check_upgrade(request);
+  out.reason = RefusalReason::kBadUpgrade;
   if (!refusal && !origin_allowed(request, rules.allow_origins)) {
     refusal = text_reply(403, "origin not allowed: " + *request.header("origin"));
+    out.reason = RefusalReason::kOrigin;
   }
   if (!refusal && !token_ok(request, rules.token)) {
     refusal = text_reply(401, "a valid token is required (Authorization: Bearer or ?token=)");
     refusal->headers.emplace_back("WWW-Authenticate", "Bearer");
+    out.reason = RefusalReason::kToken;
+    out.token_sent = request.header("authorization") || request.query_param("token");
   }
   if (!refusal && (open_clients >= rules.max_clients || shutting_down)) {
     refusal = text_reply(503, shutting_down ? "shutting down" : "too many clients");
     refusal->headers.emplace_back("Retry-After", "5");
+    out.reason = shutting_down ? RefusalReason::kShuttingDown : RefusalReason::kMaxClients;
   }
   if (refusal) {
     out.verdict = Admission::Verdict::kRefuse;
     out.reply = std::move(*refusal);
   }
   return out;
+}
+
+const char* refusal_reason_name(RefusalReason reason) {
+  switch (reason) {
+    case RefusalReason::kBadUpgrade: return "bad_upgrade";
+    case RefusalReason::kOrigin: return "origin";
+    case RefusalReason::kToken: return "token";
+    case RefusalReason::kMaxClients: return "max_clients";
+    case RefusalReason::kShuttingDown: return "shutting_down";
+  }
+  return "unknown";
+}
+
+bool RefusalLog::should_log(const std::string& address, double now, uint64_t* since) {
+  auto it = by_address_.find(address);
+  if (it == by_address_.end()) {
+    if (by_address_.size() >= max_addresses_) {
+      for (auto e = by_address_.begin(); e != by_address_.end();) {
+        e = now - e->second.logged_at >= interval_ ? by_address_.erase(e) : std::next(e);
+      }
+      if (by_address_.size() >= max_addresses_) by_address_.clear();
+    }
+    by_address_[address] = Entry{now, 0};
+    *since = 0;
+    return true;
+  }
+  Entry& e = it->second;
+  if (now - e.logged_at < interval_) {
+    ++e.suppressed;
+    return false;
+  }
+  *since = e.suppressed;
+  e = Entry{now, 0};
+  return true;
+}
+
+std::string address_of_peer(std::string_view peer) {
+  if (!peer.empty() && peer.front() == '[') {
+    size_t close = peer.find(']');
+    return std::string(peer.substr(1, close == std::string_view::npos ? peer.size() - 1 : close - 1));
+  }
+  size_t colon = peer.rfind(':');
+  return std::string(colon == std::string_view::npos ? peer : peer.substr(0, colon));
 }
 
 }  // namespace smws::net

@@ -540,8 +540,12 @@ void WsServer::Impl::on_head(Conn* c, double now) {
     }
     if (a.verdict == Admission::Verdict::kRefuse) {
       ++stats.handshakes_refused;
-      log::note(1, "refused WebSocket from " + c->peer + ": " + std::to_string(a.reply.status) +
-                       " " + a.reply.body.substr(0, a.reply.body.size() - 1));
+      ++stats.refused_by_reason[static_cast<size_t>(a.reason)];
+      RefusedUpgrade r{c->peer, &*request, a.reason, a.token_sent, a.reply.status,
+                       a.reply.body.substr(0, a.reply.body.size() - 1)};
+      log::note(2, "refused WebSocket from " + c->peer + ": " + std::to_string(r.status) + " " +
+                       r.message);
+      handler->on_refused(r);
       refuse(c, a.reply, false, now);
       return;
     }
@@ -558,6 +562,7 @@ void WsServer::Impl::on_head(Conn* c, double now) {
 }
 
 void WsServer::Impl::refuse(Conn* c, const HttpReply& reply, bool head_only, double now) {
+  ++stats.http_status[reply.status];
   c->head.clear();
   leave_handshake(c);
   c->phase = Conn::Phase::kReply;
@@ -578,6 +583,7 @@ void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, double now) {
   c->next_ping = now + options.ping_interval * spread;
   c->counted_open = true;
   by_id[c->id] = c;
+  ++stats.http_status[101];
   ++stats.clients;
   ++stats.connections_total;
   log::note(2, "client " + std::to_string(c->id) + " connected from " + c->peer);

@@ -30,7 +30,8 @@ class TlsContext;
 struct WriteTally {
   uint64_t bytes = 0;     // bytes of fully written entries
   uint64_t messages = 0;  // data messages and drop notices fully written
-  uint64_t refused = 0;   // write calls that took nothing (EAGAIN, TLS WANT_*)
+  uint64_t refused = 0;   // write calls that stopped at a full socket buffer
+                          // (a short write, EAGAIN, TLS WANT_*)
   bool close_written = false;  // our close frame went out
 };
 

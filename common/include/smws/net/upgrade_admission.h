@@ -6,8 +6,12 @@
 // sent no request yet.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "smws/net/handshake.h"
@@ -20,6 +24,18 @@ struct AdmissionRules {
   size_t max_clients = 0;                  // open clients at most (503 at the limit)
 };
 
+// Why an upgrade was refused: one per check of admit_upgrade, in its order.
+// The names (refusal_reason_name) are /metrics label values.
+enum class RefusalReason : uint8_t {
+  kBadUpgrade,    // not a valid RFC 6455 upgrade (method, version, headers)
+  kOrigin,        // its Origin is not allowed
+  kToken,         // no token, or a wrong one
+  kMaxClients,    // max_clients are open
+  kShuttingDown,  // the server is closing
+};
+constexpr size_t kRefusalReasons = 5;
+const char* refusal_reason_name(RefusalReason reason);
+
 struct Admission {
   enum class Verdict {
     kAccept,      // answer 101
@@ -28,6 +44,8 @@ struct Admission {
   };
   Verdict verdict = Verdict::kAccept;
   HttpReply reply;  // what to send unless kAccept
+  RefusalReason reason = RefusalReason::kBadUpgrade;  // kRefuse: why
+  bool token_sent = false;  // kToken: a token was sent (and it was wrong)
 };
 
 // In order: a WebSocket upgrade at all (426 with "Upgrade: websocket"),
@@ -36,5 +54,38 @@ struct Admission {
 // not shutting down (503 with "Retry-After: 5").
 Admission admit_upgrade(const HttpRequest& request, const AdmissionRules& rules,
                         size_t open_clients, bool shutting_down);
+
+// Which refusals to log, so that each one is visible by default without a
+// client retrying in a loop (a dashboard reconnecting every second, a
+// scanner) flooding stderr: per remote address, the first refusal is logged,
+// then at most one line per `interval` seconds, which says how many were
+// refused since the last line. Socket-free, time passed in; one thread.
+class RefusalLog {
+ public:
+  // interval: seconds between two lines for one address. max_addresses:
+  // addresses remembered; past it, those quiet for an interval are
+  // forgotten, and if none is, the table is cleared (a flood from many
+  // addresses then logs at most one line per address per interval anyway,
+  // and memory stays bounded).
+  explicit RefusalLog(double interval = 10.0, size_t max_addresses = 4096)
+      : interval_(interval), max_addresses_(max_addresses) {}
+
+  // A refusal from `address` (an IP, without port) at `now`. True when it
+  // is to be logged; *since is then how many refusals from that address
+  // were not logged before it.
+  bool should_log(const std::string& address, double now, uint64_t* since);
+
+ private:
+  struct Entry {
+    double logged_at = 0;
+    uint64_t suppressed = 0;
+  };
+  double interval_;
+  size_t max_addresses_;
+  std::unordered_map<std::string, Entry> by_address_;
+};
+
+// "127.0.0.1:5000" -> "127.0.0.1", "[::1]:5000" -> "::1".
+std::string address_of_peer(std::string_view peer);
 
 }  // namespace smws::net

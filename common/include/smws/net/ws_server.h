@@ -44,7 +44,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <array>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,6 +55,7 @@
 #include "smws/net/handshake.h"
 #include "smws/net/http_routes.h"
 #include "smws/net/send_queue.h"
+#include "smws/net/upgrade_admission.h"
 #include "smws/protocol.h"
 #include "smws/status.h"
 
@@ -111,11 +114,27 @@ struct ServerStats {
   uint64_t protocol_errors = 0;      // closes with 1002/1007/1009
   uint64_t http_requests = 0;        // requests served by the routes
   uint64_t handshakes_refused = 0;   // upgrade requests answered with 4xx/5xx
+  // ... of which, by reason (indexed by RefusalReason).
+  std::array<uint64_t, kRefusalReasons> refused_by_reason{};
+  // Every HTTP answer the server wrote, by status: 101 for each upgrade,
+  // the routes' replies, refusals, 400/426/431 for bad requests.
+  std::map<int, uint64_t> http_status;
   uint64_t accepts_shed = 0;         // connections closed at accept: already
                                      // max_handshaking handshakes in flight
-  uint64_t writes_refused = 0;       // write calls that took nothing (EAGAIN,
-                                     // TLS WANT_*): a stalled client costs one
+  uint64_t writes_refused = 0;       // write calls that stopped at a full
+                                     // socket buffer (short write, EAGAIN, TLS
+                                     // WANT_*): a stalled client costs one
                                      // when it stalls, not one per event
+};
+
+// An upgrade request that was refused (for the tool to report it).
+struct RefusedUpgrade {
+  std::string peer;             // "ip:port"
+  const HttpRequest* request;   // the refused request
+  RefusalReason reason;
+  bool token_sent = false;      // kToken: a (wrong) token was sent
+  int status = 0;               // the HTTP status answered
+  std::string message;          // the reply's text ("origin not allowed: ...")
 };
 
 struct ClientInfo {
@@ -147,6 +166,9 @@ class WsServerHandler {
   // Called every few hundred milliseconds (for the handler's own timeouts,
   // on its own clock).
   virtual void on_tick() {}
+  // An upgrade request was refused (counted in ServerStats); the server
+  // itself only notes it at -vv.
+  virtual void on_refused(const RefusedUpgrade& refused) {}
 };
 
 class WsServer {
