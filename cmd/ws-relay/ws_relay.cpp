@@ -542,7 +542,8 @@ std::string printable(std::string_view text) {
 void Relay::on_refused(const net::RefusedUpgrade& r) {
   uint64_t since = 0;
   if (!refusal_log_.should_log(net::address_of_peer(r.peer), mono_now(), &since)) return;
-  std::string line = "refused a WebSocket from " + r.peer + ": " + std::to_string(r.status) + " ";
+  std::string line = std::string(r.request ? "refused a WebSocket from " : "refused a connection from ") +
+                     r.peer + ": " + std::to_string(r.status) + " ";
   switch (r.reason) {
     case net::RefusalReason::kOrigin: {
       std::string origin = printable(*r.request->header("origin"));
@@ -562,6 +563,9 @@ void Relay::on_refused(const net::RefusedUpgrade& r) {
       break;
     case net::RefusalReason::kBadUpgrade:
       line += "not a valid WebSocket upgrade: " + printable(r.message);
+      break;
+    case net::RefusalReason::kNotTls:
+      line += "plain HTTP on the TLS port (--tls-cert); the client must use https:// or wss://";
       break;
   }
   if (since > 0) line += " (" + std::to_string(since) + " more refused from this address since)";

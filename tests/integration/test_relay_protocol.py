@@ -513,3 +513,30 @@ def test_sigterm_sends_1001_next_to_a_client_with_a_backlog():
         c.send(frame(CLOSE, b"\x03\xe9"))
         assert c.wait_eof()
         assert r.proc.wait(timeout=10) == 0
+
+
+def test_plain_http_and_ws_on_the_tls_port_get_400_naming_https_and_wss(tls_files):
+    """Issue 14: plain HTTP sent to the TLS port was dropped without a word
+    (a failed TLS handshake); now it is answered like nginx does."""
+    cert, key = tls_files
+    with Relay("--tls-cert", cert, "--tls-key", key) as r:
+        status, _, body = r.http_get("/healthz")
+        assert status == 400
+        assert "https://" in body and "wss://" in body, body
+
+        async def plain_ws():
+            with pytest.raises(websockets.exceptions.InvalidStatusCode) as refused:
+                async with websockets.connect(f"ws://127.0.0.1:{r.port}/ws/events", open_timeout=10):
+                    pass
+            return refused.value.status_code
+        assert asyncio.run(plain_ws()) == 400
+        line = r.wait_stderr("refused a connection from")
+        assert "https:// or wss://" in line, line
+        # TLS clients are served as before, on the same port.
+        hctx = ssl.create_default_context(cafile=cert)
+        hctx.check_hostname = False
+        with urllib.request.urlopen(f"https://127.0.0.1:{r.port}/metrics", context=hctx,
+                                    timeout=10) as resp:
+            metrics = resp.read().decode()
+        assert 'ws_relay_handshakes_refused_total{reason="not_tls"} 2' in metrics, metrics
+        assert 'ws_relay_http_requests_total{status="400"} 2' in metrics

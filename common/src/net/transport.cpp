@@ -70,6 +70,20 @@ ssize_t Transport::read(char* buf, size_t n, bool in_handshake, const std::strin
       return -2;
     }
   }
+  if (!first_byte_seen_) {
+    // Peeked, so OpenSSL still reads the ClientHello from the start.
+    unsigned char first = 0;
+    ssize_t p = ::recv(fd_, &first, 1, MSG_PEEK);
+    if (p < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return -1;
+    if (p == 0) return 0;
+    if (p < 0) return -2;
+    if (first != 0x16) {  // not a TLS handshake record
+      SSL_free(ssl_);
+      ssl_ = nullptr;
+      return kPlainOnTls;
+    }
+    first_byte_seen_ = true;
+  }
   ERR_clear_error();
   int r = SSL_read(ssl_, buf, static_cast<int>(n));
   if (r > 0) return r;

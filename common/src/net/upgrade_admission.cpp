@@ -45,6 +45,7 @@ const char* refusal_reason_name(RefusalReason reason) {
     case RefusalReason::kToken: return "token";
     case RefusalReason::kMaxClients: return "max_clients";
     case RefusalReason::kShuttingDown: return "shutting_down";
+    case RefusalReason::kNotTls: return "not_tls";
   }
   return "unknown";
 }

@@ -164,6 +164,7 @@ struct WsServer::Impl {
   void on_head(Conn* c, double now);
   void accept_upgrade(Conn* c, HttpRequest request, double now);
   void refuse(Conn* c, const HttpReply& reply, bool head_only, double now);
+  void plain_on_tls(Conn* c, double now);
   void on_frames(Conn* c, double now);
   void flush(Conn* c, double now);
   void on_drained(Conn* c, double now);
@@ -472,6 +473,10 @@ void WsServer::Impl::read_some(Conn* c, double now) {
     ssize_t n = c->io.read(read_buf.data(), read_buf.size(), c->phase == Conn::Phase::kHandshake,
                            c->peer);
     if (n == -1) return;
+    if (n == Transport::kPlainOnTls) {
+      plain_on_tls(c, now);
+      return;
+    }
     if (n == 0 && !c->write_blocked && c->has_unwritten()) {
       // A peer may half-close right behind its close frame or its HTTP
       // request (nc -N, socat) and still read our echo or reply: hand the
@@ -568,6 +573,21 @@ void WsServer::Impl::refuse(Conn* c, const HttpReply& reply, bool head_only, dou
   c->phase = Conn::Phase::kReply;
   c->deadline = now + options.close_timeout;
   enqueue(c, make_frame(serialize_reply(reply, head_only)), EntryKind::kRaw);
+}
+
+// Plain HTTP (or ws://) sent to our TLS port: answered in plain text, like
+// nginx, instead of a TLS alert the client cannot show. The request is not
+// read; kReply discards it while the answer goes out.
+void WsServer::Impl::plain_on_tls(Conn* c, double now) {
+  ++stats.handshakes_refused;
+  ++stats.refused_by_reason[static_cast<size_t>(RefusalReason::kNotTls)];
+  HttpReply reply = text_reply(
+      400, "this port speaks TLS: use https:// or wss:// (a plain HTTP request was sent to it)");
+  RefusedUpgrade r{c->peer, nullptr, RefusalReason::kNotTls, false, reply.status,
+                   reply.body.substr(0, reply.body.size() - 1)};
+  log::note(2, "plain HTTP from " + c->peer + " on the TLS port: 400");
+  handler->on_refused(r);
+  refuse(c, reply, false, now);
 }
 
 void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, double now) {

@@ -54,9 +54,16 @@ class Transport {
   // TLS bytes staged and not yet taken by the kernel.
   bool has_staged() const { return stage_off_ < stage_.size(); }
 
-  // > 0 bytes read, 0 EOF, -1 would block, -2 error. in_handshake: a TLS
-  // failure is logged (naming peer), since nothing else will report it.
+  // > 0 bytes read, 0 EOF, -1 would block, -2 error, kPlainOnTls (below).
+  // in_handshake: a TLS failure is logged (naming peer), since nothing else
+  // will report it.
   ssize_t read(char* buf, size_t n, bool in_handshake, const std::string& peer);
+  // read(): the first byte a TLS connection received is not a TLS record's
+  // (a ClientHello starts 0x16 0x03): the peer speaks plain HTTP to the TLS
+  // port. The connection is plain from then on (TLS state freed, nothing
+  // read), so the server can answer it in plain text; nginx answers "400
+  // The plain HTTP request was sent to HTTPS port", and so do we.
+  static constexpr ssize_t kPlainOnTls = -3;
 
   // Writes queued entries until the queue is drained or the kernel is full.
   Write write(SendQueue& queue, const DropNotice& notice, WriteTally* tally);
@@ -72,6 +79,7 @@ class Transport {
 
   int fd_ = -1;
   SSL* ssl_ = nullptr;
+  bool first_byte_seen_ = false;  // TLS: the first byte was a TLS record's
   std::string stage_;     // TLS: staged bytes, retried as they are until written
   size_t stage_off_ = 0;
 };

@@ -32,8 +32,11 @@ enum class RefusalReason : uint8_t {
   kToken,         // no token, or a wrong one
   kMaxClients,    // max_clients are open
   kShuttingDown,  // the server is closing
+  // Not admit_upgrade's: the server's, for plain HTTP sent to its TLS port
+  // (answered 400 before any request is read).
+  kNotTls,
 };
-constexpr size_t kRefusalReasons = 5;
+constexpr size_t kRefusalReasons = 6;
 const char* refusal_reason_name(RefusalReason reason);
 
 struct Admission {

@@ -130,7 +130,7 @@ struct ServerStats {
 // An upgrade request that was refused (for the tool to report it).
 struct RefusedUpgrade {
   std::string peer;             // "ip:port"
-  const HttpRequest* request;   // the refused request
+  const HttpRequest* request;   // the refused request (null for kNotTls)
   RefusalReason reason;
   bool token_sent = false;      // kToken: a (wrong) token was sent
   int status = 0;               // the HTTP status answered
