@@ -73,15 +73,56 @@ void write_stdout(std::string_view text) {
 }
 
 // ---------------------------------------------------------------------------
-// --wait-reply: a private socket for the answer.
+// --wait-reply: a socket for the answer, that only the relay can answer on.
+//
+// Where it lives decides who can reach it:
+//   --reply-dir DIR (SM_REPLY_DIR), or else a `reply` directory beside the
+//     event socket (the package's /run/smws/reply): shared directories made
+//     so the relay, running as another user, can answer. The socket is 0660
+//     (the directory is setgid to the relay's group and sticky).
+//   otherwise $TMPDIR or /tmp, the socket 0600: the relay must run as this
+//     user (or root), as in `sm-listen | ws-relay` from one shell.
+// In every case the kernel tells us who sent each datagram (SO_PASSCRED),
+// and only these are believed: this user, root, the owner of the event
+// socket (the listener, which runs with the relay) and the owner of the
+// reply directory. Anyone else in the group is ignored, with a warning.
 
-// Reply sockets live in $TMPDIR when it is short enough for a socket path,
-// else /tmp.
-std::string reply_socket_dir() {
-  std::string dir = "/tmp";
-  if (const char* t = std::getenv("TMPDIR"); t && *t && std::strlen(t) < 60) dir = t;
+struct ReplyPlace {
+  std::string dir;
+  bool shared = false;  // a directory meant for other users' replies
+};
+
+// 0 when dir is a directory we may create files in, else the errno why not.
+int writable_dir_error(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return errno;
+  if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+  return ::access(dir.c_str(), W_OK | X_OK) == 0 ? 0 : errno;
+}
+
+std::string without_trailing_slashes(std::string dir) {
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   return dir;
+}
+
+ReplyPlace reply_place(const SmSendOptions& o) {
+  if (!o.reply_dir.empty()) return {without_trailing_slashes(o.reply_dir), true};
+  const std::string socket = socket_path(o);
+  const size_t slash = socket.rfind('/');
+  std::string beside = slash == std::string::npos ? "reply" : socket.substr(0, slash + 1) + "reply";
+  if (writable_dir_error(beside) == 0) return {beside, true};
+  std::string dir = "/tmp";
+  if (const char* t = std::getenv("TMPDIR"); t && *t && std::strlen(t) < 60) dir = t;
+  return {without_trailing_slashes(dir), false};
+}
+
+// The uids whose datagrams count as the relay's answer.
+std::vector<long> trusted_repliers(const SmSendOptions& o, const ReplyPlace& place) {
+  std::vector<long> uids = {static_cast<long>(::geteuid()), 0};
+  struct stat st {};
+  if (::stat(socket_path(o).c_str(), &st) == 0) uids.push_back(static_cast<long>(st.st_uid));
+  if (place.shared && ::stat(place.dir.c_str(), &st) == 0) uids.push_back(static_cast<long>(st.st_uid));
+  return uids;
 }
 
 // A sender killed with SIGKILL cannot remove its reply socket. The next
@@ -128,25 +169,29 @@ std::string reply_socket_path(const std::string& dir) {
   return dir + name;
 }
 
-SocketStatus bind_reply_socket(UnixDatagramSocket* reply) {
-  const std::string dir = reply_socket_dir();
-  sweep_stale_reply_sockets(dir);
+SocketStatus bind_reply_socket(const ReplyPlace& place, UnixDatagramSocket* reply) {
+  if (int err = writable_dir_error(place.dir); err != 0) {
+    return SocketStatus::Error(err == EACCES || err == EPERM ? SocketStatus::kPermission
+                                                            : SocketStatus::kNotFound,
+                               err, "reply directory " + place.dir + ": " + std::strerror(err));
+  }
+  sweep_stale_reply_sockets(place.dir);
   SocketStatus st;
   for (int attempt = 0; attempt < 5; ++attempt) {
-    // 0600: only this user (and root) can answer.
-    st = UnixDatagramSocket::bind(reply_socket_path(dir), 0600, reply);
-    if (st.code != SocketStatus::kInUse) return st;
+    st = UnixDatagramSocket::bind(reply_socket_path(place.dir), place.shared ? 0660 : 0600, reply);
+    if (st.code != SocketStatus::kInUse) break;
   }
+  if (st.ok()) st = reply->pass_credentials();
   return st;
 }
 
 // Waits for the decision on `reply`; prints it on stdout.
 int wait_for_reply(const SmSendOptions& o, const UnixDatagramSocket& reply,
-                   const std::string& interrupt_id) {
+                   const std::string& interrupt_id, const std::vector<long>& trusted) {
   using Clock = std::chrono::steady_clock;
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(o.wait_reply));
-  DatagramBatch batch(1, kMaxReplySize);
+  DatagramBatch batch = DatagramBatch::with_credentials(1, kMaxReplySize);
   for (;;) {
     if (shutdown::requested()) {
       // Not 0: a script running `sm-send --wait-reply ... && deploy` must not
@@ -170,6 +215,12 @@ int wait_for_reply(const SmSendOptions& o, const UnixDatagramSocket& reply,
       return kExitIoErr;
     }
     for (size_t i = 0; i < n; ++i) {
+      const long uid = batch.sender_uid(i);
+      if (std::find(trusted.begin(), trusted.end(), uid) == trusted.end()) {
+        log::warn("ignoring a reply from uid " + std::to_string(uid) +
+                  ": only the relay (the owner of " + socket_path(o) + "), this user or root may answer");
+        continue;
+      }
       if (batch.truncated(i)) {
         log::warn("ignoring a reply of " + std::to_string(batch.length(i)) + " bytes (too large)");
         continue;
@@ -238,8 +289,11 @@ int send_one(const SmSendOptions& o) {
 
   UnixDatagramSocket reply;
   std::string interrupt_id;
+  std::vector<long> trusted;
   if (o.wait_reply >= 0) {
-    auto st = bind_reply_socket(&reply);
+    const ReplyPlace place = reply_place(o);
+    trusted = trusted_repliers(o, place);
+    auto st = bind_reply_socket(place, &reply);
     if (!st.ok()) {
       log::error("cannot create the reply socket: " + st.message);
       return st.code == SocketStatus::kPermission ? kExitNoPerm : kExitCantCreate;
@@ -288,7 +342,7 @@ int send_one(const SmSendOptions& o) {
   }
   log::note(2, "sent " + std::to_string(datagram.size()) + " bytes to " + path);
   if (o.wait_reply < 0) return kExitOk;
-  return wait_for_reply(o, reply, interrupt_id);
+  return wait_for_reply(o, reply, interrupt_id, trusted);
 }
 
 // ---------------------------------------------------------------------------
@@ -502,6 +556,11 @@ void setup_sm_send(CLI::App& app, SmSendOptions& o) {
                  "Wait up to SECONDS for a reply (a HITL decision) and print it")
       ->type_name("SECONDS")
       ->check(CLI::Validator(kSeconds).description(""));
+  app.add_option("--reply-dir", o.reply_dir,
+                 "Directory for the --wait-reply socket (default: a 'reply' directory beside the "
+                 "event socket, else $TMPDIR or /tmp)")
+      ->envname("SM_REPLY_DIR")
+      ->type_name("DIR");
   add_common_flags(app, o.common);
 }
 

@@ -30,6 +30,7 @@ struct SmSendOptions {
   bool strict = false;
   size_t max_size = event::kDefaultMaxSize;
   double wait_reply = -1;           // --wait-reply seconds; < 0 when not given
+  std::string reply_dir;            // --reply-dir (SM_REPLY_DIR); "" = choose
   CommonFlags common;
 };
 

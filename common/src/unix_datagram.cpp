@@ -317,6 +317,38 @@ DatagramBatch::DatagramBatch(size_t max_messages, size_t max_size)
 
 DatagramBatch::~DatagramBatch() = default;
 
+DatagramBatch DatagramBatch::with_credentials(size_t max_messages, size_t max_size) {
+  DatagramBatch b(max_messages, max_size);
+  b.control_size_ = CMSG_SPACE(sizeof(ucred));
+  // new char[] is aligned for any fundamental type, and CMSG_SPACE keeps
+  // every slot a multiple of the cmsghdr alignment.
+  b.control_.reset(new char[max_messages * b.control_size_]());
+  return b;
+}
+
+SocketStatus UnixDatagramSocket::pass_credentials() {
+  int on = 1;
+  if (::setsockopt(fd_, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) {
+    int err = errno;
+    return SocketStatus::Error(SocketStatus::kSystem, err, errno_message("SO_PASSCRED", err));
+  }
+  return SocketStatus::Ok();
+}
+
+long DatagramBatch::sender_uid(size_t i) const {
+  if (control_size_ == 0 || i >= max_messages_) return -1;
+  const msghdr& h = mm_[i].msg_hdr;
+  for (const cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), const_cast<cmsghdr*>(c))) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+        c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+      ucred cred{};
+      std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+      return static_cast<long>(cred.uid);
+    }
+  }
+  return -1;
+}
+
 SocketStatus UnixDatagramSocket::set_receive_timeout(double seconds) {
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(seconds);
@@ -334,6 +366,10 @@ SocketStatus DatagramBatch::receive(const UnixDatagramSocket& socket, size_t* co
     std::memset(&mm_[i].msg_hdr, 0, sizeof mm_[i].msg_hdr);
     mm_[i].msg_hdr.msg_iov = &iov_[i];
     mm_[i].msg_hdr.msg_iovlen = 1;
+    if (control_size_ != 0) {
+      mm_[i].msg_hdr.msg_control = control_.get() + i * control_size_;
+      mm_[i].msg_hdr.msg_controllen = control_size_;
+    }
     mm_[i].msg_len = 0;
   }
   // MSG_TRUNC: msg_len is the datagram's real length even when it did not fit.

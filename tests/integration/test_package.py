@@ -10,6 +10,7 @@ run it, in a tree unpacked from the .deb.
 import asyncio
 import glob
 import gzip
+import json
 import os
 import re
 import selectors
@@ -353,6 +354,59 @@ def test_the_units_exec_start_runs_the_pipeline_and_a_stop_ends_it_cleanly(root,
     for line in lines:
         assert re.match(r"(sm-listen|ws-relay|smws-relay-run): ", line), lines
         assert "\x1b" not in line, lines
+
+
+IMPOSTOR_UID = 65532
+
+
+def forge_reply(reply_to, text):
+    """A datagram to reply_to from a member of the service's group that is
+    not the service: sm-send must not take it for the relay's answer."""
+    code = ("import socket, sys; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+            "s.sendto(sys.argv[2].encode(), sys.argv[1])")
+    return run(as_user(IMPOSTOR_UID, IMPOSTOR_UID, [SERVICE_GID]) + ["/usr/bin/python3", "-c", code, reply_to, text],
+               timeout=30)
+
+
+async def approve_from_a_browser(url, service, root):
+    async with websockets.connect(url, open_timeout=10, close_timeout=10) as ws:
+        assert '"type":"initial"' in await asyncio.wait_for(ws.recv(), 10)
+        sender = asyncio.create_task(asyncio.to_thread(
+            send_as, root, PRODUCER_UID, PRODUCER_UID, [SERVICE_GID], service.socket,
+            "--wait-reply", "30", "--json",
+            '{"type":"interrupt","interrupt_id":"deploy-7","action_requests":[{"name":"deploy"}]}'))
+        while True:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            if msg.get("type") == "interrupt":
+                break
+        reply_to = msg["reply_to"]
+        assert reply_to.startswith(os.path.join(service.run_dir, "reply") + "/"), reply_to
+        st = os.stat(reply_to)
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (PRODUCER_UID, SERVICE_GID, 0o660)
+        forged = await asyncio.to_thread(forge_reply, reply_to, json.dumps(
+            {"type": "decision", "interrupt_id": "deploy-7", "decisions": [{"type": "reject"}]}))
+        assert forged.returncode == 0, forged.stderr
+        await ws.send(json.dumps({"type": "decision", "interrupt_id": "deploy-7",
+                                  "decisions": [{"type": "approve"}], "decided_by": "ops"}))
+        return await asyncio.wait_for(sender, 30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as other users")
+def test_wait_reply_from_a_producer_in_the_services_group_gets_the_relays_answer_only(root, tmp):
+    service = Service(root, tmp)
+    with service.proc:
+        m = service.read_stderr_until(r"ws-relay: listening on (ws://\S+)")
+        wait_for(lambda: os.path.exists(service.socket), what="the datagram socket")
+        st = os.stat(os.path.join(service.run_dir, "reply"))
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (SERVICE_UID, SERVICE_GID, 0o3770)
+        r = asyncio.run(approve_from_a_browser(m.group(1), service, root))
+        # The relay's approve, not the impostor's reject.
+        assert r.returncode == 0, r.stderr
+        assert '"type":"approve"' in r.stdout, r.stdout
+        assert f"ignoring a reply from uid {IMPOSTOR_UID}" in r.stderr, r.stderr
+        service.p.send_signal(signal.SIGTERM)
+        assert service.p.wait(timeout=20) == 0
+    assert not os.listdir(os.path.join(service.run_dir, "reply")), "sm-send left its reply socket"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as other users")

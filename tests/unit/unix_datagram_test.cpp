@@ -270,3 +270,30 @@ TEST_CASE("a sender blocked on a full queue stops when cancelled by a signal", "
   CHECK(st.code == SocketStatus::kCancelled);
   CHECK(sent < msgs.size());
 }
+
+TEST_CASE("a batch made with credentials reports each sender's uid, as the kernel says", "[dgram]") {
+  TempDir dir;
+  UnixDatagramSocket receiver;
+  REQUIRE(UnixDatagramSocket::bind(dir.file("r.sock"), 0600, &receiver).ok());
+  REQUIRE(receiver.pass_credentials().ok());
+  UnixDatagramSocket sender;
+  REQUIRE(UnixDatagramSocket::open(&sender).ok());
+  REQUIRE(sender.connect(dir.file("r.sock")).ok());
+  REQUIRE(sender.send("one").ok());
+  REQUIRE(sender.send("two").ok());
+
+  DatagramBatch batch = DatagramBatch::with_credentials(4, 64);
+  size_t n = 0;
+  REQUIRE(batch.receive(receiver, &n).ok());
+  REQUIRE(n == 2);
+  for (size_t i = 0; i < n; ++i) CHECK(batch.sender_uid(i) == static_cast<long>(::geteuid()));
+  CHECK(batch.message(1) == "two");
+  CHECK(batch.sender_uid(7) == -1);  // out of range
+
+  // A plain batch asks for no credentials and reports none.
+  REQUIRE(sender.send("three").ok());
+  DatagramBatch plain(4, 64);
+  auto got = receive_all(receiver, plain, 1);
+  CHECK(got == std::vector<std::string>{"three"});
+  CHECK(plain.sender_uid(0) == -1);
+}

@@ -81,6 +81,11 @@ class UnixDatagramSocket {
   // How long a blocking receive waits before giving up (SO_RCVTIMEO);
   // 0 = forever.
   SocketStatus set_receive_timeout(double seconds);
+  // Asks the kernel to attach each sender's credentials (SO_PASSCRED) to
+  // the datagrams queued from now on; DatagramBatch::sender_uid reads them.
+  // A receiver that several users may write to (a group-writable socket)
+  // uses them to decide whom to believe.
+  SocketStatus pass_credentials();
 
   bool is_open() const { return fd_ >= 0; }
   int fd() const { return fd_; }
@@ -124,12 +129,23 @@ class DatagramBatch {
 
   size_t capacity() const { return max_messages_; }
 
+  // The sender's uid as the kernel reported it, when the socket passes
+  // credentials (UnixDatagramSocket::pass_credentials) and the batch was
+  // made with_credentials; -1 otherwise. Never what the sender claims.
+  long sender_uid(size_t i) const;
+
+  // A batch that also receives each datagram's credentials.
+  static DatagramBatch with_credentials(size_t max_messages, size_t max_size);
+  DatagramBatch(DatagramBatch&&) = default;
+
  private:
   size_t max_messages_;
   size_t max_size_;
   std::unique_ptr<char[]> storage_;  // not zeroed: pages are touched only when used
   std::vector<mmsghdr> mm_;
   std::vector<iovec> iov_;
+  size_t control_size_ = 0;          // per message; 0: no credentials asked
+  std::unique_ptr<char[]> control_;  // max_messages * control_size_ bytes
 };
 
 }  // namespace smws
