@@ -78,7 +78,10 @@ class RawClient {
   }
   ~RawClient() { ::close(fd_); }
 
-  // Next message (pings answered), or nullopt at EOF / timeout.
+  bool answer_pings = true;  // false: a client that never pongs
+
+  // Next message (pings answered unless answer_pings is false, then
+  // skipped), or nullopt at EOF / timeout.
   std::optional<ws::Message> next(int timeout_ms = 10000) {
     for (;;) {
       ws::Message m;
@@ -86,6 +89,7 @@ class RawClient {
       REQUIRE(st != ws::FrameReader::Status::kError);
       if (st == ws::FrameReader::Status::kMessage) {
         if (m.opcode == ws::Opcode::kPing) {
+          if (!answer_pings) continue;
           uint8_t key[4] = {1, 2, 3, 4};
           std::string pong = ws::encode_frame(ws::Opcode::kPong, m.payload, true, key);
           (void)!::write(fd_, pong.data(), pong.size());
@@ -542,4 +546,92 @@ TEST_CASE("the drop policy without a drop notice is refused at open", "[ws_serve
   options.slow_client = SlowClientPolicy::kDrop;
   WsServer server(options, &handler);
   CHECK(server.open().code == Status::kUsage);
+}
+
+namespace {
+
+// Joins the first client with `first` (a backlog), the others with nothing;
+// each wake runs `on_step` on the loop thread.
+class BacklogHandler : public WsServerHandler {
+ public:
+  WsServer* server = nullptr;
+  std::vector<Frame> first;
+  std::atomic<int> opened{0};
+  std::atomic<int> steps{0};
+  std::function<void()> on_step;
+
+  void on_open(const ClientInfo& client) override {
+    server->join(client.id, opened.load() == 0 ? first : std::vector<Frame>{});
+    ++opened;
+  }
+  void on_message(ClientId, std::string_view, bool) override {}
+  void on_close(ClientId) override {}
+  void on_wake() override {
+    if (on_step) on_step();
+    ++steps;
+  }
+  void step() {
+    int before = steps.load();
+    server->wake();
+    wait_until([&] { return steps.load() > before; });
+  }
+};
+
+}  // namespace
+
+// Issue 14: the timeout counted from when the ping was queued, so a client
+// still taking a backlog larger than the socket buffers (a big snapshot on a
+// slow link) was closed with 1008 "ping timeout" although it read on and
+// would have answered the ping as soon as it reached it.
+TEST_CASE("a ping's timeout counts from its write, not from its queueing behind a backlog",
+          "[ws_server]") {
+  BacklogHandler handler;
+  // 20 MB ahead of the first ping: far more than the socket buffers hold.
+  for (int i = 0; i < 200; ++i) {
+    handler.first.push_back(make_text_frame("first " + std::to_string(i) + std::string(100000, '.')));
+  }
+  ServerOptions options;
+  options.port = 0;
+  options.path = "/ws";
+  options.ping_interval = 0.1;
+  options.ping_timeout = 0.3;
+  WsServer server(options, &handler);
+  handler.server = &server;
+  REQUIRE(server.open().ok());
+  std::thread loop([&] { server.run(); });
+  {
+    RawClient behind(server.bound_port());  // reads nothing for now
+    wait_until([&] { return handler.opened.load() == 1; });
+    // Two clients that never pong, one after the other, each closed with
+    // 1008: more than ping_interval + ping_timeout have passed since the
+    // first client's first ping was queued (the old deadline).
+    for (int i = 0; i < 2; ++i) {
+      RawClient silent(server.bound_port());
+      silent.answer_pings = false;
+      auto m = silent.next();
+      REQUIRE(m);
+      REQUIRE(m->opcode == ws::Opcode::kClose);
+      uint16_t code = 0;
+      std::string reason;
+      REQUIRE(ws::parse_close_payload(m->payload, &code, &reason));
+      CHECK(code == 1008);
+    }
+    // The backlog arrives whole, then the ping, answered: still open.
+    for (int i = 0; i < 200; ++i) {
+      auto m = behind.next();
+      REQUIRE(m);
+      REQUIRE(m->opcode == ws::Opcode::kText);
+      REQUIRE(m->payload.rfind("first " + std::to_string(i) + ".", 0) == 0);
+    }
+    handler.on_step = [&] { server.broadcast(make_text_frame("live")); };
+    handler.step();
+    auto m = behind.next();
+    REQUIRE(m);
+    CHECK(m->opcode == ws::Opcode::kText);
+    CHECK(m->payload == "live");
+    handler.on_step = [&] { server.begin_shutdown(1); };
+    handler.step();
+  }
+  loop.join();
+  CHECK(server.stats().ping_timeouts == 2);  // the two silent clients only
 }

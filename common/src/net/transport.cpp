@@ -28,6 +28,8 @@ void count_written(const QueueEntry& e, WriteTally* tally) {
     ++tally->messages;
   } else if (e.kind == EntryKind::kClose) {
     tally->close_written = true;
+  } else if (e.kind == EntryKind::kControl) {
+    tally->ping_written = true;
   }
 }
 

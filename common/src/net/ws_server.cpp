@@ -101,7 +101,12 @@ struct Conn {
   bool dead = false;
 
   double next_ping = 0;
-  double ping_outstanding_since = 0;  // 0: no ping waiting for its pong
+  // When the oldest ping not yet answered was written (0: none). Counted
+  // from the write, not the queueing: a ping behind a long backlog (a big
+  // snapshot on a slow link) must not time out a client that reads it all;
+  // a client that does not read at all is caught by max_queue instead.
+  double ping_outstanding_since = 0;
+  bool ping_queued = false;  // a ping is queued, not yet written: no second one
   uint64_t ping_counter = 0;
 
   std::unique_ptr<ClientState> state;  // the tool's (set_state)
@@ -711,6 +716,10 @@ void WsServer::Impl::flush(Conn* c, double now) {
   stats.messages_out += tally.messages;
   stats.writes_refused += tally.refused;
   if (tally.close_written) c->close_sent = true;
+  if (tally.ping_written) {
+    c->ping_queued = false;
+    if (c->ping_outstanding_since == 0) c->ping_outstanding_since = now;
+  }
   switch (result) {
     case Transport::Write::kDrained:
       on_drained(c, now);
@@ -831,9 +840,13 @@ void WsServer::Impl::scan(double now) {
     }
     if (now >= c->next_ping) {
       c->next_ping = now + options.ping_interval;
-      if (c->ping_outstanding_since == 0) c->ping_outstanding_since = now;
-      std::string payload = std::to_string(++c->ping_counter);
-      enqueue(c, make_frame(ws::encode_frame(ws::Opcode::kPing, payload)), EntryKind::kControl);
+      // One ping in the queue at a time: behind a backlog, more would only
+      // pile up (the first one written starts the timeout).
+      if (!c->ping_queued) {
+        c->ping_queued = true;
+        std::string payload = std::to_string(++c->ping_counter);
+        enqueue(c, make_frame(ws::encode_frame(ws::Opcode::kPing, payload)), EntryKind::kControl);
+      }
       if (options.keepalive) enqueue_data(c, make_text_frame(options.keepalive()), now);
     }
   }

@@ -33,6 +33,7 @@ struct WriteTally {
   uint64_t refused = 0;   // write calls that stopped at a full socket buffer
                           // (a short write, EAGAIN, TLS WANT_*)
   bool close_written = false;  // our close frame went out
+  bool ping_written = false;   // our ping went out (its timeout starts now)
 };
 
 class Transport {

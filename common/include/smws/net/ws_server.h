@@ -32,8 +32,10 @@
 //     kDrop drops the oldest queued messages and queues the tool's
 //     drop_notice in their place, so every message is delivered or counted.
 //   - Liveness by ping deadline: a ping every ping_interval; no pong within
-//     ping_timeout -> close 1008 "ping timeout". A client that is merely
-//     silent (but answers pings) is never closed.
+//     ping_timeout of the ping's write to the socket (not its queueing:
+//     behind a backlog it waits its turn) -> close 1008 "ping timeout". A
+//     client that is merely silent (but answers pings) is never closed; one
+//     whose backlog never lets the ping out is a slow client (max_queue).
 //   - Protocol violations close only the offending client, with RFC 6455's
 //     code (1002 framing, 1007 UTF-8, 1009 size).
 //
