@@ -50,19 +50,56 @@ class Relay(bench_relay.Server):
             bench_relay.RELAY_ARGS = saved
 
 
-def wait_healthy(relay, timeout=15):
+def http_get(relay, path):
     import http.client
+    c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=5)
+    c.request("GET", path)
+    r = c.getresponse()
+    return r.status, r.read().decode()
+
+
+def wait_healthy(relay, timeout=15):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=5)
-            c.request("GET", "/healthz")
-            if c.getresponse().status == 200:
+            if http_get(relay, "/healthz")[0] == 200:
                 return
         except OSError:
             pass
         time.sleep(0.05)
     raise TimeoutError("relay never became healthy")
+
+
+def metrics(relay):
+    """The relay's /metrics samples as {name: value}."""
+    out = {}
+    for line in http_get(relay, "/metrics")[1].splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def results_once_numbered(relays, loads, n, grace=10.0, timeout=300.0):
+    """Every load's summary. A client that misses events (a resync) would wait
+    for its --timeout: once every relay has numbered event n, the loads get
+    `grace` seconds to finish and are then stopped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(metrics(r).get("ws_relay_last_seq", 0) >= n for r in relays):
+            break
+        time.sleep(0.05)
+    end = time.monotonic() + grace
+    results = []
+    for load in loads:
+        try:
+            results.append(load.result(max(0.1, end - time.monotonic())))
+        except TimeoutError:
+            results.append(load.stop())
+    return results
 
 
 def throughput(n, group):
@@ -71,8 +108,10 @@ def throughput(n, group):
     relays = []
     try:
         if group:
-            relays = [Relay("--redis", redis.url, "--redis-history", "1000"),
-                      Relay("--redis", redis.url, "--redis-history", "1000")]
+            # The default --redis-history (10,000): the burst of n events is
+            # far longer, so A's appends wait for its tail (flow control)
+            # rather than let Redis trim entries no relay has read yet.
+            relays = [Relay("--redis", redis.url), Relay("--redis", redis.url)]
             for r in relays:
                 wait_healthy(r)
         else:
@@ -84,14 +123,21 @@ def throughput(n, group):
         t0 = time.monotonic_ns()
         writer = threading.Thread(target=relays[0].write, args=(data,), daemon=True)
         writer.start()
-        results = [load.result(600) for load in loads]
+        if group:
+            results = results_once_numbered(relays, loads, n)
+        else:
+            results = [load.result(600) for load in loads]
         writer.join(60)
         last = max(r["last_ns"] for r in results)
         elapsed = (last - t0) / 1e9
         rss = [r.status("VmRSS") / 1024 for r in relays]
+        m = [metrics(r) for r in relays]
         return {"rate": n / elapsed if elapsed > 0 else 0,
                 "complete": sum(r["complete"] for r in results),
-                "clients": 10 * len(relays), "rss_mib": rss}
+                "clients": 10 * len(relays), "rss_mib": rss,
+                "resyncs": sum(x.get("ws_relay_redis_resyncs_total", 0) for x in m),
+                "waits": m[0].get("ws_relay_redis_append_waits_total", 0),
+                "batches": m[0].get("ws_relay_redis_append_batches_total", 0)}
     finally:
         for r in relays:
             r.stop()
@@ -133,7 +179,7 @@ def latency(group, rate=10000, seconds=3.0):
             if d > 0:
                 time.sleep(d / 1e9)
             os.write(fd, bench_relay.event_line(i, time.monotonic_ns()))
-        r = load.result(120)
+        r = results_once_numbered(relays, [load], total)[0] if group else load.result(120)
         return {"p50_us": r["lat_p50_us"], "p99_us": r["lat_p99_us"], "max_us": r["lat_max_us"],
                 "complete": r["complete"]}
     finally:
@@ -158,7 +204,8 @@ def main():
     print(f"  single relay, 10 clients:      {single['rate']:,.0f} events/s "
           f"({single['complete']}/{single['clients']} clients complete)", flush=True)
     print(f"  group A+B, 10 clients each:    {grp['rate']:,.0f} events/s "
-          f"({grp['complete']}/{grp['clients']} clients complete)", flush=True)
+          f"({grp['complete']}/{grp['clients']} clients complete; {grp['batches']:.0f} append "
+          f"batches, {grp['waits']:.0f} held for A's tail, {grp['resyncs']:.0f} resyncs)", flush=True)
     print(f"  redis-benchmark XADD -P 64:    {ceiling:,.0f} requests/s", flush=True)
     lossless = grp["complete"] == grp["clients"]
     print(f"      group {grp['rate'] / single['rate']:.2f}x single relay; "

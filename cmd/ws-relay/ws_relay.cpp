@@ -806,37 +806,35 @@ void Relay::on_entries(const std::vector<redis::GroupSnapshot::Entry>& entries) 
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& e : entries) {
-      // Type and machine choose the audience (subscriptions); HITL messages
-      // also change the pending table. The events were checked by the
-      // relay that appended them.
-      auto dom = nlohmann::json::parse(e.event, nullptr, false);
-      if (!dom.is_object()) continue;
-      auto type_it = dom.find("type");
-      const std::string type =
-          type_it != dom.end() && type_it->is_string() ? type_it->get<std::string>() : "";
-      std::optional<std::string> machine;
-      if (auto m = dom.find("machine_id"); m != dom.end() && m->is_string()) {
-        machine = m->get<std::string>();
-      }
-      auto id_it = dom.find("interrupt_id");
-      const std::string id =
-          id_it != dom.end() && id_it->is_string() ? id_it->get<std::string>() : "";
-      if (type == "interrupt" && !id.empty()) {
-        HitlInterruptResult r = hitl_.on_interrupt(dom, mono_now());
-        if (r.ok && origin_.count(id)) output_.record(r.event);
-      } else if (type == "decision" && !id.empty()) {
-        hitl_.resolve_elsewhere(id, dom.value("timed_out", false));
-        if (auto it = origin_.find(id); it != origin_.end()) {
-          // The relay that read the interrupt prints the decision and
-          // answers the waiting sm-send on its host.
-          output_.line(e.event + "\n");
-          output_.record(dom);
-          if (!it->second.empty()) replies.push_back({it->second, e.event});
-          origin_.erase(it);
+      // Type and machine choose the audience (subscriptions); the hub's
+      // scan finds them without a DOM. The events were checked by the
+      // relay that appended them. Only HITL messages, which also change
+      // the pending table, are parsed.
+      RelayHub::Applied applied;
+      Payload p = hub_.apply(e.seq, e.event, now, &applied);
+      if (!p) continue;
+      if (applied.type == "interrupt" || applied.type == "decision") {
+        auto dom = nlohmann::json::parse(e.event, nullptr, false);
+        auto id_it = dom.is_object() ? dom.find("interrupt_id") : dom.end();
+        const std::string id =
+            id_it != dom.end() && id_it->is_string() ? id_it->get<std::string>() : "";
+        if (applied.type == "interrupt" && !id.empty()) {
+          HitlInterruptResult r = hitl_.on_interrupt(dom, mono_now());
+          if (r.ok && origin_.count(id)) output_.record(r.event);
+        } else if (applied.type == "decision" && !id.empty()) {
+          hitl_.resolve_elsewhere(id, dom.value("timed_out", false));
+          if (auto it = origin_.find(id); it != origin_.end()) {
+            // The relay that read the interrupt prints the decision and
+            // answers the waiting sm-send on its host.
+            output_.line(e.event + "\n");
+            output_.record(dom);
+            if (!it->second.empty()) replies.push_back({it->second, e.event});
+            origin_.erase(it);
+          }
         }
       }
-      Payload p = hub_.apply(e.seq, e.event, now);
-      if (p) out.push_back(Outgoing{net::make_text_frame(*p), type, std::move(machine)});
+      out.push_back(Outgoing{net::make_text_frame(*p), std::move(applied.type),
+                             std::move(applied.machine)});
     }
   }
   for (const Outgoing& o : out) fan_out(o);
@@ -964,6 +962,8 @@ std::string Relay::metrics_text() {
                 g.append_batches);
     out.counter("ws_relay_redis_duplicate_batches_total",
                 "Resent batches Redis had already appended (dropped there).", g.duplicates);
+    out.counter("ws_relay_redis_append_waits_total",
+                "Appends held until this relay's tail had read half the history.", g.append_waits);
     out.counter("ws_relay_redis_tailed_total", "Stream entries read by the tail.", g.tailed);
     out.gauge("ws_relay_redis_buffered", "Stdin events waiting for Redis.", g.buffered);
     out.counter("ws_relay_redis_buffer_dropped_total",

@@ -188,9 +188,37 @@ Payload RelayHub::publish(std::string_view json_object, double now) {
                 machine ? &*machine : nullptr);
 }
 
-Payload RelayHub::apply(uint64_t seq, std::string_view json_object, double now) {
+Payload RelayHub::apply(uint64_t seq, std::string_view json_object, double now, Applied* applied) {
   next_seq_ = seq;
-  return publish(json_object, now);
+  const auto text = event::trim(json_object);
+  event::Members raw;
+  // The relay that appended the event checked it, so scan() fails only on
+  // an entry some other writer put in the stream: dropped like publish()
+  // drops what is not an object.
+  if (!event::scan(text, &scan_, &raw)) return nullptr;
+  // The DOM only where ingest() needs one too: an event the fast pass did
+  // not settle, a "seq" of its own to replace, a machine_id with escapes,
+  // or a state_change that cannot be tabled from its raw members.
+  const bool string_id = raw.settled && !raw.machine_id.empty() && raw.machine_id[0] == '"';
+  const bool escaped_id = string_id && raw.machine_id.find('\\') != std::string_view::npos;
+  const bool state_change = scan_.type == "state_change";
+  if (!raw.settled || raw.has_seq || escaped_id || (state_change && !raw.plain)) {
+    auto dom = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!dom.is_object()) return nullptr;
+    const auto machine = machine_of(dom);
+    if (applied) *applied = Applied{scan_.type, machine};
+    uint64_t stamped = 0;
+    return commit(std::string(text), &dom, dom.contains("seq"), now, &stamped, nullptr, scan_.type,
+                  machine ? &*machine : nullptr);
+  }
+  std::optional<std::string> machine;
+  if (string_id) machine.emplace(raw.machine_id.substr(1, raw.machine_id.size() - 2));
+  uint64_t stamped = 0;
+  Payload p = commit(std::string(text), nullptr, false, now, &stamped,
+                     state_change && machine ? &raw : nullptr, scan_.type,
+                     machine ? &*machine : nullptr);
+  if (applied) *applied = Applied{scan_.type, std::move(machine)};
+  return p;
 }
 
 void RelayHub::table(std::string_view json_object, double now) {

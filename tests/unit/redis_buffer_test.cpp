@@ -92,3 +92,20 @@ TEST_CASE("the machine replay restores previous_state from the stored former sta
   CHECK(synthetic["state"] == "idle");
   CHECK(nlohmann::json::parse(replay[2])["state"] == "busy");
 }
+
+TEST_CASE("appends wait while half the history is unread by this relay's tail", "[redis]") {
+  // Nothing unread: a full batch, but never more than the window.
+  CHECK(append_allowance(0, 0, 10000) == kMaxBatchEvents);
+  CHECK(append_allowance(0, 0, 1000) == 500);
+  CHECK(append_allowance(0, 0, 1000, 100) == 100);
+  // Unread entries shrink the next batch, then stop it.
+  CHECK(append_allowance(4500, 0, 10000) == 500);
+  CHECK(append_allowance(5000, 0, 10000) == 0);
+  CHECK(append_allowance(9000, 3000, 10000) == 0);
+  CHECK(append_allowance(9000, 4500, 10000) == 500);
+  // The tail ahead of our appends (other relays appended since): no wait.
+  CHECK(append_allowance(10, 50, 10000) == kMaxBatchEvents);
+  // A history of 1 still lets one event through at a time.
+  CHECK(append_allowance(0, 0, 1) == 1);
+  CHECK(append_allowance(1, 0, 1) == 0);
+}

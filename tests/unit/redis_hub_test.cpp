@@ -47,6 +47,33 @@ TEST_CASE("apply stamps the group's seq and ?since= resumes from the held events
   CHECK(nlohmann::json::parse(*gap[0]) == nlohmann::json::parse(R"({"type":"gap","from":11,"to":11})"));
 }
 
+TEST_CASE("apply takes the scan path and the DOM path to the same bytes and table", "[redis][hub]") {
+  // The same events, one relay applying them as they are, another with the
+  // machine_id escaped (which needs the DOM): equal tables and payloads.
+  RelayHub fast(HubOptions{10, true}), slow(HubOptions{10, true});
+  RelayHub::Applied a;
+  auto p = fast.apply(1, R"({"type":"state_change","machine_id":"m","state":"a","timestamp":2})", 1.0, &a);
+  CHECK(*p == R"({"seq":1,"type":"state_change","machine_id":"m","state":"a","timestamp":2})");
+  CHECK(a.type == "state_change");
+  CHECK(a.machine == std::optional<std::string>("m"));
+  RelayHub::Applied b;
+  slow.apply(1, R"({"type":"state_change","machine_id":"\u006d","state":"a","timestamp":2})", 1.0, &b);
+  CHECK(b.machine == std::optional<std::string>("m"));
+  auto fs = nlohmann::json::parse(*fast.snapshot(9.0));
+  auto ss = nlohmann::json::parse(*slow.snapshot(9.0));
+  CHECK(fs["machines"] == ss["machines"]);
+  CHECK(fs["machines"][0]["current_state"] == "a");
+  // An event with a "seq" of its own gets the group's instead, once.
+  auto q = fast.apply(7, R"({"type":"x","seq":99})", 1.0, &a);
+  CHECK(nlohmann::json::parse(*q)["seq"] == 7);
+  CHECK(q->find("99") == std::string::npos);
+  CHECK(a.type == "x");
+  CHECK_FALSE(a.machine);
+  // Not an event (another writer's entry): nothing, and nothing held.
+  CHECK(fast.apply(8, "[1,2]", 1.0) == nullptr);
+  CHECK(fast.history_size() == 2);
+}
+
 TEST_CASE("table rebuilds a machine without numbering or holding", "[redis][hub]") {
   RelayHub hub(HubOptions{10, true});
   hub.table(R"({"type":"state_change","machine_id":"m","state":"a"})", 1.0);

@@ -122,6 +122,18 @@ bool parse_entry_id(std::string_view id, uint64_t* seq);
 enum class TailStep { kDeliver, kResync };
 TailStep next_tail_step(uint64_t last_delivered, uint64_t first_seq);
 
+// Flow control of the appends against this relay's own tail. The stream is
+// trimmed to about `history` entries, so entries appended faster than the
+// tails read them are trimmed unread, and every relay of the group would
+// resync (a gap) in the middle of a burst that Redis itself took easily.
+// A relay therefore keeps at most history/2 of its appended entries
+// unread by its own tail (the other half is the margin of the other,
+// similar, relays): the size of the next batch, 0 = wait for the tail.
+// appended: the last seq of this relay's last acknowledged batch; tailed:
+// the last seq its tail delivered.
+size_t append_allowance(uint64_t appended, uint64_t tailed, size_t history,
+                        size_t max_batch = kMaxBatchEvents);
+
 // One machine as kept in Redis: the seq of its last state_change, the state
 // it had before that event (raw JSON text, empty when none), and the event.
 struct StoredMachine {
@@ -155,6 +167,7 @@ struct StreamStats {
   uint64_t appended = 0;          // events acknowledged by the append script
   uint64_t append_batches = 0;    // script calls acknowledged
   uint64_t duplicates = 0;        // batches Redis had already appended
+  uint64_t append_waits = 0;      // flushes held back until the tail caught up
   uint64_t tailed = 0;            // entries handed to on_entries
   uint64_t resyncs = 0;           // full loads after the first
   uint64_t reconnects = 0;        // connection attempts after the first
@@ -276,6 +289,8 @@ class RedisStream {
   AppendBuffer buffer_;
   std::unique_ptr<AppendBuffer::Batch> in_flight_;  // taken, not yet acknowledged
   bool append_outstanding_ = false;  // in_flight_ sent on this connection
+  uint64_t appended_seq_ = 0;        // last seq of our last acknowledged batch
+  bool append_waiting_ = false;      // a flush is held for the tail (counted once)
   StreamStats stats_;
 };
 

@@ -135,8 +135,16 @@ class RelayHub {
   // "seq"). Counted in events_in() / invalid_lines() like ingest().
   IngestResult check(std::string_view line, double now, uint64_t line_number = 0);
   // The group's event number `seq` (from the stream): stamped, held and
-  // tabled like publish(), and last_seq() becomes seq.
-  Payload apply(uint64_t seq, std::string_view json_object, double now);
+  // tabled like publish(), and last_seq() becomes seq. The bytes take
+  // ingest()'s hot path (one scan, no DOM for the common event), not
+  // publish()'s DOM: every event of a group comes this way. With `applied`,
+  // the event's type and string machine_id (for the audience) are returned,
+  // so the caller need not parse it again.
+  struct Applied {
+    std::string type;
+    std::optional<std::string> machine;
+  };
+  Payload apply(uint64_t seq, std::string_view json_object, double now, Applied* applied = nullptr);
   // Applies a state_change to the machine table only (not held, not
   // numbered): rebuilding the table from the group's stored machines.
   void table(std::string_view json_object, double now);

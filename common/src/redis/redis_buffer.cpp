@@ -64,6 +64,13 @@ TailStep next_tail_step(uint64_t last_delivered, uint64_t first_seq) {
   return first_seq == last_delivered + 1 ? TailStep::kDeliver : TailStep::kResync;
 }
 
+size_t append_allowance(uint64_t appended, uint64_t tailed, size_t history, size_t max_batch) {
+  const uint64_t window = std::max<uint64_t>(history / 2, 1);
+  const uint64_t unread = appended > tailed ? appended - tailed : 0;
+  if (unread >= window) return 0;
+  return static_cast<size_t>(std::min<uint64_t>(std::max<size_t>(max_batch, 1), window - unread));
+}
+
 std::vector<std::string> machine_replay(const GroupSnapshot& snapshot) {
   std::vector<const StoredMachine*> order;
   order.reserve(snapshot.machines.size());
