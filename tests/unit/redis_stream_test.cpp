@@ -5,7 +5,10 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "redis_test_server.h"
@@ -302,4 +305,65 @@ TEST_CASE("a Redis restarted empty is a new epoch and the stream reloads", "[red
   CHECK(a.epoch() != old_epoch);
   CHECK(a.stats().resyncs >= 1);
   (void)port;
+}
+
+TEST_CASE("a host name resolves off the loop thread, and a slow lookup does not stall it", "[redis]") {
+  RedisServer server;
+  // The real resolver: localhost.
+  {
+    Recorder ra;
+    StreamOptions o = options_for(server, "A");
+    REQUIRE(parse_url("redis://localhost:" + std::to_string(server.port()), &o.url).ok());
+    RedisStream a(o, &ra);
+    a.start(now_s());
+    REQUIRE(drive({&a}, [&] { return ra.up; }, 10));
+  }
+  // A lookup that answers only when the test lets it: meanwhile the caller's
+  // loop keeps turning (start() and on_tick() return), and it is not up.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::thread::id lookup_thread;
+  Recorder rb;
+  StreamOptions o = options_for(server, "B");
+  REQUIRE(parse_url("redis://slow.invalid:" + std::to_string(server.port()), &o.url).ok());
+  o.lookup = [&](const std::string& host, std::string* address, std::string* error) {
+    std::unique_lock<std::mutex> lock(mu);
+    lookup_thread = std::this_thread::get_id();
+    if (!cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; })) {
+      *error = "never released";
+      return false;
+    }
+    CHECK(host == "slow.invalid");
+    *address = "127.0.0.1";
+    return true;
+  };
+  RedisStream b(o, &rb);
+  b.start(now_s());
+  int turns = 0;
+  CHECK_FALSE(drive({&b}, [&] { return ++turns > 2 && rb.up; }, 0.3));
+  CHECK(turns > 2);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    CHECK(lookup_thread != std::this_thread::get_id());
+    release = true;
+  }
+  cv.notify_all();
+  REQUIRE(drive({&b}, [&] { return rb.up; }, 10));
+}
+
+TEST_CASE("a name that does not resolve takes the link down with the reason", "[redis]") {
+  Recorder ra;
+  StreamOptions o;
+  REQUIRE(parse_url("redis://nowhere.invalid:6379", &o.url).ok());
+  o.relay_id = "A";
+  o.epoch_candidate = "e";
+  o.lookup = [](const std::string&, std::string*, std::string* error) {
+    *error = "Name or service not known";
+    return false;
+  };
+  RedisStream a(o, &ra);
+  a.start(now_s());
+  REQUIRE(drive({&a}, [&] { return a.down_reason().find("cannot resolve nowhere.invalid") != std::string::npos; }, 5));
+  CHECK_FALSE(a.up());
 }

@@ -23,8 +23,13 @@
 // sockets registered in an epoll set of our own, whose descriptor (fd()) the
 // loop watches for readability; on_readable() then does the I/O that is
 // ready. on_tick() runs the timers (reconnect backoff, reply deadlines).
-// Exception: hiredis resolves a host name with getaddrinfo(3) when it
-// connects; give an IP address (or a name in /etc/hosts) where DNS is slow.
+// hiredis would resolve a host name with getaddrinfo(3) inside
+// redisAsyncConnect, on the loop thread, where a slow DNS server would stall
+// every client's pings: a name is resolved on a short-lived lookup thread
+// instead (one at a time; it owns only a shared Lookup), the loop learns
+// of the answer through an eventfd in our epoll set and connects to the
+// address. A lookup without an answer after kResolveTimeout takes the link
+// down like a failed connect; it is re-resolved at every reconnect.
 //
 // Failure model: any connection failure, refused AUTH, error reply or a
 // reply that is late (Redis paused by SIGSTOP, a dead network path) drops
@@ -69,6 +74,16 @@ constexpr size_t kMaxBatchEvents = 1000;
 constexpr size_t kMaxBatchBytes = 1 << 20;
 // Entries per XREAD reply.
 constexpr size_t kTailCount = 1000;
+// A host name that has not resolved after this long is a failed connect.
+constexpr double kResolveTimeout = 5.0;
+
+// Resolves host to a numeric address (the seam a test replaces). Runs on
+// the lookup thread. false: *error says why.
+using LookupFn = std::function<bool(const std::string& host, std::string* address, std::string* error)>;
+// getaddrinfo(3), IPv4 preferred, TCP.
+bool system_lookup(const std::string& host, std::string* address, std::string* error);
+// "127.0.0.1", "::1": no lookup needed.
+bool is_numeric_host(const std::string& host);
 
 // One event to append. kind: 'e' any event; 'm' a state_change with a string
 // machine_id (key = the id, state = the raw JSON text of its "state" or
@@ -185,6 +200,7 @@ struct StreamOptions {
   std::string relay_id;         // unique in the group (random per run)
   std::string epoch_candidate;  // random per relay: the epoch it sets when Redis has none
                                 // (with ".N" appended, new for every script call)
+  LookupFn lookup;              // empty: system_lookup
 };
 
 enum class DecideOutcome { kWon, kNotPending, kUnavailable };
@@ -245,6 +261,7 @@ class RedisStream {
  private:
   struct Conn;
   struct Request;
+  struct Lookup;
   enum class State { kDown, kConnecting, kUp };
 
   static void on_reply_cb(::redisAsyncContext* ac, void* reply, void* privdata);
@@ -252,7 +269,10 @@ class RedisStream {
   static void on_disconnect_cb(const ::redisAsyncContext* ac, int status);
 
   void connect(double now);
-  bool open_conn(Conn* c);
+  void connect_to(const std::string& address);
+  void start_lookup();
+  void on_lookup_done();
+  bool open_conn(Conn* c, const std::string& address);
   void send(Conn* c, Request* req, const std::vector<std::string>& argv);
   void handle_reply(Request* req, ::redisReply* reply);
   void fail(const std::string& why);
@@ -271,6 +291,11 @@ class RedisStream {
   int epoll_fd_ = -1;
   std::unique_ptr<Conn> cmd_;   // appends, loads, decides
   std::unique_ptr<Conn> tail_;  // XREAD BLOCK only
+  // The host name's lookup in flight (null: none). Shared with its thread,
+  // which may outlive this object; the loop thread owns this pointer.
+  std::shared_ptr<Lookup> lookup_;
+  double lookup_started_ = 0;
+  bool awaiting_lookup_ = false;  // the current connect attempt waits for lookup_
   State state_ = State::kDown;
   bool loaded_once_ = false;
   bool drop_requested_ = false;

@@ -2,13 +2,19 @@
 // redis_stream.h for the contract and docs/scale-out.md for the keys.
 #include "smws/redis_stream.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -150,7 +156,63 @@ bool parse_entry(const redisReply* e, GroupSnapshot::Entry* out) {
   return false;
 }
 
+// The epoll tag of the lookup's eventfd (Conn pointers tag the others).
+char lookup_tag;
+
 }  // namespace
+
+bool is_numeric_host(const std::string& host) {
+  unsigned char buf[sizeof(in6_addr)];
+  return ::inet_pton(AF_INET, host.c_str(), buf) == 1 || ::inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+bool system_lookup(const std::string& host, std::string* address, std::string* error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* list = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &list); rc != 0) {
+    *error = ::gai_strerror(rc);
+    return false;
+  }
+  const addrinfo* pick = nullptr;
+  for (const addrinfo* a = list; a; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+    if (!pick && a->ai_family == AF_INET6) pick = a;
+  }
+  char text[INET6_ADDRSTRLEN] = "";
+  if (pick && pick->ai_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(pick->ai_addr)->sin_addr, text, sizeof text);
+  } else if (pick) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(pick->ai_addr)->sin6_addr, text,
+                sizeof text);
+  }
+  ::freeaddrinfo(list);
+  if (text[0] == '\0') {
+    *error = "no IPv4 or IPv6 address";
+    return false;
+  }
+  *address = text;
+  return true;
+}
+
+// One host name lookup, shared by the loop thread (RedisStream::lookup_)
+// and the lookup thread; whichever lets go last closes the eventfd. The
+// thread writes the result under mu, then signals the eventfd once.
+struct RedisStream::Lookup {
+  int event_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  std::mutex mu;
+  bool done = false;     // GUARDED_BY(mu)
+  bool ok = false;       // GUARDED_BY(mu)
+  std::string address;   // GUARDED_BY(mu)
+  std::string error;     // GUARDED_BY(mu)
+  ~Lookup() {
+    if (event_fd >= 0) ::close(event_fd);
+  }
+};
 
 // One hiredis connection and its registration in our epoll set.
 struct RedisStream::Conn {
@@ -210,6 +272,8 @@ RedisStream::RedisStream(StreamOptions options, Listener* listener)
 
 RedisStream::~RedisStream() {
   destroying_ = true;
+  // A lookup thread still running keeps its Lookup (and eventfd) alive.
+  if (lookup_ && lookup_->event_fd >= 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lookup_->event_fd, nullptr);
   drop_now();
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
 }
@@ -230,10 +294,87 @@ void RedisStream::start(double) {
   connect(now_);
 }
 
-void RedisStream::connect(double now) {
+void RedisStream::connect(double) {
   state_ = State::kConnecting;
   drop_requested_ = false;
-  if (!open_conn(cmd_.get()) || !open_conn(tail_.get())) return;
+  if (is_numeric_host(options_.url.host)) {
+    connect_to(options_.url.host);
+    return;
+  }
+  // A name: resolved off the loop thread (on_lookup_done connects). One
+  // lookup at a time: a reconnect while an old one hangs waits for it.
+  awaiting_lookup_ = true;
+  if (!lookup_) start_lookup();
+}
+
+void RedisStream::start_lookup() {
+  auto lookup = std::make_shared<Lookup>();
+  if (lookup->event_fd < 0) {
+    awaiting_lookup_ = false;
+    fail("cannot resolve " + options_.url.host + ": eventfd: " + std::strerror(errno));
+    return;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &lookup_tag;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, lookup->event_fd, &ev) != 0) {
+    awaiting_lookup_ = false;
+    fail("cannot resolve " + options_.url.host + ": epoll: " + std::strerror(errno));
+    return;
+  }
+  lookup_ = lookup;
+  lookup_started_ = mono();
+  LookupFn fn = options_.lookup ? options_.lookup : LookupFn(&system_lookup);
+  std::string host = options_.url.host;
+  try {
+    // Owns only its copies and the shared Lookup: it may outlive us.
+    std::thread([lookup, fn, host] {
+      std::string address, error;
+      bool ok = fn(host, &address, &error);
+      {
+        std::lock_guard<std::mutex> lock(lookup->mu);
+        lookup->done = true;
+        lookup->ok = ok;
+        lookup->address = std::move(address);
+        lookup->error = std::move(error);
+      }
+      uint64_t one = 1;
+      (void)!::write(lookup->event_fd, &one, sizeof one);
+    }).detach();
+  } catch (const std::system_error& e) {
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lookup->event_fd, nullptr);
+    lookup_.reset();
+    awaiting_lookup_ = false;
+    fail("cannot resolve " + options_.url.host + ": no thread: " + e.what());
+  }
+}
+
+void RedisStream::on_lookup_done() {
+  if (!lookup_) return;
+  bool ok;
+  std::string address, error;
+  {
+    std::lock_guard<std::mutex> lock(lookup_->mu);
+    if (!lookup_->done) return;
+    ok = lookup_->ok;
+    address = lookup_->address;
+    error = lookup_->error;
+  }
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lookup_->event_fd, nullptr);
+  lookup_.reset();
+  // A lookup that outlived its attempt (timed out, link down since): the
+  // next attempt starts a fresh one, as DNS may have changed meanwhile.
+  if (!awaiting_lookup_ || state_ != State::kConnecting) return;
+  awaiting_lookup_ = false;
+  if (!ok) {
+    fail("cannot resolve " + options_.url.host + ": " + error);
+    return;
+  }
+  connect_to(address);
+}
+
+void RedisStream::connect_to(const std::string& address) {
+  if (!open_conn(cmd_.get(), address) || !open_conn(tail_.get(), address)) return;
   // Each connection first authenticates and selects the database; the
   // command connection then loads the group's state.
   for (Conn* c : {cmd_.get(), tail_.get()}) {
@@ -251,10 +392,11 @@ void RedisStream::connect(double now) {
   request_load(/*full=*/!loaded_once_);
 }
 
-bool RedisStream::open_conn(Conn* c) {
+bool RedisStream::open_conn(Conn* c, const std::string& address) {
   c->handshake_done = false;
   c->sent.clear();
-  redisAsyncContext* ac = redisAsyncConnect(options_.url.host.c_str(), options_.url.port);
+  // A numeric address: hiredis's getaddrinfo answers without DNS.
+  redisAsyncContext* ac = redisAsyncConnect(address.c_str(), options_.url.port);
   if (!ac) {
     fail("out of memory");
     return false;
@@ -668,6 +810,10 @@ void RedisStream::on_readable() {
   epoll_event events[4];
   int n = ::epoll_wait(epoll_fd_, events, 4, 0);
   for (int i = 0; i < n; ++i) {
+    if (events[i].data.ptr == &lookup_tag) {
+      on_lookup_done();
+      continue;
+    }
     auto* c = static_cast<Conn*>(events[i].data.ptr);
     if (c->ac && (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) redisAsyncHandleRead(c->ac);
     if (c->ac && (events[i].events & EPOLLOUT)) redisAsyncHandleWrite(c->ac);
@@ -679,6 +825,11 @@ void RedisStream::on_tick(double) {
   const double now = mono();
   now_ = now;
   if (drop_requested_) drop_now();
+  if (awaiting_lookup_ && state_ == State::kConnecting && now - lookup_started_ > kResolveTimeout) {
+    awaiting_lookup_ = false;
+    fail("cannot resolve " + options_.url.host + ": no answer within " +
+         std::to_string(static_cast<int>(kResolveTimeout)) + " s");
+  }
   if (state_ == State::kDown) {
     if (now >= next_attempt_) {
       ++stats_.reconnects;
