@@ -172,6 +172,7 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
   void finish() {
     if (!output_.stop()) {
       log::warn("stdout is not being read; exiting without writing the rest");
+      log::stop_async();  // that warning too, if stderr takes it
       std::_Exit(kExitOk);
     }
   }
@@ -933,6 +934,8 @@ std::string Relay::metrics_text() {
   out.counter("ws_relay_writes_refused_total",
               "Writes to a client's socket that stopped at a full buffer (once per stall, not per event).",
               s.writes_refused);
+  out.counter("ws_relay_stderr_dropped_total",
+              "Diagnostic lines not written: stderr was not being read.", log::dropped_lines());
   out.counter("ws_relay_stdout_dropped_total",
               "Lines (client messages, decisions) not printed: stdout was not being read.",
               output_.dropped());
@@ -1108,6 +1111,9 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
 }
 
 int run_ws_relay(const RelayOptions& o) {
+  // The loop thread must never block in write(2) on a stderr nobody reads:
+  // from here every diagnostic goes through a bounded queue and a thread.
+  log::AsyncStderr async_stderr;
   net::ServerOptions so;
   ListenAddress listen;
   if (Status st = parse_listen(o.listen, &listen); !st.ok()) {

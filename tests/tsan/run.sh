@@ -10,7 +10,8 @@ logs=$build/tsan-logs
 rm -rf "$logs"; mkdir -p "$logs"
 # The integration tests that run more than one thread in one process:
 #   relay: broadcast while clients connect, stall and disconnect; stdin from a
-#   regular file (stdin thread); stdout and --audit (output thread); drains;
+#   regular file (stdin thread); stdout and --audit (output thread); stderr
+#   nobody reads (the stderr writer thread); drains;
 #   hitl-approve: its reader thread, reconnects; ws-probe: --connections.
 tests="
 tests/tsan/test_threads.py
@@ -21,6 +22,7 @@ tests/integration/test_relay_clients.py::test_an_unread_stdout_bounds_the_backlo
 tests/integration/test_relay_clients.py::test_a_client_that_stops_reading_is_closed_1013_and_the_fast_one_gets_everything
 tests/integration/test_relay_clients.py::test_exit_on_eof_delivers_everything_then_closes_1001_and_exits_0
 tests/integration/test_relay_protocol.py::test_stdin_from_a_regular_file_is_read_too
+tests/integration/test_relay_stderr.py
 tests/integration/test_relay_protocol.py::test_random_bytes_from_many_clients_leave_the_relay_serving
 tests/integration/test_hitl.py::test_script_two_approvers_race_and_exactly_one_wins
 tests/integration/test_hitl.py::test_audit_file_records_every_interrupt_decision_and_timeout
