@@ -134,6 +134,7 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
       so.history = options.redis_history;
       so.buffer = options.redis_buffer;
       so.load_recent = options.redis_history;
+      so.max_machines = hub_options(options).max_machines;  // evicted as the relays' tables evict
       so.relay_id = relay_id_;
       so.epoch_candidate = random_hex(8);
       group_ = std::make_unique<redis::RedisStream>(so, this);
@@ -274,6 +275,13 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
   // Timeouts the group could not record while Redis was away: retried.
   std::vector<std::pair<std::string, std::string>> timeouts_to_retry_;  // loop thread
   bool draining_for_exit_ = false;                        // loop thread
+  // Decisions of this relay's clients that won in Redis and have not come
+  // back through the tail yet: interrupt_id -> client. A resync before
+  // they do (Redis lost them) tells the client and counts them.
+  std::unordered_map<std::string, net::ClientId> won_unseen_;  // loop thread
+  uint64_t decisions_unavailable_ = 0;  // loop thread: "redis is unavailable" answers
+  uint64_t decisions_lost_ = 0;         // loop thread: won, then lost with Redis's data
+  std::string group_epoch_;             // loop thread: the epoch of the last load
 };
 
 // ------------------------------------------------------------ stdin thread
@@ -634,12 +642,22 @@ void Relay::handle_message(net::ClientId id, std::string_view payload) {
         std::string interrupt_id = r.resolved->decision["interrupt_id"].get<std::string>();
         group_->decide(interrupt_id, r.resolved->decision.dump(),
                        [this, id, interrupt_id](redis::DecideOutcome outcome) {
-                         if (outcome == redis::DecideOutcome::kWon) return;
+                         if (outcome == redis::DecideOutcome::kWon) {
+                           // Still pending here: the tail has not shown it yet.
+                           bool unseen;
+                           {
+                             std::lock_guard<std::mutex> lock(mu_);
+                             unseen = hitl_.is_pending(interrupt_id);
+                           }
+                           if (unseen) won_unseen_[interrupt_id] = id;
+                           return;
+                         }
                          nlohmann::json e = {{"type", "error"}, {"interrupt_id", interrupt_id}};
                          if (outcome == redis::DecideOutcome::kNotPending) {
                            e["error"] = "not pending";
                            e["reason"] = "already decided";
                          } else {
+                           ++decisions_unavailable_;
                            e["error"] = "the decision could not be recorded: redis is unavailable; "
                                         "send it again";
                          }
@@ -739,6 +757,8 @@ void Relay::on_tick() {
 
 void Relay::on_loaded(const redis::GroupSnapshot& snap, bool first) {
   const double now = wall_now();
+  const bool new_epoch = !group_epoch_.empty() && snap.epoch != group_epoch_;
+  group_epoch_ = snap.epoch;
   uint64_t old_last;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -752,10 +772,10 @@ void Relay::on_loaded(const redis::GroupSnapshot& snap, bool first) {
     hub_.set_last_seq(snap.last_seq);
     hitl_ = HitlTable(HitlOptions{options_.hitl_timeout, kHitlMaxPending});
     std::unordered_map<std::string, std::string> still_ours;
-    for (const std::string& text : snap.pending) {
-      auto event = nlohmann::json::parse(text, nullptr, false);
-      // The deadline restarts here: Redis keeps the interrupt, not our clock.
-      HitlInterruptResult r = hitl_.on_interrupt(std::move(event), mono_now());
+    for (const redis::GroupSnapshot::Pending& p : snap.pending) {
+      auto event = nlohmann::json::parse(p.event, nullptr, false);
+      // Its deadline counts from when it was appended, not from this load.
+      HitlInterruptResult r = hitl_.on_interrupt(std::move(event), mono_now() - p.age_s);
       if (!r.ok) continue;
       std::string id = r.event["interrupt_id"].get<std::string>();
       if (auto it = origin_.find(id); it != origin_.end()) still_ours.emplace(id, it->second);
@@ -777,6 +797,28 @@ void Relay::on_loaded(const redis::GroupSnapshot& snap, bool first) {
   // Serving began before this first load (Redis was unreachable at start)
   // and nothing was shown yet: nothing to correct unless the group has state.
   if (first && old_last == 0 && snap.last_seq == 0) return;
+  // Decisions that won in Redis but never reached the tail. With the same
+  // epoch and the interrupt no longer pending they were only trimmed
+  // before we read them (decided all the same); otherwise Redis lost them
+  // (restarted without its data, or from an older append-only file), and
+  // their clients must decide again.
+  for (const auto& [interrupt_id, client] : won_unseen_) {
+    bool pending_again;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_again = hitl_.is_pending(interrupt_id);
+    }
+    if (!new_epoch && !pending_again) continue;
+    ++decisions_lost_;
+    log::warn("redis: the decision for " + interrupt_id +
+              " was lost with Redis's data; its client was told to decide again");
+    server_->send_text(client, nlohmann::json{{"type", "error"},
+                                              {"interrupt_id", interrupt_id},
+                                              {"error", "the decision was lost: redis lost its data; "
+                                                        "decide again if it is still pending"}}
+                                   .dump());
+  }
+  won_unseen_.clear();
   // A resync: what the clients hold may be missing events (trimmed past us)
   // or belong to another epoch. Tell them, then give everyone the group's
   // state now.
@@ -824,6 +866,7 @@ void Relay::on_entries(const std::vector<redis::GroupSnapshot::Entry>& entries) 
           if (r.ok && origin_.count(id)) output_.record(r.event);
         } else if (applied.type == "decision" && !id.empty()) {
           hitl_.resolve_elsewhere(id, dom.value("timed_out", false));
+          won_unseen_.erase(id);
           if (auto it = origin_.find(id); it != origin_.end()) {
             // The relay that read the interrupt prints the decision and
             // answers the waiting sm-send on its host.
@@ -976,6 +1019,13 @@ std::string Relay::metrics_text() {
     out.counter("ws_relay_redis_resyncs_total",
                 "Reloads of the group's state after a hole in the stream or a new epoch.", g.resyncs);
     out.counter("ws_relay_redis_auth_failures_total", "AUTH refused by Redis.", g.auth_failures);
+    out.counter("ws_relay_redis_decisions_unavailable_total",
+                "Client decisions answered 'redis is unavailable' (not recorded).",
+                decisions_unavailable_);
+    out.counter("ws_relay_redis_decisions_lost_total",
+                "Client decisions that won in Redis and were lost with its data before the "
+                "tail read them (the client is told).",
+                decisions_lost_);
   }
   return out.text();
 }

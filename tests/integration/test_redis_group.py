@@ -180,13 +180,19 @@ def test_a_paused_redis_degrades_the_relay_without_blocking_it():
     with RedisServer() as redis, group(redis, "--ping-interval", "0.5", "--ping-timeout", "60") as a:
         ws = client(a)
         initial(ws)
-        a.send({"type": "before"})
+        a.send({"type": "interrupt", "interrupt_id": "i-p", "action_requests": [{"name": "x"}]})
         assert collect(ws, 1)[0]["seq"] == 1
         redis.pause()
         try:
             health = wait_health(a, 503)
             assert health["status"] == "degraded" and health["redis"] == "down"
             assert health["relay_id"]
+            # A decision cannot be recorded: the client is told, it is counted.
+            ws.send_text(json.dumps({"type": "decision", "interrupt_id": "i-p",
+                                     "decisions": [{"type": "approve"}]}))
+            refused = collect(ws, 1)[0]
+            assert refused["type"] == "error" and "redis is unavailable" in refused["error"]
+            assert "ws_relay_redis_decisions_unavailable_total 1" in a.http_get("/metrics")[2]
             a.send({"type": "while_paused", "n": 1}, {"type": "while_paused", "n": 2})
             pings = ws.pings
             # The loop still answers HTTP and pings while Redis is stopped.

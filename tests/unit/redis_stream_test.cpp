@@ -35,7 +35,7 @@ redisReply* eval(redisContext* c, const char* script, const std::vector<std::str
 }
 
 std::vector<std::string> append_keys() {
-  return {"s", "s:meta", "s:machines", "s:mstate", "s:pending", "s:relays"};
+  return {"s", "s:meta", "s:machines", "s:mstate", "s:pending", "s:relays", "s:morder"};
 }
 
 std::string cmd_str(redisContext* c, const char* fmt, const char* a, const char* b = nullptr) {
@@ -105,7 +105,7 @@ TEST_CASE("the append script numbers a batch densely, sets the epoch once and dr
   RedisServer server;
   redisContext* c = server.client();
   auto* r = eval(c, RedisStream::append_script(), append_keys(),
-                 {"E1", "0", "1000", "relayA", "1", "e", "", "", "{\"type\":\"a\"}", "m", "w1",
+                 {"E1", "0", "1000", "relayA", "1", "100000", "e", "", "", "{\"type\":\"a\"}", "m", "w1",
                   "\"busy\"", "{\"type\":\"state_change\",\"machine_id\":\"w1\",\"state\":\"busy\"}"});
   REQUIRE(r->type == REDIS_REPLY_ARRAY);
   CHECK(std::string(r->element[0]->str) == "E1");
@@ -115,13 +115,13 @@ TEST_CASE("the append script numbers a batch densely, sets the epoch once and dr
   freeReplyObject(r);
   // The same counter again (a retry after a lost reply): nothing appended.
   r = eval(c, RedisStream::append_script(), append_keys(),
-           {"E2", "0", "1000", "relayA", "1", "e", "", "", "{\"type\":\"a\"}"});
+           {"E2", "0", "1000", "relayA", "1", "100000", "e", "", "", "{\"type\":\"a\"}"});
   CHECK(std::string(r->element[0]->str) == "E1");  // the epoch is set once
   CHECK(r->element[3]->integer == 1);
   freeReplyObject(r);
   // Another relay's batch continues the numbers.
   r = eval(c, RedisStream::append_script(), append_keys(),
-           {"E3", "0", "1000", "relayB", "1", "m", "w1", "\"idle\"",
+           {"E3", "0", "1000", "relayB", "1", "100000", "m", "w1", "\"idle\"",
             "{\"type\":\"state_change\",\"machine_id\":\"w1\",\"state\":\"idle\"}"});
   CHECK(r->element[1]->integer == 3);
   freeReplyObject(r);
@@ -138,11 +138,39 @@ TEST_CASE("the append script numbers a batch densely, sets the epoch once and dr
   redisFree(c);
 }
 
+TEST_CASE("the machines hash keeps the most recently active, evicting like a relay's table",
+          "[redis]") {
+  RedisServer server;
+  redisContext* c = server.client();
+  auto change = [](const std::string& id) {
+    return std::vector<std::string>{"m", id, "\"s\"",
+                                    "{\"type\":\"state_change\",\"machine_id\":\"" + id +
+                                        "\",\"state\":\"s\"}"};
+  };
+  int counter = 0;
+  auto append = [&](std::vector<std::string> ids) {
+    std::vector<std::string> args{"E", "0", "1000", "r", std::to_string(++counter), "3"};
+    for (auto& id : ids) {
+      auto ev = change(id);
+      args.insert(args.end(), ev.begin(), ev.end());
+    }
+    freeReplyObject(eval(c, RedisStream::append_script(), append_keys(), args));
+  };
+  append({"a", "b", "c"});
+  append({"a"});       // a is now the most recent: b is the oldest
+  append({"d", "e"});  // two more: b, then c, leave
+  CHECK(cmd_str(c, "HLEN %s", "s:machines") == "3");
+  CHECK(cmd_str(c, "HLEN %s", "s:mstate") == "3");
+  for (const char* gone : {"b", "c"}) CHECK(cmd_str(c, "HEXISTS %s %s", "s:machines", gone) == "0");
+  for (const char* kept : {"a", "d", "e"}) CHECK(cmd_str(c, "HEXISTS %s %s", "s:machines", kept) == "1");
+  redisFree(c);
+}
+
 TEST_CASE("the stream is trimmed to about --redis-history entries", "[redis]") {
   RedisServer server;
   redisContext* c = server.client();
   for (int batch = 1; batch <= 30; ++batch) {
-    std::vector<std::string> args{"E", "0", "100", "r", std::to_string(batch)};
+    std::vector<std::string> args{"E", "0", "100", "r", std::to_string(batch), "100000"};
     for (int i = 0; i < 20; ++i) args.insert(args.end(), {"e", "", "", "{\"type\":\"x\"}"});
     freeReplyObject(eval(c, RedisStream::append_script(), append_keys(), args));
   }
@@ -157,9 +185,18 @@ TEST_CASE("the decide script lets exactly one decision win and appends it", "[re
   RedisServer server;
   redisContext* c = server.client();
   freeReplyObject(eval(c, RedisStream::append_script(), append_keys(),
-                       {"E", "0", "1000", "r", "1", "i", "i-1", "",
+                       {"E", "0", "1000", "r", "1", "100000", "i", "i-1", "",
                         "{\"type\":\"interrupt\",\"interrupt_id\":\"i-1\"}"}));
   CHECK(cmd_str(c, "HEXISTS %s %s", "s:pending", "i-1") == "1");
+  {
+    // "<seq>\n<ms>\n<event>": the time its deadline counts from.
+    std::string v = cmd_str(c, "HGET %s %s", "s:pending", "i-1");
+    auto first = v.find('\n'), second = v.find('\n', first + 1);
+    REQUIRE(second != std::string::npos);
+    CHECK(v.substr(0, first) == "1");
+    CHECK(std::stoll(v.substr(first + 1, second - first - 1)) > 1600000000000LL);
+    CHECK(v.substr(second + 1) == "{\"type\":\"interrupt\",\"interrupt_id\":\"i-1\"}");
+  }
   std::vector<std::string> keys{"s", "s:meta", "s:pending"};
   auto* first = eval(c, RedisStream::decide_script(), keys,
                      {"i-1", "{\"type\":\"decision\",\"interrupt_id\":\"i-1\"}", "1000"});
@@ -181,12 +218,12 @@ TEST_CASE("the load script sets a new epoch on an empty Redis, starting at the c
   std::vector<std::string> keys{"s", "s:meta", "s:machines", "s:pending"};
   auto* r = eval(c, RedisStream::load_script(), keys, {"NEW", "57", "1", "10"});
   REQUIRE(r->type == REDIS_REPLY_ARRAY);
-  REQUIRE(r->elements == 5);
+  REQUIRE(r->elements == 6);  // ... machines, pending, recent, Redis's clock in ms
   CHECK(std::string(r->element[0]->str) == "NEW");
   CHECK(std::string(r->element[1]->str) == "57");
   freeReplyObject(r);
   r = eval(c, RedisStream::append_script(), append_keys(),
-           {"OTHER", "0", "1000", "r", "1", "e", "", "", "{\"type\":\"a\"}"});
+           {"OTHER", "0", "1000", "r", "1", "100000", "e", "", "", "{\"type\":\"a\"}"});
   CHECK(std::string(r->element[0]->str) == "NEW");
   CHECK(r->element[1]->integer == 58);
   freeReplyObject(r);
@@ -366,4 +403,34 @@ TEST_CASE("a name that does not resolve takes the link down with the reason", "[
   a.start(now_s());
   REQUIRE(drive({&a}, [&] { return a.down_reason().find("cannot resolve nowhere.invalid") != std::string::npos; }, 5));
   CHECK_FALSE(a.up());
+}
+
+TEST_CASE("a pending interrupt is loaded with its age on Redis's clock", "[redis]") {
+  RedisServer server;
+  redisContext* c = server.client();
+  auto* t = static_cast<redisReply*>(redisCommand(c, "TIME"));
+  REQUIRE(t->type == REDIS_REPLY_ARRAY);
+  const long long now_ms = std::stoll(t->element[0]->str) * 1000 + std::stoll(t->element[1]->str) / 1000;
+  freeReplyObject(t);
+  // Appended a minute ago (as the append script writes it), and one in the
+  // format without the time, which loads with age 0.
+  const std::string old_value = "2\n" + std::to_string(now_ms - 60000) +
+                                "\n{\"type\":\"interrupt\",\"interrupt_id\":\"i-old\"}";
+  freeReplyObject(redisCommand(c, "HSET g:meta epoch E seq 3"));
+  freeReplyObject(redisCommand(c, "HSET g:pending i-old %s", old_value.c_str()));
+  freeReplyObject(redisCommand(c, "HSET g:pending i-plain %s",
+                               "3\n{\"type\":\"interrupt\",\"interrupt_id\":\"i-plain\"}"));
+  redisFree(c);
+  Recorder ra;
+  RedisStream a(options_for(server, "A"), &ra);
+  a.start(now_s());
+  REQUIRE(drive({&a}, [&] { return ra.up; }, 10));
+  REQUIRE(ra.loads.size() == 1);
+  const auto& pending = ra.loads[0].pending;
+  REQUIRE(pending.size() == 2);
+  CHECK(nlohmann::json::parse(pending[0].event)["interrupt_id"] == "i-old");
+  CHECK(pending[0].age_s >= 60.0);
+  CHECK(pending[0].age_s < 3600.0);
+  CHECK(nlohmann::json::parse(pending[1].event)["interrupt_id"] == "i-plain");
+  CHECK(pending[1].age_s == 0.0);
 }

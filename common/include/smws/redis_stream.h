@@ -162,7 +162,11 @@ struct GroupSnapshot {
   std::string epoch;
   uint64_t last_seq = 0;
   std::vector<StoredMachine> machines;    // any order
-  std::vector<std::string> pending;       // interrupt events, in seq order
+  struct Pending {
+    std::string event;  // the interrupt as broadcast
+    double age_s = 0;   // seconds since it was appended (Redis's clock)
+  };
+  std::vector<Pending> pending;           // in seq order
   struct Entry {
     uint64_t seq;
     std::string event;
@@ -197,6 +201,7 @@ struct StreamOptions {
   size_t history = 10000;       // MAXLEN ~ of the stream
   size_t buffer = 100000;       // events held while Redis is away
   size_t load_recent = 0;       // newest entries read at a full load (for ?since=)
+  size_t max_machines = 100000; // machines kept in Redis (a relay's table bound; 0: no bound)
   std::string relay_id;         // unique in the group (random per run)
   std::string epoch_candidate;  // random per relay: the epoch it sets when Redis has none
                                 // (with ".N" appended, new for every script call)

@@ -30,12 +30,16 @@ namespace {
 //   S:meta      hash: epoch (random, set once), seq (the last seq given)
 //   S:machines  hash: machine_id -> "<seq>\n<former state>\n<event>"
 //   S:mstate    hash: machine_id -> raw JSON of its current state
-//   S:pending   hash: interrupt_id -> "<seq>\n<interrupt event>"
+//   S:pending   hash: interrupt_id -> "<seq>\n<ms>\n<interrupt event>", ms =
+//               Redis's clock when it was appended (its deadline's start)
 //   S:relays    hash: relay_id -> the last batch counter appended (dedupe)
 
-// KEYS: S, S:meta, S:machines, S:mstate, S:pending, S:relays
-// ARGV: epoch candidate, floor seq, maxlen, relay id, batch counter, then
-//       (kind, key, state, event) per event.
+// KEYS: S, S:meta, S:machines, S:mstate, S:pending, S:relays, S:morder
+// ARGV: epoch candidate, floor seq, maxlen, relay id, batch counter, max
+//       machines, then (kind, key, state, event) per event.
+// S:morder (machine_id -> seq of its last state_change) bounds the machine
+// hashes like a relay's own table: past max machines, the least recently
+// active (lowest seq) leave both hashes.
 // Returns {epoch, first seq, last seq, duplicate 0|1}.
 const char* kAppendScript = R"lua(
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
@@ -48,7 +52,9 @@ if tonumber(ARGV[5]) <= done then return {epoch, 0, 0, 1} end
 redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
 local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
 local first = seq + 1
-for i = 6, #ARGV, 4 do
+local max_machines = tonumber(ARGV[6])
+local now_ms = nil
+for i = 7, #ARGV, 4 do
   seq = seq + 1
   local kind, key, state, event = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], string.format('%d-0', seq), 'e', event)
@@ -56,8 +62,18 @@ for i = 6, #ARGV, 4 do
     local former = redis.call('HGET', KEYS[4], key) or ''
     redis.call('HSET', KEYS[3], key, string.format('%d', seq) .. '\n' .. former .. '\n' .. event)
     if state ~= '' then redis.call('HSET', KEYS[4], key, state) end
+    redis.call('ZADD', KEYS[7], seq, key)
+    if max_machines > 0 and redis.call('ZCARD', KEYS[7]) > max_machines then
+      local oldest = redis.call('ZPOPMIN', KEYS[7])
+      redis.call('HDEL', KEYS[3], oldest[1])
+      redis.call('HDEL', KEYS[4], oldest[1])
+    end
   elseif kind == 'i' then
-    redis.call('HSET', KEYS[5], key, string.format('%d', seq) .. '\n' .. event)
+    if not now_ms then
+      local t = redis.call('TIME')
+      now_ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+    end
+    redis.call('HSET', KEYS[5], key, string.format('%d', seq) .. '\n' .. now_ms .. '\n' .. event)
   end
 end
 redis.call('HSET', KEYS[2], 'seq', string.format('%d', seq))
@@ -77,8 +93,10 @@ return {epoch, seq}
 
 // KEYS: S, S:meta, S:machines, S:pending.
 // ARGV: epoch candidate, floor seq, full 0|1, recent count.
-// Returns {epoch, seq} or, full, {epoch, seq, machines, pending, recent}
-// with the hashes as HGETALL arrays and recent newest first (XREVRANGE).
+// Returns {epoch, seq} or, full, {epoch, seq, machines, pending, recent,
+// now ms} with the hashes as HGETALL arrays, recent newest first
+// (XREVRANGE) and Redis's clock (the pending interrupts' ages are measured
+// on it, so the relays' clocks need not agree).
 // A Redis without our meta (new, flushed, restarted empty) gets a new epoch
 // here, and its seq starts at the caller's last seq, so numbers never go
 // back for the clients of the relay that finds it.
@@ -94,7 +112,9 @@ local recent = {}
 if tonumber(ARGV[4]) > 0 then
   recent = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[4])
 end
-return {epoch, seq, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), recent}
+local t = redis.call('TIME')
+local now_ms = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+return {epoch, seq, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), recent, now_ms}
 )lua";
 
 // Our own monotonic clock: reply deadlines are measured where commands are
@@ -631,14 +651,26 @@ void RedisStream::on_load_reply(redisReply* reply, bool full) {
     snap.machines.push_back(std::move(m));
   }
   const redisReply* pending = reply->element[3];
-  std::vector<std::pair<uint64_t, std::string>> ordered;
+  const uint64_t now_ms = reply->elements >= 6 ? reply_u64(reply->element[5]) : 0;
+  std::vector<std::pair<uint64_t, GroupSnapshot::Pending>> ordered;
   for (size_t i = 0; pending && i + 1 < pending->elements; i += 2) {
-    uint64_t s = 0;
-    std::string event;
-    if (split_seq(reply_str(pending->element[i + 1]), &s, &event)) ordered.emplace_back(s, event);
+    uint64_t s = 0, appended_ms = 0;
+    std::string rest;
+    if (!split_seq(reply_str(pending->element[i + 1]), &s, &rest)) continue;
+    GroupSnapshot::Pending p;
+    // "<ms>\n<event>"; an event is an object, so a value without the ms
+    // line (written before it existed) starts with '{'.
+    if (!rest.empty() && rest[0] != '{') {
+      if (!split_seq(rest, &appended_ms, &p.event)) continue;
+      if (now_ms > appended_ms) p.age_s = static_cast<double>(now_ms - appended_ms) / 1000.0;
+    } else {
+      p.event = std::move(rest);
+    }
+    ordered.emplace_back(s, std::move(p));
   }
-  std::sort(ordered.begin(), ordered.end());
-  for (auto& [s, event] : ordered) snap.pending.push_back(std::move(event));
+  std::sort(ordered.begin(), ordered.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& entry : ordered) snap.pending.push_back(std::move(entry.second));
   const redisReply* recent = reply->element[4];
   for (size_t i = recent ? recent->elements : 0; i-- > 0;) {
     GroupSnapshot::Entry e;
@@ -730,7 +762,7 @@ std::string RedisStream::next_epoch_candidate() {
 
 std::vector<std::string> RedisStream::keys_for_append() const {
   const std::string& s = options_.stream;
-  return {s, s + ":meta", s + ":machines", s + ":mstate", s + ":pending", s + ":relays"};
+  return {s, s + ":meta", s + ":machines", s + ":mstate", s + ":pending", s + ":relays", s + ":morder"};
 }
 
 bool RedisStream::append(Outgoing event) { return buffer_.push(std::move(event)); }
@@ -752,13 +784,14 @@ void RedisStream::flush() {
     append_waiting_ = false;
     in_flight_ = std::make_unique<AppendBuffer::Batch>(buffer_.take(allowed));
   }
-  std::vector<std::string> argv{"EVAL", kAppendScript, "6"};
+  std::vector<std::string> argv{"EVAL", kAppendScript, "7"};
   for (std::string& k : keys_for_append()) argv.push_back(std::move(k));
   argv.push_back(next_epoch_candidate());
   argv.push_back(std::to_string(tail_pos_));
   argv.push_back(std::to_string(options_.history));
   argv.push_back(options_.relay_id);
   argv.push_back(std::to_string(in_flight_->counter));
+  argv.push_back(std::to_string(options_.max_machines));
   argv.reserve(argv.size() + 4 * in_flight_->events.size());
   for (const Outgoing& o : in_flight_->events) {
     argv.push_back(std::string(1, o.kind));
