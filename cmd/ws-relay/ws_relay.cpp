@@ -15,14 +15,19 @@
 //                 the loop through an eventfd. Never waits on a client.
 //   output thread writes client messages and decisions to stdout and records
 //                 to the --audit file (fsync), so neither a full stdout pipe
-//                 nor an fsync can stall the loop.
+//                 nor an fsync can stall the loop. With --audit a decision
+//                 or timeout is recorded first and delivered after: the
+//                 output thread posts each record's outcome to
+//                 audit_outcomes_ and wakes the loop, whose on_wake commits
+//                 (and delivers) or aborts it (docs/hitl.md, "Durable
+//                 approvals").
 //
 // Subscriptions: subs_ (the client index) and routes_ belong to the loop
 // thread; a broadcast goes through fan_out(), which is a plain broadcast
 // while every client takes every event, and otherwise sends to the clients
 // the index selects (see subscription.h), so its cost follows the audience.
 //
-// Lock: mu_ guards hub_, hitl_, inbox_ and stdin_eof_. Taking the events
+// Lock: mu_ guards hub_, hitl_, inbox_, stdin_eof_ and audit_outcomes_. Taking the events
 // out of inbox_ and taking a snapshot for a new client happen under the same
 // lock hold, so a new client gets every event exactly once: either inside its
 // snapshot/history or live, never both or neither.
@@ -92,12 +97,45 @@ std::string random_hex(size_t bytes) {
   return out;
 }
 
+// While the audit file cannot be written, a retry storm (every tick retries
+// each due timeout; approvers resend) must not become a line per attempt:
+// the first failure is reported at once, then one line per this many
+// seconds with the count of the failures in between.
+constexpr double kAuditReportEvery = 10.0;
+
 // Records go to the --audit file when one is open; without one, nowhere.
+// Runs on the output thread, which owns the AuditLog and the report state.
 OutputThread::RecordSink audit_sink(AuditLog* audit) {
   if (!audit->is_open()) return nullptr;
-  return [audit](const nlohmann::json& record) {
+  struct Reports {
+    bool failing = false;
+    double last = 0;
+    uint64_t unreported = 0;
+  };
+  auto reports = std::make_shared<Reports>();
+  return [audit, reports](const nlohmann::json& record) -> std::string {
     std::string error;
-    if (!audit->append(record, error)) log::error(error);
+    if (audit->append(record, error)) {
+      if (reports->failing) {
+        log::warn("audit file " + audit->path() + ": written again; decisions are recorded and delivered");
+        *reports = Reports{};
+      }
+      return {};
+    }
+    const double now = mono_now();
+    if (!reports->failing || now - reports->last >= kAuditReportEvery) {
+      std::string more = reports->unreported == 0
+                             ? std::string()
+                             : " (" + std::to_string(reports->unreported) +
+                                   " more records refused since the last report)";
+      log::error(error + ": decisions and timeouts are refused until it can be written" + more);
+      reports->failing = true;
+      reports->last = now;
+      reports->unreported = 0;
+    } else {
+      ++reports->unreported;
+    }
+    return error;
   };
 }
 
@@ -125,6 +163,7 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
         seq_(options.seq || redis_url != nullptr),
         hub_(make_hub()),
         hitl_(HitlOptions{options.hitl_timeout, kHitlMaxPending}),
+        audit_(audit->is_open()),
         output_(STDOUT_FILENO, audit_sink(audit)) {
     if (redis_url) {
       relay_id_ = random_hex(6);
@@ -225,6 +264,16 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
   void greet(const Waiting& w);
   void handle_message(net::ClientId id, std::string_view payload);
   void deliver(const HitlResolution& resolution);  // loop thread, mu_ held
+  // --audit: hands resolution's record to the output thread; it is
+  // delivered (or refused) when the outcome comes back. client: the deciding
+  // client, none for a timeout. group: see InFlight. Loop thread.
+  void record_then_deliver(HitlResolution resolution, std::optional<net::ClientId> client,
+                           bool group = false);
+  // Hands any record to the output thread; its outcome is posted back with
+  // ticket (0: only the audit log's health learns of it). Any thread.
+  void record(nlohmann::json record, uint64_t ticket);
+  // Loop thread: acts on the outcomes the output thread posted.
+  void handle_audit_outcomes();
   void drain_inbox_locked(std::vector<Outgoing>* out);
   // Hands every complete buffered stdin line to the hub and appends the
   // frames to broadcast to *out. mu_ held. True once stdin has ended.
@@ -254,8 +303,29 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
   std::unordered_map<std::string, Filter> routes_;  // --route: path → filter (read-only)
   std::vector<SubscriberId> recipients_;            // loop thread: fan_out's scratch
   uint64_t filtered_out_ = 0;  // loop thread: deliveries a filter spared (/metrics)
+  // --- --audit: durable before acknowledged (docs/hitl.md) ---
+  const bool audit_;  // an audit file is open
+  // A resolution whose record the output thread is writing, by ticket.
+  struct InFlight {
+    HitlResolution resolution;
+    std::optional<net::ClientId> client;  // who decided; none for a timeout
+    // --redis: a decision the group already made, whose origin this relay
+    // is: only its stdout line and reply datagram wait for the record.
+    bool group = false;
+  };
+  std::unordered_map<uint64_t, InFlight> in_flight_;  // loop thread
+  uint64_t next_ticket_ = 1;                           // loop thread
+  // --redis: the group's decisions whose record failed, retried on the tick.
+  std::vector<HitlResolution> group_records_to_retry_;  // loop thread
+  struct AuditOutcome {
+    uint64_t ticket;    // 0: a record nobody waits for (an interrupt)
+    std::string error;  // empty: written and fsynced
+  };
+  std::vector<AuditOutcome> audit_outcomes_;  // guarded by mu_: output thread -> loop
+  std::string audit_error_;    // loop thread: why the last record failed; empty once one is written
+  uint64_t audit_failures_ = 0;  // loop thread: records refused (/metrics)
   net::RefusalLog refusal_log_;  // loop thread: which refused upgrades to log
-  OutputThread output_;
+  OutputThread output_;  // after what its record callbacks use
 
   // --- --redis: the group (docs/scale-out.md) ---
   std::unique_ptr<redis::RedisStream> group_;  // loop thread
@@ -402,7 +472,7 @@ RelayHub::Intercept Relay::on_interrupt(std::string_view event) {
     out.error = "interrupt: " + r.error;
     return out;
   }
-  output_.record(r.event);
+  record(r.event, 0);
   out.replacement = r.event.dump();
   return out;
 }
@@ -464,7 +534,76 @@ void Relay::on_wake() {
   }
   for (const Outgoing& f : frames) fan_out(f);
   push_to_group();
+  handle_audit_outcomes();
   if (eof) on_stdin_eof();
+}
+
+void Relay::record(nlohmann::json record, uint64_t ticket) {
+  output_.record(std::move(record), [this, ticket](const std::string& error) {
+    // On the output thread: post, then wake the loop (never act here).
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      audit_outcomes_.push_back(AuditOutcome{ticket, error});
+    }
+    server_->wake();
+  });
+}
+
+void Relay::record_then_deliver(HitlResolution resolution, std::optional<net::ClientId> client,
+                                bool group) {
+  const uint64_t ticket = next_ticket_++;
+  nlohmann::json decision = resolution.decision;
+  in_flight_.emplace(ticket, InFlight{std::move(resolution), client, group});
+  record(std::move(decision), ticket);
+}
+
+void Relay::handle_audit_outcomes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<AuditOutcome> outcomes;
+  outcomes.swap(audit_outcomes_);
+  for (AuditOutcome& o : outcomes) {
+    if (o.error.empty()) {
+      audit_error_.clear();
+    } else {
+      audit_error_ = o.error;
+      ++audit_failures_;
+    }
+    auto it = in_flight_.find(o.ticket);
+    if (it == in_flight_.end()) continue;
+    InFlight f = std::move(it->second);
+    in_flight_.erase(it);
+    if (f.group) {
+      // Decided by the group and broadcast already; the origin's stdout
+      // and the waiting sm-send get it once it is recorded here.
+      if (!o.error.empty()) {
+        group_records_to_retry_.push_back(std::move(f.resolution));
+        continue;
+      }
+      std::string text = f.resolution.decision.dump();
+      output_.line(text + "\n");
+      if (!f.resolution.reply_to.empty()) {
+        std::string err = send_reply_datagram(f.resolution.reply_to, text);
+        if (!err.empty()) log::warn(err);
+      }
+      continue;
+    }
+    const std::string id = f.resolution.decision["interrupt_id"].get<std::string>();
+    if (o.error.empty()) {
+      if (hitl_.commit(id)) deliver(f.resolution);
+      continue;
+    }
+    // Not recorded: pending again as before. A timeout is retried by the
+    // next tick (its deadline has passed); a human's decision is refused.
+    hitl_.abort(id);
+    if (f.client) {
+      nlohmann::json e = {{"type", "error"},
+                          {"error", "the decision could not be recorded: " + o.error +
+                                        "; it is still pending"},
+                          {"interrupt_id", id},
+                          {"reason", "audit failed"}};
+      server_->send_text(*f.client, e.dump());
+    }
+  }
 }
 
 void Relay::on_stdin_eof() {
@@ -666,6 +805,16 @@ void Relay::handle_message(net::ClientId id, std::string_view payload) {
         return;
       }
       std::lock_guard<std::mutex> lock(mu_);
+      if (audit_) {
+        // Recorded first, delivered when the record is fsynced.
+        HitlDecisionResult r = hitl_.begin_decision(m.json, peer, mono_now());
+        if (!r.accepted()) {
+          server_->send_text(id, r.error.dump());
+          return;
+        }
+        record_then_deliver(std::move(*r.resolved), id);
+        return;
+      }
       HitlDecisionResult r = hitl_.on_decision(m.json, peer, mono_now());
       if (!r.accepted()) {
         server_->send_text(id, r.error.dump());
@@ -708,7 +857,6 @@ void Relay::deliver(const HitlResolution& resolution) {
   Payload p = hub_.publish(text, wall_now());
   fan_out(Outgoing{net::make_text_frame(*p), "decision", std::nullopt});
   output_.line(text + "\n");
-  output_.record(resolution.decision);
   if (!resolution.reply_to.empty()) {
     std::string err = send_reply_datagram(resolution.reply_to, text);
     if (!err.empty()) log::warn(err);
@@ -719,6 +867,11 @@ void Relay::on_tick() {
   double now = mono_now();
   if (group_) {
     group_->on_tick(now);
+    if (!group_records_to_retry_.empty()) {
+      std::vector<HitlResolution> retry;
+      retry.swap(group_records_to_retry_);
+      for (HitlResolution& r : retry) record_then_deliver(std::move(r), std::nullopt, /*group=*/true);
+    }
     if (!serving_ && (group_->stats().reconnects > 0 || now - started_ > kGroupStartWait)) {
       log::warn("redis: serving without the group's state until Redis is reachable");
       serving_ = true;
@@ -749,7 +902,13 @@ void Relay::on_tick() {
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (auto next = hitl_.next_deadline(); next && *next <= now) {
-    for (const HitlResolution& r : hitl_.expire(now)) deliver(r);
+    if (!audit_) {
+      for (const HitlResolution& r : hitl_.expire(now)) deliver(r);
+      return;
+    }
+    // A timeout whose record fails is pending again and due: retried here,
+    // on the next tick, until it is recorded (and then resolved once).
+    for (HitlResolution& r : hitl_.begin_expire(now)) record_then_deliver(std::move(r), std::nullopt);
   }
 }
 
@@ -863,16 +1022,20 @@ void Relay::on_entries(const std::vector<redis::GroupSnapshot::Entry>& entries) 
             id_it != dom.end() && id_it->is_string() ? id_it->get<std::string>() : "";
         if (applied.type == "interrupt" && !id.empty()) {
           HitlInterruptResult r = hitl_.on_interrupt(dom, mono_now());
-          if (r.ok && origin_.count(id)) output_.record(r.event);
+          if (r.ok && origin_.count(id)) record(r.event, 0);
         } else if (applied.type == "decision" && !id.empty()) {
           hitl_.resolve_elsewhere(id, dom.value("timed_out", false));
           won_unseen_.erase(id);
           if (auto it = origin_.find(id); it != origin_.end()) {
             // The relay that read the interrupt prints the decision and
-            // answers the waiting sm-send on its host.
-            output_.line(e.event + "\n");
-            output_.record(dom);
-            if (!it->second.empty()) replies.push_back({it->second, e.event});
+            // answers the waiting sm-send on its host; with --audit, once
+            // its record is fsynced here.
+            if (audit_) {
+              record_then_deliver(HitlResolution{dom, it->second}, std::nullopt, /*group=*/true);
+            } else {
+              output_.line(e.event + "\n");
+              if (!it->second.empty()) replies.push_back({it->second, e.event});
+            }
             origin_.erase(it);
           }
         }
@@ -915,13 +1078,20 @@ std::string Relay::healthz_text() {
                       {"subscribed", subs_.filtered()},
                       {"filtered_out", filtered_out_},
                       {"uptime_s", static_cast<uint64_t>(mono_now() - started_)}};
+  nlohmann::json reasons = nlohmann::json::array();
   if (group_) {
     j["relay_id"] = relay_id_;
     j["redis"] = group_->up() ? "up" : "down";
-    if (!group_->up()) {
-      j["status"] = "degraded";
-      j["reasons"] = nlohmann::json::array({"redis: " + group_->down_reason()});
-    }
+    if (!group_->up()) reasons.push_back("redis: " + group_->down_reason());
+  }
+  if (audit_) {
+    // Degraded from the first record refused until the next one is written.
+    j["audit"] = audit_error_.empty() ? "ok" : "failing";
+    if (!audit_error_.empty()) reasons.push_back("audit: " + audit_error_);
+  }
+  if (!reasons.empty()) {
+    j["status"] = "degraded";
+    j["reasons"] = std::move(reasons);
   }
   return j.dump();
 }
@@ -989,6 +1159,13 @@ std::string Relay::metrics_text() {
               "Machines forgotten by the snapshot table at its bound, least recently active first.",
               evicted);
   out.gauge("ws_relay_hitl_pending", "Interrupts waiting for a decision.", pending);
+  if (audit_) {
+    out.gauge("ws_relay_audit_ok", "1 while the --audit file takes records (0 from a refused record until one is written).",
+              audit_error_.empty() ? 1 : 0);
+    out.counter("ws_relay_audit_failures_total",
+                "Records the --audit file refused (each refused decision or timeout attempt counts).",
+                audit_failures_);
+  }
   out.gauge("ws_relay_subscriptions", "Clients with a type or machine filter (?type=, ?machine=, --route, subscribe).",
          subs_.filtered());
   out.counter("ws_relay_filtered_out_total", "Deliveries not made because a client's filter did not match the event.", filtered_out_);

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -190,6 +191,12 @@ HitlDecisionResult HitlTable::on_decision(const json& decision, const std::strin
     result.error = error_reply("not pending", id, "timed out");
     return result;
   }
+  // An earlier decision is being recorded (--audit): it wins unless its
+  // record fails, and then the interrupt is pending again.
+  if (pending.flight != Flight::kNone) {
+    result.error = error_reply("not pending", id, "being recorded");
+    return result;
+  }
   const json& interrupt = pending.event;
   auto thread = decision.find("thread_id");
   if (thread != decision.end() && !thread->is_null()) {
@@ -262,6 +269,39 @@ HitlDecisionResult HitlTable::on_decision(const json& decision, const std::strin
   return result;
 }
 
+HitlDecisionResult HitlTable::begin_decision(const json& decision, const std::string& client,
+                                             double now) {
+  HitlDecisionResult result = on_decision(decision, client, now, /*resolve=*/false);
+  if (result.accepted())
+    pending_[result.resolved->decision["interrupt_id"].get<std::string>()].flight = Flight::kDecision;
+  return result;
+}
+
+std::vector<HitlResolution> HitlTable::begin_expire(double now) {
+  return take_due(now, /*resolve=*/false);
+}
+
+bool HitlTable::commit(const std::string& interrupt_id) {
+  auto it = pending_.find(interrupt_id);
+  if (it == pending_.end() || it->second.flight == Flight::kNone) return false;
+  const char* reason = it->second.flight == Flight::kTimeout ? "timed out" : "already decided";
+  pending_.erase(it);
+  remember_resolved(interrupt_id, reason);
+  return true;
+}
+
+bool HitlTable::abort(const std::string& interrupt_id) {
+  auto it = pending_.find(interrupt_id);
+  if (it == pending_.end() || it->second.flight == Flight::kNone) return false;
+  it->second.flight = Flight::kNone;
+  return true;
+}
+
+bool HitlTable::in_flight(const std::string& interrupt_id) const {
+  auto it = pending_.find(interrupt_id);
+  return it != pending_.end() && it->second.flight != Flight::kNone;
+}
+
 bool HitlTable::resolve_elsewhere(const std::string& interrupt_id, bool timed_out) {
   auto it = pending_.find(interrupt_id);
   if (it == pending_.end()) return false;
@@ -270,16 +310,23 @@ bool HitlTable::resolve_elsewhere(const std::string& interrupt_id, bool timed_ou
   return true;
 }
 
-std::vector<HitlResolution> HitlTable::expire(double now) {
+std::vector<HitlResolution> HitlTable::expire(double now) { return take_due(now, /*resolve=*/true); }
+
+std::vector<HitlResolution> HitlTable::take_due(double now, bool resolve) {
   std::vector<std::pair<std::pair<double, unsigned long long>, std::string>> due;
   for (const auto& [id, pending] : pending_)
-    if (pending.deadline <= now) due.push_back({{pending.deadline, pending.arrival}, id});
+    if (pending.flight == Flight::kNone && pending.deadline <= now)
+      due.push_back({{pending.deadline, pending.arrival}, id});
   std::sort(due.begin(), due.end());
   std::vector<HitlResolution> out;
   out.reserve(due.size());
   for (const auto& [key, id] : due) {
     auto it = pending_.find(id);
     out.push_back({timeout_decision(it->second.event), reply_to_of(it->second.event)});
+    if (!resolve) {
+      it->second.flight = Flight::kTimeout;
+      continue;
+    }
     pending_.erase(it);
     remember_resolved(id, "timed out");
   }
@@ -287,9 +334,11 @@ std::vector<HitlResolution> HitlTable::expire(double now) {
 }
 
 std::optional<double> HitlTable::next_deadline() const {
+  // An interrupt in flight has no timer: its record decides what happens.
   std::optional<double> earliest;
   for (const auto& [id, pending] : pending_)
-    if (!earliest || pending.deadline < *earliest) earliest = pending.deadline;
+    if (pending.flight == Flight::kNone && (!earliest || pending.deadline < *earliest))
+      earliest = pending.deadline;
   return earliest;
 }
 
@@ -436,11 +485,37 @@ bool AuditLog::open(const std::string& path, std::string& error) {
   return true;
 }
 
+bool AuditLog::check_path(std::string& error) {
+  // The record must land in the file the operator reads at path_, not in an
+  // inode that was deleted or renamed away (or on a directory that is gone).
+  struct stat at_path {}, open_file {};
+  bool same = ::stat(path_.c_str(), &at_path) == 0 && ::fstat(fd_, &open_file) == 0 &&
+              at_path.st_dev == open_file.st_dev && at_path.st_ino == open_file.st_ino;
+  if (!same) {
+    int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+      error = "audit file " + path_ + ": " + log::errno_text(errno);
+      return false;
+    }
+    ::close(fd_);
+    fd_ = fd;
+  }
+  // A file made read-only after the start still accepts writes through the
+  // descriptor opened before; the operator's intent is that it be written no
+  // more. (For root, whom modes do not stop, this check passes.)
+  if (::faccessat(AT_FDCWD, path_.c_str(), W_OK, AT_EACCESS) != 0) {
+    error = "audit file " + path_ + ": " + log::errno_text(errno);
+    return false;
+  }
+  return true;
+}
+
 bool AuditLog::append(const json& record, std::string& error) {
   if (fd_ < 0) {
     error = "audit file is not open";
     return false;
   }
+  if (!check_path(error)) return false;
   json line = record;
   if (line.is_object()) {
     line["logged_at"] = wall_seconds();
@@ -448,20 +523,29 @@ bool AuditLog::append(const json& record, std::string& error) {
   // One write(2) per record so that a reader (tail -f) never sees half a
   // line; O_APPEND keeps concurrent writers' lines whole too.
   std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  // Where the record starts: a record that fails is cut off again, so the
+  // file never holds half a record or one reported as not written.
+  struct stat before {};
+  const bool sized = ::fstat(fd_, &before) == 0 && S_ISREG(before.st_mode);
+  auto fail = [&](const std::string& why) {
+    // Best effort: when even the truncation fails, the error below still
+    // tells the caller the record does not count.
+    if (sized && ::ftruncate(fd_, before.st_size) != 0) log::note(2, "audit file " + path_ + ": ftruncate failed");
+    error = "audit file " + path_ + ": " + why;
+    return false;
+  };
   std::size_t done = 0;
   while (done < text.size()) {
     ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      error = "audit file " + path_ + ": " + log::errno_text(errno);
-      return false;
+      return fail(log::errno_text(errno));
     }
     done += static_cast<std::size_t>(n);
   }
   while (::fsync(fd_) != 0) {
     if (errno == EINTR) continue;
-    error = "audit file " + path_ + ": fsync: " + log::errno_text(errno);
-    return false;
+    return fail("fsync: " + log::errno_text(errno));
   }
   return true;
 }

@@ -18,11 +18,13 @@ OutputThread::~OutputThread() {
 
 void OutputThread::line(std::string line) {
   if (!line.empty() && line.back() == '\n') line.pop_back();
-  push(Item{std::move(line), {}, false});
+  push(Item{std::move(line), {}, nullptr, false});
 }
 
-void OutputThread::record(nlohmann::json record) {
-  if (sink_) push(Item{{}, std::move(record), true});
+void OutputThread::record(nlohmann::json record, RecordDone done) {
+  // Without a sink a record is only queued when someone waits for its
+  // outcome, so that the answer comes from this thread like any other.
+  if (sink_ || done) push(Item{{}, std::move(record), std::move(done), true});
 }
 
 size_t OutputThread::dropped() const {
@@ -69,12 +71,17 @@ void OutputThread::run() {
       batch.swap(items_);
       queued_bytes_ = 0;
     }
+    // Records first: a decision waits for its record, not for the stdout
+    // lines queued beside it (records are never ordered against lines: a
+    // decision's line is only queued once its record is done).
     for (Item& item : batch) {
-      if (item.is_record) {
-        sink_(item.record);
-      } else if (open && out.write_line(item.line) != ndjson::Writer::Status::kOk) {
-        open = false;
-      }
+      if (!item.is_record) continue;
+      std::string error = sink_ ? sink_(item.record) : std::string(kNoSinkError);
+      if (item.done) item.done(error);
+    }
+    for (Item& item : batch) {
+      if (item.is_record) continue;
+      if (open && out.write_line(item.line) != ndjson::Writer::Status::kOk) open = false;
     }
     // A lone line reaches the pipe at once; a burst goes in large writes.
     if (open && out.flush() != ndjson::Writer::Status::kOk) {

@@ -163,6 +163,28 @@ class Stack:
         finally:
             conn.close()
 
+    def health(self):
+        """(HTTP status, JSON body) of the relay's /healthz."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    def metric(self, name):
+        """The value of one unlabelled metric in the relay's /metrics."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            for line in conn.getresponse().read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+            return None
+        finally:
+            conn.close()
+
     def decisions_on_stdout(self):
         return [m for m in self.out.json_lines() if m.get("type") == "decision"]
 

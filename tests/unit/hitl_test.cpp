@@ -8,8 +8,10 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "smws/exit_code.h"
 #include "smws/hitl.h"
@@ -267,6 +269,105 @@ TEST_CASE("a timeout rejects every action request, oldest deadline first", "[hit
   CHECK(expired[1].reply_to.empty());
 }
 
+TEST_CASE("a decision being recorded is neither decidable again nor decided", "[hitl][audit]") {
+  HitlTable table;
+  REQUIRE(table.on_interrupt(deploy_interrupt(), 0).ok);
+  json alice = approve();
+  alice["decided_by"] = "alice";
+  auto first = table.begin_decision(alice, "127.0.0.1:1", 1);
+  REQUIRE(first.accepted());
+  CHECK(first.resolved->decision["decided_by"] == "alice");
+  CHECK(first.resolved->decision["client"] == "127.0.0.1:1");
+  CHECK(first.resolved->reply_to == "/tmp/sm-reply-1234.sock");
+  CHECK(table.in_flight("i-7"));
+
+  // A second decision meanwhile: refused, and says why.
+  auto second = table.on_decision(approve(), "127.0.0.1:2", 2);
+  CHECK(error_of(second) == "not pending");
+  CHECK(second.error["reason"] == "being recorded");
+  CHECK(error_of(table.begin_decision(approve(), "127.0.0.1:2", 2)) == "not pending");
+
+  // Still listed for snapshots (nothing is decided yet), still counted.
+  CHECK(table.pending_json(2).size() == 1);
+  CHECK(table.is_pending("i-7"));
+  // No timer while in flight: the decision was made in time.
+  CHECK_FALSE(table.next_deadline().has_value());
+  CHECK(table.expire(1000).empty());
+  CHECK(table.begin_expire(1000).empty());
+}
+
+TEST_CASE("a committed decision is resolved once", "[hitl][audit]") {
+  HitlTable table;
+  REQUIRE(table.on_interrupt(deploy_interrupt(), 0).ok);
+  REQUIRE(table.begin_decision(approve(), "c", 1).accepted());
+  CHECK(table.commit("i-7"));
+  CHECK_FALSE(table.commit("i-7"));  // once
+  CHECK_FALSE(table.abort("i-7"));
+  CHECK_FALSE(table.is_pending("i-7"));
+  CHECK(table.pending_json(2).empty());
+  auto late = table.on_decision(approve(), "c", 2);
+  CHECK(error_of(late) == "not pending");
+  CHECK(late.error["reason"] == "already decided");
+}
+
+TEST_CASE("an aborted decision leaves the interrupt pending exactly as before", "[hitl][audit]") {
+  HitlTable table;
+  REQUIRE(table.on_interrupt(deploy_interrupt(), 0).ok);  // timeout 300
+  HitlTable untouched = table;
+  REQUIRE(table.begin_decision(approve(), "c", 1).accepted());
+  CHECK(table.abort("i-7"));
+  CHECK_FALSE(table.abort("i-7"));
+  CHECK_FALSE(table.commit("i-7"));  // nothing in flight any more
+  CHECK_FALSE(table.in_flight("i-7"));
+  CHECK(table.pending_json(2) == untouched.pending_json(2));
+  CHECK(table.next_deadline() == untouched.next_deadline());
+  // Decidable again, by anyone.
+  json bob = approve();
+  bob["decided_by"] = "bob";
+  auto again = table.on_decision(bob, "127.0.0.2:9", 3);
+  REQUIRE(again.accepted());
+  CHECK(again.resolved->decision["decided_by"] == "bob");
+}
+
+TEST_CASE("a decision aborted after its deadline times out at the next expiry", "[hitl][audit]") {
+  HitlTable table;
+  json event = deploy_interrupt();
+  event["timeout"] = 5;
+  REQUIRE(table.on_interrupt(event, 0).ok);
+  REQUIRE(table.begin_decision(approve(), "c", 4).accepted());
+  CHECK(table.expire(10).empty());  // in flight past its deadline: not overtaken
+  REQUIRE(table.abort("i-7"));
+  CHECK(table.next_deadline() == Approx(5));
+  auto expired = table.expire(10);
+  REQUIRE(expired.size() == 1);
+  CHECK(expired[0].decision["timed_out"] == true);
+}
+
+TEST_CASE("a timeout being recorded is retried until it is committed, then resolved once",
+          "[hitl][audit]") {
+  HitlTable table;
+  json event = deploy_interrupt();
+  event["timeout"] = 5;
+  REQUIRE(table.on_interrupt(event, 0).ok);
+  CHECK(table.begin_expire(4.9).empty());
+  for (double now : {5.0, 5.3, 5.6}) {  // each tick's attempt fails
+    auto due = table.begin_expire(now);
+    REQUIRE(due.size() == 1);
+    CHECK(due[0].decision["timed_out"] == true);
+    CHECK(due[0].reply_to == "/tmp/sm-reply-1234.sock");
+    CHECK(table.begin_expire(now).empty());  // in flight: not twice at once
+    auto refused = table.on_decision(approve(), "c", now);
+    CHECK(refused.error["reason"] == "timed out");  // never decidable past the deadline
+    REQUIRE(table.abort("i-7"));
+    CHECK(table.is_pending("i-7"));
+  }
+  REQUIRE(table.begin_expire(6).size() == 1);
+  CHECK(table.commit("i-7"));
+  CHECK(table.begin_expire(7).empty());
+  CHECK_FALSE(table.is_pending("i-7"));
+  CHECK(table.on_decision(approve(), "c", 8).error["reason"] == "timed out");
+}
+
 TEST_CASE("the snapshot lists pending interrupts oldest first with time left", "[hitl]") {
   HitlTable table;
   REQUIRE(table.on_interrupt(deploy_interrupt("i-b"), 0).ok);
@@ -402,4 +503,101 @@ TEST_CASE("a decision's exit code: 0 approve or edit, 1 any reject, 75 timed out
   CHECK(unknown.message.find("'maybe'") != std::string::npos);
   // timed_out must be a boolean true to count.
   CHECK(decision_exit_code(json{{"timed_out", "yes"}, {"decisions", {{{"type", "approve"}}}}}).code == smws::kExitOk);
+}
+
+namespace {
+
+std::vector<json> audit_records(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::vector<json> records;
+  while (std::getline(in, line)) records.push_back(json::parse(line));
+  return records;
+}
+
+}  // namespace
+
+TEST_CASE("an audit log on a full device refuses each record with the path and errno text",
+          "[hitl][audit]") {
+  smws::AuditLog audit;
+  std::string error;
+  REQUIRE(audit.open("/dev/full", error));
+  CHECK_FALSE(audit.append(approve(), error));
+  CHECK(error == "audit file /dev/full: No space left on device");
+  CHECK_FALSE(audit.append(approve(), error));  // and again: nothing sticks
+}
+
+TEST_CASE("an audit log whose directory is removed refuses records, then recovers when it is back",
+          "[hitl][audit]") {
+  smws::test::TempDir dir;
+  std::string logs = dir.file("logs");
+  REQUIRE(std::filesystem::create_directory(logs));
+  std::string path = logs + "/audit.ndjson";
+  smws::AuditLog audit;
+  std::string error;
+  REQUIRE(audit.open(path, error));
+  REQUIRE(audit.append(approve("i-1"), error));
+  // The open descriptor would still take writes (into a deleted inode):
+  // the record must not vanish that way.
+  std::filesystem::remove_all(logs);
+  CHECK_FALSE(audit.append(approve("i-2"), error));
+  CHECK(error == "audit file " + path + ": No such file or directory");
+  REQUIRE(std::filesystem::create_directory(logs));
+  REQUIRE(audit.append(approve("i-3"), error));
+  auto records = audit_records(path);
+  REQUIRE(records.size() == 1);  // a new file: the old one went with its directory
+  CHECK(records[0]["interrupt_id"] == "i-3");
+}
+
+TEST_CASE("an audit log renamed away (rotated) goes on in a new file at its path", "[hitl][audit]") {
+  smws::test::TempDir dir;
+  std::string path = dir.file("audit.ndjson");
+  smws::AuditLog audit;
+  std::string error;
+  REQUIRE(audit.open(path, error));
+  REQUIRE(audit.append(approve("i-1"), error));
+  std::filesystem::rename(path, path + ".1");
+  REQUIRE(audit.append(approve("i-2"), error));
+  CHECK(audit_records(path + ".1").size() == 1);
+  auto records = audit_records(path);
+  REQUIRE(records.size() == 1);
+  CHECK(records[0]["interrupt_id"] == "i-2");
+}
+
+TEST_CASE("an audit log behind a symlink follows it to a full device and back", "[hitl][audit]") {
+  smws::test::TempDir dir;
+  std::string file = dir.file("real.ndjson"), link = dir.file("audit.ndjson");
+  std::filesystem::create_symlink(file, link);
+  smws::AuditLog audit;
+  std::string error;
+  REQUIRE(audit.open(link, error));
+  REQUIRE(audit.append(approve("i-1"), error));
+  std::filesystem::remove(link);
+  std::filesystem::create_symlink("/dev/full", link);
+  CHECK_FALSE(audit.append(approve("i-2"), error));
+  CHECK(error == "audit file " + link + ": No space left on device");
+  std::filesystem::remove(link);
+  std::filesystem::create_symlink(file, link);
+  REQUIRE(audit.append(approve("i-3"), error));
+  auto records = audit_records(file);
+  REQUIRE(records.size() == 2);
+  CHECK(records[0]["interrupt_id"] == "i-1");
+  CHECK(records[1]["interrupt_id"] == "i-3");
+}
+
+TEST_CASE("an audit log made read-only refuses records for a user whom modes bind", "[hitl][audit]") {
+  if (::geteuid() == 0) {
+    WARN("running as root: file modes do not stop root; check skipped");
+    return;
+  }
+  smws::test::TempDir dir;
+  std::string path = dir.file("audit.ndjson");
+  smws::AuditLog audit;
+  std::string error;
+  REQUIRE(audit.open(path, error));
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read);
+  CHECK_FALSE(audit.append(approve(), error));
+  CHECK(error == "audit file " + path + ": Permission denied");
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  CHECK(audit.append(approve(), error));
 }

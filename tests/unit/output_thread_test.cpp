@@ -5,6 +5,8 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,7 +79,10 @@ TEST_CASE("records go to the sink on the output thread, in order, never to the f
   Pipe pipe;
   std::vector<nlohmann::json> seen;  // written by the output thread, read after stop()
   {
-    OutputThread out(pipe.w, [&seen](const nlohmann::json& r) { seen.push_back(r); });
+    OutputThread out(pipe.w, [&seen](const nlohmann::json& r) {
+      seen.push_back(r);
+      return std::string();
+    });
     out.record({{"n", 1}});
     out.line("x");
     out.record({{"n", 2}});
@@ -139,4 +144,96 @@ TEST_CASE("stop() gives up after its timeout when the fd is never read", "[outpu
   pipe.drain();
   REQUIRE(out.stop());
   CHECK(pipe.collected().find("stuck") != std::string::npos);
+}
+
+namespace {
+
+// What RecordDone reported, collected across threads.
+struct Outcomes {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<int, std::string>> got;  // GUARDED_BY(mu): (record n, error)
+  std::vector<std::thread::id> threads;          // GUARDED_BY(mu): where each was reported
+
+  OutputThread::RecordDone done(int n) {
+    return [this, n](const std::string& error) {
+      std::lock_guard<std::mutex> lock(mu);
+      got.emplace_back(n, error);
+      threads.push_back(std::this_thread::get_id());
+      cv.notify_all();
+    };
+  }
+  bool wait_for(size_t count) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return got.size() >= count; });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("each record's outcome is reported after the sink, in order, on the output thread",
+          "[output_thread]") {
+  Pipe pipe;
+  Outcomes outcomes;
+  std::vector<int> sunk;  // output thread only, read after stop()
+  {
+    // Odd records are kept, even ones refused, as an audit log on a full disk would.
+    OutputThread out(pipe.w, [&sunk](const nlohmann::json& r) {
+      int n = r["n"].get<int>();
+      sunk.push_back(n);
+      return n % 2 ? std::string() : "audit file A: No space left on device";
+    });
+    for (int n = 1; n <= 4; ++n) out.record({{"n", n}}, outcomes.done(n));
+    out.record({{"n", 5}});  // no one waits for this one: still sunk
+    REQUIRE(outcomes.wait_for(4));
+    REQUIRE(out.stop());
+  }
+  CHECK(sunk == std::vector<int>{1, 2, 3, 4, 5});
+  REQUIRE(outcomes.got.size() == 4);
+  CHECK(outcomes.got[0] == std::make_pair(1, std::string()));
+  CHECK(outcomes.got[1] == std::make_pair(2, std::string("audit file A: No space left on device")));
+  CHECK(outcomes.got[2].second.empty());
+  CHECK(outcomes.got[3].second.find("No space left") != std::string::npos);
+  for (std::thread::id t : outcomes.threads) CHECK(t != std::this_thread::get_id());
+}
+
+TEST_CASE("without a sink a waited-for record is reported as not kept", "[output_thread]") {
+  Pipe pipe;
+  Outcomes outcomes;
+  {
+    OutputThread out(pipe.w, nullptr);
+    out.record({{"n", 1}}, outcomes.done(1));
+    REQUIRE(outcomes.wait_for(1));
+    REQUIRE(out.stop());
+  }
+  REQUIRE(outcomes.got.size() == 1);
+  CHECK(outcomes.got[0].second == OutputThread::kNoSinkError);
+  CHECK(pipe.collected().empty());
+}
+
+TEST_CASE("a record's outcome may queue the line it unblocks, which then comes out",
+          "[output_thread]") {
+  // ws-relay prints a decision only once its record is kept: the line is
+  // queued from inside RecordDone, on the output thread itself.
+  Pipe pipe;
+  {
+    OutputThread* self = nullptr;
+    OutputThread out(pipe.w, [](const nlohmann::json&) { return std::string(); });
+    self = &out;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool queued = false;
+    out.record({{"n", 1}}, [&](const std::string& error) {
+      REQUIRE(error.empty());
+      self->line("{\"decided\":1}");
+      std::lock_guard<std::mutex> lock(mu);
+      queued = true;
+      cv.notify_all();
+    });
+    std::unique_lock<std::mutex> lock(mu);
+    REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return queued; }));
+    lock.unlock();
+    REQUIRE(out.stop());
+  }
+  CHECK(pipe.collected() == "{\"decided\":1}\n");
 }

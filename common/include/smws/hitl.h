@@ -115,11 +115,35 @@ class HitlTable {
   // interrupt stays pending until resolve_elsewhere().
   HitlDecisionResult on_decision(const nlohmann::json& decision,
                                  const std::string& client, double now, bool resolve = true);
+  // --- Recorded before it takes effect (ws-relay --audit) ---
+  // A resolution goes through three states: pending -> in flight -> resolved,
+  // or back to pending. begin_decision checks exactly like on_decision and,
+  // when it accepts, leaves the interrupt in flight: still in the table and
+  // in pending_json (it is not decided yet), without a timer (next_deadline
+  // and expire skip it: a decision made before the deadline is not overtaken
+  // by the timeout while its record is written), and a second decision is
+  // refused with "not pending", reason "being recorded". begin_expire is
+  // expire() with the timed-out interrupts left in flight instead of
+  // resolved. The owner then calls exactly one of:
+  //   commit(id): the record was kept; the interrupt is resolved (a later
+  //               decision gets "already decided" or "timed out");
+  //   abort(id):  it was not; the interrupt is pending again exactly as
+  //               before the attempt (same deadline; a timeout whose record
+  //               failed is due again at once and retried by the next
+  //               begin_expire).
+  // Both return false when interrupt_id is not in flight.
+  HitlDecisionResult begin_decision(const nlohmann::json& decision, const std::string& client,
+                                    double now);
+  std::vector<HitlResolution> begin_expire(double now);
+  bool commit(const std::string& interrupt_id);
+  bool abort(const std::string& interrupt_id);
+  bool in_flight(const std::string& interrupt_id) const;
+
   // The group decided (or timed out) interrupt_id: it stops being pending
   // here too. False when it was not pending.
   bool resolve_elsewhere(const std::string& interrupt_id, bool timed_out);
 
-  // Resolves every interrupt whose deadline is <= now as
+  // Resolves every interrupt (not in flight) whose deadline is <= now as
   // {"type":"decision","interrupt_id","thread_id"?,"decisions":[{"type":"reject",
   //  "message":"timed out"} per action request],"timed_out":true},
   // oldest deadline first.
@@ -137,13 +161,18 @@ class HitlTable {
   bool is_pending(const std::string& interrupt_id) const;
 
  private:
+  // What an interrupt's resolution in flight is (begin_decision/begin_expire).
+  enum class Flight { kNone, kDecision, kTimeout };
   struct Pending {
     nlohmann::json event;
     double deadline = 0;
     unsigned long long arrival = 0;
+    Flight flight = Flight::kNone;
   };
 
   void remember_resolved(const std::string& id, const char* reason);
+  // The due interrupts, oldest deadline first: resolved, or left in flight.
+  std::vector<HitlResolution> take_due(double now, bool resolve);
 
   HitlOptions options_;
   std::unordered_map<std::string, Pending> pending_;
@@ -198,6 +227,15 @@ DecisionExit decision_exit_code(const nlohmann::json& decision);
 // written with one write(2) and fsync(2)ed before append() returns, so a
 // record that was reported as written survives a crash. append() blocks for
 // the fsync (milliseconds); HITL traffic runs at human rates.
+//
+// A failed append changes nothing: the bytes of a record that could not be
+// written or fsynced are cut off again (ftruncate to where it began, when
+// the file is a regular file), so a record is in the file exactly when
+// append() said so. Before each record append() also checks that the path
+// still names the file it has open: when the file was deleted or renamed
+// (rotated) it opens the path anew, creating it, which fails while the
+// directory is gone; and a file whose mode no longer lets us write is
+// refused (EACCES) although the open descriptor would still accept writes.
 // Thread-safety: none; one thread owns an AuditLog (in ws-relay, the output
 // thread, which is not the thread that calls the HitlTable).
 class AuditLog {
@@ -211,13 +249,18 @@ class AuditLog {
   // error ("audit file PATH: why") when it cannot; the relay exits 73.
   bool open(const std::string& path, std::string& error);
   bool is_open() const { return fd_ >= 0; }
+  const std::string& path() const { return path_; }
 
   // Appends record (plus "logged_at": wall-clock seconds since the epoch)
-  // as one line and fsyncs. Returns false and sets error on failure; the
-  // caller logs it and goes on.
+  // as one line and fsyncs. Returns false and sets error ("audit file PATH:
+  // why", why being the errno text) when the record is not kept.
   bool append(const nlohmann::json& record, std::string& error);
 
  private:
+  // Reopens path_ when it no longer names the open file; checks it is
+  // writable. False with error set when the record cannot go there.
+  bool check_path(std::string& error);
+
   int fd_ = -1;
   std::string path_;
 };

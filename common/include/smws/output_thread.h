@@ -8,12 +8,20 @@
 //   any thread    line(), record(): never block beyond the queue's lock.
 //   owner thread  stop() (once, at exit), then the destructor.
 //   own thread    writes lines with ndjson::Writer (flushing at the end of
-//                 each batch: a lone line reaches the pipe at once) and calls
-//                 the record sink.
+//                 each batch: a lone line reaches the pipe at once), calls
+//                 the record sink, then each record's RecordDone with the
+//                 sink's answer. The records of a batch are handled before
+//                 its lines, so a record waits for a stdout write only when
+//                 the thread is already blocked in one (a full pipe).
 //
 // Bounded: past max_lines lines or max_bytes bytes waiting, new lines are
 // dropped, counted (dropped()) and warned about once. Records are never
 // dropped: they are interrupts and decisions, a few per human action.
+//
+// Durable-before-acknowledged (ws-relay --audit): the producer hands a
+// record with a RecordDone, and acts on the outcome only when RecordDone
+// reports it (ws-relay posts it to its loop through the loop's wake-up);
+// nothing in the producer waits for the fsync.
 #pragma once
 
 #include <condition_variable>
@@ -38,10 +46,16 @@ struct OutputLimits {
 
 class OutputThread {
  public:
-  // Called on the output thread for each record(), in order.
-  using RecordSink = std::function<void(const nlohmann::json& record)>;
+  // Called on the output thread for each record(), in order. Returns an
+  // empty string when the record is kept (for the audit log: written and
+  // fsynced), else why not ("audit file PATH: No space left on device").
+  using RecordSink = std::function<std::string(const nlohmann::json& record)>;
+  // Called on the output thread right after the sink, with its answer. Must
+  // not call back into this OutputThread's stop() (it may push more items).
+  using RecordDone = std::function<void(const std::string& error)>;
 
-  // fd: where lines go (not owned). sink: may be empty (records are ignored).
+  // fd: where lines go (not owned). sink: may be empty: records are then
+  // not kept, and a record's RecordDone is told so with kNoSinkError.
   OutputThread(int fd, RecordSink sink, OutputLimits limits = {});
   // Calls stop(); if that times out, ends the process with _Exit(0) (the
   // thread is stuck in write(2) and cannot be joined).
@@ -51,7 +65,11 @@ class OutputThread {
 
   // line: one NDJSON line, with or without its '\n'.
   void line(std::string line);
-  void record(nlohmann::json record);
+  // done (optional) learns whether the sink kept the record.
+  void record(nlohmann::json record, RecordDone done = nullptr);
+
+  // What RecordDone gets for a record handed to an OutputThread without a sink.
+  static constexpr const char* kNoSinkError = "records are not kept (no record sink)";
 
   // Writes what is queued, then ends the thread. Returns false when that did
   // not finish within `seconds` (the fd is a pipe nobody reads): the thread
@@ -65,6 +83,7 @@ class OutputThread {
   struct Item {
     std::string line;
     nlohmann::json record;
+    RecordDone done;
     bool is_record = false;
   };
 
