@@ -865,6 +865,10 @@ void Relay::deliver(const HitlResolution& resolution) {
 
 void Relay::on_tick() {
   double now = mono_now();
+  for (const auto& [address, count] : refusal_log_.take_due(now)) {
+    log::warn("refused " + std::to_string(count) + " more WebSocket upgrades from " + address +
+              " (counted in /metrics: ws_relay_handshakes_refused_total)");
+  }
   if (group_) {
     group_->on_tick(now);
     if (!group_records_to_retry_.empty()) {

@@ -113,6 +113,21 @@ TEST_CASE("refusals are logged once per address per interval, with the count sin
   CHECK_FALSE(log.should_log("10.0.0.1", 110.5, &since));
 }
 
+TEST_CASE("refusals not logged are told once their interval has passed", "[admission]") {
+  RefusalLog log(10.0, 16);
+  uint64_t since = 0;
+  CHECK(log.should_log("10.0.0.1", 0.0, &since));
+  CHECK(log.should_log("10.0.0.2", 0.0, &since));
+  for (int i = 0; i < 7; ++i) CHECK_FALSE(log.should_log("10.0.0.1", 1.0, &since));
+  CHECK(log.take_due(5.0).empty());  // still within the interval
+  auto due = log.take_due(10.0);
+  REQUIRE(due.size() == 1);  // 10.0.0.2 had nothing more
+  CHECK(due[0] == std::make_pair(std::string("10.0.0.1"), uint64_t{7}));
+  CHECK(log.take_due(11.0).empty());  // told once
+  // The summary started a new interval: a refusal right after is not logged.
+  CHECK_FALSE(log.should_log("10.0.0.1", 12.0, &since));
+}
+
 TEST_CASE("the refusal log forgets addresses past its bound", "[admission]") {
   RefusalLog log(10.0, 2);
   uint64_t since = 0;

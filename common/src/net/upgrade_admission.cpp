@@ -73,6 +73,17 @@ bool RefusalLog::should_log(const std::string& address, double now, uint64_t* si
   return true;
 }
 
+std::vector<std::pair<std::string, uint64_t>> RefusalLog::take_due(double now) {
+  std::vector<std::pair<std::string, uint64_t>> due;
+  for (auto& [address, e] : by_address_) {
+    if (e.suppressed > 0 && now - e.logged_at >= interval_) {
+      due.emplace_back(address, e.suppressed);
+      e = Entry{now, 0};
+    }
+  }
+  return due;
+}
+
 std::string address_of_peer(std::string_view peer) {
   if (!peer.empty() && peer.front() == '[') {
     size_t close = peer.find(']');

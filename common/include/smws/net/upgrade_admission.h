@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "smws/net/handshake.h"
@@ -77,6 +78,11 @@ class RefusalLog {
   // is to be logged; *since is then how many refusals from that address
   // were not logged before it.
   bool should_log(const std::string& address, double now, uint64_t* since);
+
+  // The addresses whose interval has passed with refusals not logged, and
+  // how many each (their summary line is due: without it a burst that
+  // stopped would never be told). Their interval starts again at `now`.
+  std::vector<std::pair<std::string, uint64_t>> take_due(double now);
 
  private:
   struct Entry {
