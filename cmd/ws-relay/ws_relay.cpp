@@ -1190,7 +1190,9 @@ std::string Relay::metrics_text() {
     out.counter("ws_relay_redis_duplicate_batches_total",
                 "Resent batches Redis had already appended (dropped there).", g.duplicates);
     out.counter("ws_relay_redis_append_waits_total",
-                "Appends held until this relay's tail had read half the history.", g.append_waits);
+                "Appends held until the tails (this relay's, the slowest reported) had read "
+                "half the history.",
+                g.append_waits);
     out.counter("ws_relay_redis_tailed_total", "Stream entries read by the tail.", g.tailed);
     out.gauge("ws_relay_redis_buffered", "Stdin events waiting for Redis.", g.buffered);
     out.counter("ws_relay_redis_buffer_dropped_total",

@@ -35,7 +35,7 @@ redisReply* eval(redisContext* c, const char* script, const std::vector<std::str
 }
 
 std::vector<std::string> append_keys() {
-  return {"s", "s:meta", "s:machines", "s:mstate", "s:pending", "s:relays", "s:morder"};
+  return {"s", "s:meta", "s:machines", "s:mstate", "s:pending", "s:relays", "s:morder", "s:tails"};
 }
 
 std::string cmd_str(redisContext* c, const char* fmt, const char* a, const char* b = nullptr) {
@@ -433,4 +433,26 @@ TEST_CASE("a pending interrupt is loaded with its age on Redis's clock", "[redis
   CHECK(pending[0].age_s < 3600.0);
   CHECK(nlohmann::json::parse(pending[1].event)["interrupt_id"] == "i-plain");
   CHECK(pending[1].age_s == 0.0);
+}
+
+TEST_CASE("an appender waits for the slowest relay's tail, so no relay misses trimmed entries",
+          "[redis]") {
+  RedisServer server;
+  Recorder ra, rb;
+  StreamOptions oa = options_for(server, "A"), ob = options_for(server, "B");
+  oa.history = ob.history = 100;
+  RedisStream a(oa, &ra);
+  RedisStream b(ob, &rb);
+  a.start(now_s());
+  b.start(now_s());
+  REQUIRE(drive({&a, &b}, [&] { return ra.up && rb.up; }, 10));
+  // B stops reading (its loop is not driven) while A appends 3x the history.
+  for (int i = 0; i < 300; ++i) a.append(plain("{\"type\":\"x\",\"n\":" + std::to_string(i) + "}"));
+  a.flush();
+  REQUIRE(drive({&a}, [&] { return a.stats().append_waits > 0; }, 10));
+  CHECK(a.stats().appended <= 50);
+  // B reads again: A goes on as B catches up, and B sees every entry.
+  REQUIRE(drive({&a, &b}, [&] { return rb.entries.size() >= 300 && ra.entries.size() >= 300; }, 20));
+  CHECK(b.stats().resyncs == 0);
+  for (size_t i = 0; i < rb.entries.size(); ++i) CHECK(rb.entries[i].seq == i + 1);
 }

@@ -137,15 +137,21 @@ bool parse_entry_id(std::string_view id, uint64_t* seq);
 enum class TailStep { kDeliver, kResync };
 TailStep next_tail_step(uint64_t last_delivered, uint64_t first_seq);
 
-// Flow control of the appends against this relay's own tail. The stream is
+// Every relay reports the position of its tail to Redis (S:tails) after
+// each read that moved it and at least every kReportInterval; a position
+// older than 3 s (a relay gone or stopped) does not count.
+constexpr double kReportInterval = 1.0;
+
+// Flow control of the appends against the tails. The stream is
 // trimmed to about `history` entries, so entries appended faster than the
 // tails read them are trimmed unread, and every relay of the group would
 // resync (a gap) in the middle of a burst that Redis itself took easily.
 // A relay therefore keeps at most history/2 of its appended entries
-// unread by its own tail (the other half is the margin of the other,
-// similar, relays): the size of the next batch, 0 = wait for the tail.
-// appended: the last seq of this relay's last acknowledged batch; tailed:
-// the last seq its tail delivered.
+// unread by its own tail and by the slowest tail that reported within 3 s
+// (the other half is the margin for reports that are a round trip old):
+// the size of the next batch, 0 = wait for the tails. appended: the last
+// seq of this relay's last acknowledged batch; tailed: the lower of its own
+// tail's last seq and the slowest reported one.
 size_t append_allowance(uint64_t appended, uint64_t tailed, size_t history,
                         size_t max_batch = kMaxBatchEvents);
 
@@ -288,6 +294,7 @@ class RedisStream {
   void on_tail_reply(::redisReply* reply);
   void on_append_reply(::redisReply* reply);
   void became_up();
+  void report_tail();
   std::vector<std::string> keys_for_append() const;
   std::string next_epoch_candidate();
 
@@ -320,6 +327,11 @@ class RedisStream {
   std::unique_ptr<AppendBuffer::Batch> in_flight_;  // taken, not yet acknowledged
   bool append_outstanding_ = false;  // in_flight_ sent on this connection
   uint64_t appended_seq_ = 0;        // last seq of our last acknowledged batch
+  int64_t slowest_tail_ = -1;        // the slowest fresh tail in S:tails (-1: unknown)
+  bool report_in_flight_ = false;    // a kReport sent, not answered
+  bool report_again_ = false;        // the tail moved while one was in flight
+  double last_report_ = 0;
+  double wait_started_ = 0;          // when the current append wait began
   bool append_waiting_ = false;      // a flush is held for the tail (counted once)
   StreamStats stats_;
 };

@@ -33,15 +33,42 @@ namespace {
 //   S:pending   hash: interrupt_id -> "<seq>\n<ms>\n<interrupt event>", ms =
 //               Redis's clock when it was appended (its deadline's start)
 //   S:relays    hash: relay_id -> the last batch counter appended (dedupe)
+//   S:morder    sorted set: machine_id -> seq of its last state_change
+//   S:tails     hash: relay_id -> "<last seq its tail read> <Redis ms>"
 
-// KEYS: S, S:meta, S:machines, S:mstate, S:pending, S:relays, S:morder
+// KEYS: S, S:meta, S:machines, S:mstate, S:pending, S:relays, S:morder, S:tails
 // ARGV: epoch candidate, floor seq, maxlen, relay id, batch counter, max
 //       machines, then (kind, key, state, event) per event.
+// Returns {epoch, first seq, last seq, duplicate 0|1, slowest tail}: the
+// lowest position a relay reported within kTailFreshMs (-1: none), for
+// the flow control (append_allowance).
 // S:morder (machine_id -> seq of its last state_change) bounds the machine
 // hashes like a relay's own table: past max machines, the least recently
 // active (lowest seq) leave both hashes.
-// Returns {epoch, first seq, last seq, duplicate 0|1}.
-const char* kAppendScript = R"lua(
+// The tails' positions, S:tails: relay_id -> "<last seq read> <Redis ms>".
+// SLOWEST(key): the lowest fresh one (-1: none); entries a minute old are
+// relays gone and are removed.
+#define SMWS_SLOWEST_LUA \
+  "local function SLOWEST(key)\n" \
+  "  local t = redis.call('TIME')\n" \
+  "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+  "  local slowest = -1\n" \
+  "  local all = redis.call('HGETALL', key)\n" \
+  "  for j = 1, #all, 2 do\n" \
+  "    local pos, ms = string.match(all[j + 1], '^(%d+) (%d+)$')\n" \
+  "    if pos then\n" \
+  "      local age = now - tonumber(ms)\n" \
+  "      if age <= 3000 then\n" \
+  "        if slowest < 0 or tonumber(pos) < slowest then slowest = tonumber(pos) end\n" \
+  "      elseif age > 60000 then\n" \
+  "        redis.call('HDEL', key, all[j])\n" \
+  "      end\n" \
+  "    end\n" \
+  "  end\n" \
+  "  return slowest\n" \
+  "end\n"
+
+const char* kAppendScript = SMWS_SLOWEST_LUA R"lua(
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -77,7 +104,16 @@ for i = 7, #ARGV, 4 do
   end
 end
 redis.call('HSET', KEYS[2], 'seq', string.format('%d', seq))
-return {epoch, first, seq, 0}
+return {epoch, first, seq, 0, SLOWEST(KEYS[8])}
+)lua";
+
+// KEYS: S:tails. ARGV: relay id, the last seq its tail read.
+// Returns the slowest fresh tail, like the append script.
+const char* kReportScript = SMWS_SLOWEST_LUA R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. string.format('%d', now))
+return SLOWEST(KEYS[1])
 )lua";
 
 // KEYS: S, S:meta, S:pending. ARGV: interrupt_id, decision event, maxlen.
@@ -119,6 +155,10 @@ return {epoch, seq, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4
 
 // Our own monotonic clock: reply deadlines are measured where commands are
 // sent, whichever caller's clock drives on_tick().
+// An appender waiting for the tails polls the slowest position at once for
+// this long, then once per tick (see kReport).
+constexpr double kEagerWait = 0.05;
+
 // The read buffer each connection keeps between replies (see open_conn).
 constexpr size_t kReaderKeep = 4u << 20;
 
@@ -272,7 +312,7 @@ struct RedisStream::Conn {
 // One command in flight; hiredis hands it back exactly once (with a null
 // reply when the connection is freed first).
 struct RedisStream::Request {
-  enum Kind { kHandshake, kLoadMeta, kLoadFull, kTail, kAppend, kDecide } kind;
+  enum Kind { kHandshake, kLoadMeta, kLoadFull, kTail, kAppend, kDecide, kReport } kind;
   Conn* conn = nullptr;
   std::function<void(DecideOutcome)> done;  // kDecide
   uint64_t generation = 0;                  // kTail: tail_generation_ when sent
@@ -547,6 +587,7 @@ void RedisStream::handle_reply(Request* req, redisReply* reply) {
     if (req->done) req->done(DecideOutcome::kUnavailable);
     if (req->kind == Request::kTail) tail_in_flight_ = false;
     if (req->kind == Request::kAppend) append_outstanding_ = false;  // resent on reconnect
+    if (req->kind == Request::kReport) report_in_flight_ = false;
     return;
   }
   if (reply->type == REDIS_REPLY_ERROR && req->kind != Request::kDecide) {
@@ -585,6 +626,14 @@ void RedisStream::handle_reply(Request* req, redisReply* reply) {
     case Request::kAppend:
       append_outstanding_ = false;
       on_append_reply(reply);
+      return;
+    case Request::kReport:
+      report_in_flight_ = false;
+      slowest_tail_ = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+      if (append_waiting_) flush();
+      // Still waiting for a slower relay: ask again at once for a while
+      // (it is usually a read or two behind), then at the tick.
+      if (report_again_ || (append_waiting_ && mono() - wait_started_ < kEagerWait)) report_tail();
       return;
     case Request::kDecide: {
       if (reply->type == REDIS_REPLY_ERROR) {
@@ -685,6 +734,7 @@ void RedisStream::on_load_reply(redisReply* reply, bool full) {
   // Our acknowledged appends are in this state (same epoch: seq only
   // grows) or gone with the old epoch: none is left for the tail to read.
   appended_seq_ = 0;
+  slowest_tail_ = -1;
   listener_->on_loaded(snap, first);
   became_up();
 }
@@ -700,6 +750,7 @@ void RedisStream::became_up() {
     listener_->on_link(true);
   }
   tail();
+  report_tail();
   flush();
 }
 
@@ -742,6 +793,7 @@ void RedisStream::on_tail_reply(redisReply* reply) {
     tail_pos_ = entries.back().seq;
     stats_.tailed += entries.size();
     listener_->on_entries(entries);
+    report_tail();
   }
   if (append_waiting_) flush();
   if (hole) {
@@ -754,6 +806,20 @@ void RedisStream::on_tail_reply(redisReply* reply) {
   tail();
 }
 
+void RedisStream::report_tail() {
+  if (state_ != State::kUp || !cmd_->ac) return;
+  if (report_in_flight_) {
+    report_again_ = true;
+    return;
+  }
+  report_again_ = false;
+  report_in_flight_ = true;
+  last_report_ = now_;
+  send(cmd_.get(), new Request{Request::kReport, cmd_.get(), {}},
+       {"EVAL", kReportScript, "1", options_.stream + ":tails", options_.relay_id,
+        std::to_string(tail_pos_)});
+}
+
 std::string RedisStream::next_epoch_candidate() {
   // Fresh for every call: a Redis that lost its data must never get back
   // the epoch it had, even from the relay that set that one.
@@ -762,7 +828,8 @@ std::string RedisStream::next_epoch_candidate() {
 
 std::vector<std::string> RedisStream::keys_for_append() const {
   const std::string& s = options_.stream;
-  return {s, s + ":meta", s + ":machines", s + ":mstate", s + ":pending", s + ":relays", s + ":morder"};
+  return {s,           s + ":meta",   s + ":machines", s + ":mstate",
+          s + ":pending", s + ":relays", s + ":morder",   s + ":tails"};
 }
 
 bool RedisStream::append(Outgoing event) { return buffer_.push(std::move(event)); }
@@ -774,17 +841,23 @@ void RedisStream::flush() {
   if (!in_flight_) {
     if (buffer_.empty()) return;
     // A batch resent after a reconnect goes regardless: it is already cut.
-    const size_t allowed = append_allowance(appended_seq_, tail_pos_, options_.history);
+    // Unread by our tail, or by the slowest relay that reported lately.
+    uint64_t read = tail_pos_;
+    if (slowest_tail_ >= 0) read = std::min<uint64_t>(read, static_cast<uint64_t>(slowest_tail_));
+    const size_t allowed = append_allowance(appended_seq_, read, options_.history);
     if (allowed == 0) {
       // on_tail_reply() flushes again once the tail has read ours.
-      if (!append_waiting_) ++stats_.append_waits;
+      if (!append_waiting_) {
+        ++stats_.append_waits;
+        wait_started_ = mono();
+      }
       append_waiting_ = true;
       return;
     }
     append_waiting_ = false;
     in_flight_ = std::make_unique<AppendBuffer::Batch>(buffer_.take(allowed));
   }
-  std::vector<std::string> argv{"EVAL", kAppendScript, "7"};
+  std::vector<std::string> argv{"EVAL", kAppendScript, "8"};
   for (std::string& k : keys_for_append()) argv.push_back(std::move(k));
   argv.push_back(next_epoch_candidate());
   argv.push_back(std::to_string(tail_pos_));
@@ -814,6 +887,9 @@ void RedisStream::on_append_reply(redisReply* reply) {
   } else {
     stats_.appended += in_flight_->events.size();
     appended_seq_ = reply_u64(reply->element[2]);
+    if (reply->elements >= 5 && reply->element[4]->type == REDIS_REPLY_INTEGER) {
+      slowest_tail_ = reply->element[4]->integer;
+    }
   }
   ++stats_.append_batches;
   in_flight_.reset();
@@ -875,6 +951,9 @@ void RedisStream::on_tick(double) {
   auto late = [&](const Conn& c, double allowed) {
     return !c.sent.empty() && now - c.sent.front() > allowed;
   };
+  // Our position stays fresh for the others while idle, and an appender
+  // waiting for a slow relay learns when it has caught up.
+  if (state_ == State::kUp && (append_waiting_ || now - last_report_ >= kReportInterval)) report_tail();
   if (late(*cmd_, kReplyTimeout) || late(*tail_, kTailBlockMs / 1000.0 + kReplyTimeout)) {
     fail("no reply within " + std::to_string(static_cast<int>(kReplyTimeout)) +
          " s (is Redis paused or unreachable?)");
