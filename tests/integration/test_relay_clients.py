@@ -172,6 +172,34 @@ def test_a_client_that_stops_reading_is_closed_1013_and_the_fast_one_gets_everyt
         assert msg[1] == 1013, msg
 
 
+def test_a_client_that_stops_reading_before_a_quiet_spell_is_closed_1013_not_left_open():
+    # The queue limit is out of reach, and the ping waits behind what the
+    # kernel holds for a peer that takes nothing, so neither the queue nor
+    # the ping's timeout (counted from its write) can fire: the relay sees
+    # that the peer's TCP acknowledges nothing and advertises no window.
+    with Relay("-v", "--ping-interval", "0.5", "--ping-timeout", "1", "--max-queue", "1000000") as relay:
+        stalled = RawWs(relay.port, rcvbuf=4096)
+        assert stalled.recv_json()["type"] == "initial"
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            wmem_max = int(f.read().split()[2])
+        lines = padded_lines(2 * wmem_max // 1000 + 100, 1000)
+        for i in range(0, len(lines), 500):
+            relay.send_raw("".join(line + "\n" for line in lines[i:i + 500]).encode())
+        # Then quiet: nothing more is sent.
+        wait_for(lambda: metric(relay, "ws_relay_slow_client_closes_total") >= 1, timeout=30,
+                 what="the relay to close the client that stopped reading")
+        assert metric(relay, "ws_relay_ping_timeouts_total") == 0
+        assert relay.wait_stderr(r"client \d+ \(127\.0\.0\.1:\d+\) has (not reached the ping written 1 s ago|"
+                                  r"taken no byte in 1 s) \(it reads too slowly\): "
+                                  r"closing with 1013")
+        # Reading now, within the 2 s the relay waits, it finds the close 1013.
+        while True:
+            msg = stalled.recv(timeout=10)
+            if msg[0] == "close":
+                break
+        assert msg[1] == 1013, msg
+
+
 def test_under_slow_client_drop_every_event_is_delivered_or_counted():
     with Relay("--slow-client", "drop", "--seq") as relay:
         slow = RawWs(relay.port, rcvbuf=4096)

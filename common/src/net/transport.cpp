@@ -1,5 +1,9 @@
 #include "smws/net/transport.h"
 
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>  // struct tcp_info with tcpi_bytes_acked, tcpi_snd_wnd
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -8,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include <cerrno>
+#include <cstddef>
 
 #include "smws/log.h"
 #include "smws/net/tls.h"
@@ -34,6 +39,23 @@ void count_written(const QueueEntry& e, WriteTally* tally) {
 }
 
 }  // namespace
+
+bool Transport::tcp_progress(TcpProgress* out) const {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(fd_, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+      len < offsetof(tcp_info, tcpi_bytes_received)) {
+    return false;  // not TCP, or a kernel older than 4.1
+  }
+  int unacked = 0;
+  if (::ioctl(fd_, SIOCOUTQ, &unacked) != 0 || unacked < 0) return false;
+  out->acked = info.tcpi_bytes_acked;
+  out->written = info.tcpi_bytes_acked + static_cast<uint64_t>(unacked);
+  // tcpi_snd_wnd came with Linux 5.19; older kernels return a shorter struct.
+  out->window_known = len >= offsetof(tcp_info, tcpi_snd_wnd) + sizeof info.tcpi_snd_wnd;
+  out->peer_window = out->window_known ? info.tcpi_snd_wnd : 0;
+  return true;
+}
 
 bool Transport::attach(int fd, TlsContext* tls) {
   if (tls) {

@@ -36,6 +36,16 @@ struct WriteTally {
   bool ping_written = false;   // our ping went out (its timeout starts now)
 };
 
+// Where a TCP connection's byte stream stands, from the kernel: how a
+// server tells a peer that does not read (its receive window closed, our
+// bytes unacknowledged) from one that reads but does not answer.
+struct TcpProgress {
+  uint64_t acked = 0;    // bytes the peer's TCP acknowledged (tcpi_bytes_acked)
+  uint64_t written = 0;  // bytes handed to the kernel: acked + SIOCOUTQ
+  bool window_known = false;
+  uint32_t peer_window = 0;  // the peer's advertised receive window (bytes)
+};
+
 class Transport {
  public:
   enum class Write {
@@ -54,6 +64,9 @@ class Transport {
   bool tls() const { return ssl_ != nullptr; }
   // TLS bytes staged and not yet taken by the kernel.
   bool has_staged() const { return stage_off_ < stage_.size(); }
+  size_t staged_bytes() const { return stage_.size() - stage_off_; }
+  // False when the kernel cannot tell (not TCP, or the call failed).
+  bool tcp_progress(TcpProgress* out) const;
 
   // > 0 bytes read, 0 EOF, -1 would block, -2 error, kPlainOnTls (below).
   // in_handshake: a TLS failure is logged (naming peer), since nothing else
