@@ -7,8 +7,9 @@ The load, all at once, on 127.0.0.1 (one asyncio process plays every peer):
   - well-behaved clients that stay for the whole run and check that every
     broadcast arrives, in order, by its --seq number;
   - clients joining and leaving (snapshot, a few messages, close);
-  - one slow client (reads a message now and then; the relay closes it 1013
-    when its queue overflows; it reconnects);
+  - one slow client (reads a message every 0.5 s; the relay closes it 1013,
+    by its queue limit or because its TCP never even received a ping; it
+    then reads fast to reach that close frame, and reconnects);
   - one client that never answers pings (must be closed 1008 every time; it
     reconnects);
   - malformed client messages (not JSON, binary, over --max-message: 1009);
@@ -19,6 +20,8 @@ Pass criteria (exit 1 otherwise), with the run cut into ten windows:
     default 600 s, the last minute against the second minute;
   - no message lost by a well-behaved client;
   - every connection of the silent client closed with 1008 ping timeout;
+  - every close of the slow client read as 1013 (and, in runs of 120 s or
+    more, at least one);
   - every interrupt decided and its decision broadcast.
 """
 import argparse
@@ -171,7 +174,8 @@ class Soak:
         while self.running():
             t0 = time.monotonic()
             try:
-                async with websockets.connect(self.url, max_size=None, open_timeout=30, close_timeout=5) as ws:
+                async with websockets.connect(self.url, max_size=None, max_queue=None, open_timeout=30,
+                                              close_timeout=5) as ws:
                     first = json.loads(await asyncio.wait_for(ws.recv(), 10))
                     assert first["type"] == "initial"
                     for _ in range(5):
@@ -183,26 +187,61 @@ class Soak:
                 print(f"soak: joiner: {e!r}", file=sys.stderr)
             await asyncio.sleep(0.2)
 
+    async def metric(self, name):
+        """One counter from the relay's /metrics (None when unreadable)."""
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            body = (await asyncio.wait_for(reader.read(), 5)).decode(errors="replace")
+            writer.close()
+        except (OSError, asyncio.TimeoutError):
+            return None
+        m = re.search(rf"^{name} (\d+)", body, re.M)
+        return int(m.group(1)) if m else None
+
     async def slow(self):
-        """Reads one frame every 0.5 s: far behind the stream, closed 1013 once
-        the kernel buffers and its --max-queue are full; then reconnects."""
+        """Reads one frame every 0.5 s, far behind the stream, until the relay
+        says (/metrics) it closed a slow client; then reads at full speed to
+        reach the close frame queued behind what the kernel already holds, and
+        counts its code (1013 expected). Then reconnects."""
         while self.running():
             # A small receive buffer, so the backlog is the relay's, not the kernel's.
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            before = await self.metric("ws_relay_slow_client_closes_total")
             reader, writer = await raw_connect(self.port, self.path, sock)
+            self.stats.inc("slow_connections")
+            closed_by_relay = False
+            code = None
             try:
-                while self.running():
+                checked = time.monotonic()
+                while self.running() and code is None and not closed_by_relay:
                     op, payload = await asyncio.wait_for(raw_frame(reader), 30)
                     if op == 0x9:
                         writer.write(masked(0xA, payload))
                     if op == 0x8:
                         code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
-                        self.stats.inc(f"slow_closed_{code}")
                         break
                     await asyncio.sleep(0.5)
+                    if time.monotonic() - checked >= 2:
+                        checked = time.monotonic()
+                        now = await self.metric("ws_relay_slow_client_closes_total")
+                        closed_by_relay = before is not None and now is not None and now > before
+                # Catch up: the close frame waits behind the kernel's buffers.
+                # (Not when the run's end cut the slow phase short.)
+                catch_up_end = time.monotonic() + 30
+                while code is None and closed_by_relay and time.monotonic() < catch_up_end:
+                    op, payload = await asyncio.wait_for(raw_frame(reader), 10)
+                    if op == 0x9:
+                        writer.write(masked(0xA, payload))
+                    if op == 0x8:
+                        code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
             except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
                 self.stats.inc("slow_dropped_tcp")
+            if code is not None:
+                self.stats.inc(f"slow_closed_{code}")
+            elif closed_by_relay:
+                self.stats.inc("slow_close_unseen")
             writer.close()
 
     async def silent(self):
@@ -286,6 +325,7 @@ class Soak:
         tasks = [self.feed_stdin(), self.joiners(), self.slow(), self.silent(), self.malformed(),
                  self.decider(), self.sample_rss()] + [self.well_behaved(i) for i in range(4)]
         await asyncio.gather(*tasks)
+        self.slow_closes_counted = await self.metric("ws_relay_slow_client_closes_total")
 
 
 def report(soak, seconds):
@@ -308,8 +348,10 @@ def report(soak, seconds):
         ("messages lost by well-behaved clients", str(s.get("lost", 0))),
         ("silent client: connections / closed 1008", f"{s.get('silent_connections', 0)} / {s.get('ping_timeouts_detected', 0)}"
          f" (longest {s.get('ping_timeout_max_s', 0)} s; ping {PING_INTERVAL} s, timeout {PING_TIMEOUT} s)"),
-        ("slow client closes", ", ".join(f"{k[12:]}: {v}" for k, v in sorted(s.items()) if k.startswith("slow_closed_"))
-         + f", TCP dropped: {s.get('slow_dropped_tcp', 0)}"),
+        ("slow client: connections / closes seen by code", f"{s.get('slow_connections', 0)} / "
+         + (", ".join(f"{k[12:]}: {v}" for k, v in sorted(s.items()) if k.startswith("slow_closed_")) or "none")
+         + f" (relay counted {soak.slow_closes_counted}; TCP dropped: {s.get('slow_dropped_tcp', 0)},"
+         f" close never reached: {s.get('slow_close_unseen', 0)})"),
         ("joins completed / errors", f"{s.get('joins', 0)} / {s.get('join_errors', 0)} (longest {s.get('join_max_s', 0)} s)"),
         ("malformed: error replies, oversize closes", f"{s.get('error_replies', 0)}, "
          + ", ".join(f"{k[16:]}: {v}" for k, v in sorted(s.items()) if k.startswith("oversize_closed_"))),
@@ -329,6 +371,12 @@ def report(soak, seconds):
         failures.append("a well-behaved client did not last the run")
     if not pings_ok:
         failures.append("the silent client was not closed 1008 every time")
+    if s.get("slow_close_unseen", 0) or any(k.startswith("slow_closed_") and k != "slow_closed_1013" for k in s):
+        failures.append("the slow client was closed without a 1013 it could read")
+    if seconds >= 120 and not s.get("slow_closed_1013", 0):
+        # Over two minutes the slow client's backlog passes --max-queue more
+        # than once; a shorter run may end first.
+        failures.append("the slow client was never closed 1013")
     if undecided:
         failures.append(f"interrupts without a broadcast decision: {undecided[:5]}")
     return failures
