@@ -586,25 +586,37 @@ class BacklogHandler : public WsServerHandler {
 TEST_CASE("a ping's timeout counts from its write, not from its queueing behind a backlog",
           "[ws_server]") {
   BacklogHandler handler;
-  // 20 MB ahead of the first ping: far more than the socket buffers hold.
-  for (int i = 0; i < 200; ++i) {
+  // 60 MB ahead of the first ping: far more than the socket buffers hold.
+  for (int i = 0; i < 600; ++i) {
     handler.first.push_back(make_text_frame("first " + std::to_string(i) + std::string(100000, '.')));
   }
   ServerOptions options;
   options.port = 0;
   options.path = "/ws";
-  options.ping_interval = 0.1;
-  options.ping_timeout = 0.3;
+  options.ping_interval = 0.2;
+  options.ping_timeout = 2.0;
   WsServer server(options, &handler);
   handler.server = &server;
   REQUIRE(server.open().ok());
   std::thread loop([&] { server.run(); });
   {
-    RawClient behind(server.bound_port());  // reads nothing for now
+    RawClient behind(server.bound_port());
     wait_until([&] { return handler.opened.load() == 1; });
-    // Two clients that never pong, one after the other, each closed with
-    // 1008: more than ping_interval + ping_timeout have passed since the
-    // first client's first ping was queued (the old deadline).
+    // It takes the backlog at a slow link's pace (a frame per 5 ms, 20 MB/s:
+    // 3 s in all, the kernel's few MB ahead of the ping well within the
+    // timeout), so the bytes keep moving while its ping waits behind them. Meanwhile two
+    // clients that never pong, one after the other, are each closed with
+    // 1008: more than ping_interval + ping_timeout pass since the first
+    // client's first ping was queued (the old deadline).
+    std::vector<std::string> got;
+    std::thread reader([&] {
+      for (int i = 0; i < 600; ++i) {
+        auto m = behind.next();
+        if (!m || m->opcode != ws::Opcode::kText) break;
+        got.push_back(m->payload.substr(0, 12));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
     for (int i = 0; i < 2; ++i) {
       RawClient silent(server.bound_port());
       silent.answer_pings = false;
@@ -617,11 +629,10 @@ TEST_CASE("a ping's timeout counts from its write, not from its queueing behind 
       CHECK(code == 1008);
     }
     // The backlog arrives whole, then the ping, answered: still open.
-    for (int i = 0; i < 200; ++i) {
-      auto m = behind.next();
-      REQUIRE(m);
-      REQUIRE(m->opcode == ws::Opcode::kText);
-      REQUIRE(m->payload.rfind("first " + std::to_string(i) + ".", 0) == 0);
+    reader.join();
+    REQUIRE(got.size() == 600);
+    for (int i = 0; i < 600; ++i) {
+      REQUIRE(got[i].rfind("first " + std::to_string(i) + ".", 0) == 0);
     }
     handler.on_step = [&] { server.broadcast(make_text_frame("live")); };
     handler.step();
