@@ -27,10 +27,17 @@
 // while every client takes every event, and otherwise sends to the clients
 // the index selects (see subscription.h), so its cost follows the audience.
 //
-// Lock: mu_ guards hub_, hitl_, inbox_, stdin_eof_ and audit_outcomes_. Taking the events
-// out of inbox_ and taking a snapshot for a new client happen under the same
-// lock hold, so a new client gets every event exactly once: either inside its
-// snapshot/history or live, never both or neither.
+// Lock: mu_ guards hub_, hitl_, inbox_, stdin_eof_, audit_outcomes_ and
+// held_interrupt_. Taking the events out of inbox_ and taking a snapshot for
+// a new client happen under the same lock hold, so a new client gets every
+// event exactly once: either inside its snapshot/history or live, never both
+// or neither.
+//
+// --audit and stdin: an interrupt read from stdin is recorded before it is
+// pending and broadcast. Until its outcome, whichever thread reads stdin
+// reads no further line (stdin order is kept: nothing overtakes it): the
+// loop unwatches fd 0, the stdin thread waits on stdin_resume_. The loop's
+// handle_audit_outcomes then publishes (or refuses) it and resumes stdin.
 #include "ws_relay.h"
 
 #include <poll.h>
@@ -39,6 +46,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -207,6 +216,12 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
   // (a regular file). Exactly one of the two reads stdin_reader_.
   void read_stdin(int stop_fd);  // the stdin thread's body
   void read_stdin_on_loop();     // loop thread: the watch callback for fd 0
+  // Loop thread: hands the buffered lines on, then watches fd 0 again
+  // unless an interrupt is held or stdin ended. fd 0 is not watched on entry.
+  void continue_stdin_on_loop();
+  // Stdin thread: waits while an interrupt is held; false when stop_fd
+  // asks the thread to end meanwhile.
+  bool wait_while_held(int stop_fd);
 
   // --- main thread, after run() ---
   void finish() {
@@ -270,7 +285,8 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
   void record_then_deliver(HitlResolution resolution, std::optional<net::ClientId> client,
                            bool group = false);
   // Hands any record to the output thread; its outcome is posted back with
-  // ticket (0: only the audit log's health learns of it). Any thread.
+  // ticket (0: only the audit log's health learns of it; kHeldInterrupt:
+  // held_interrupt_'s). Any thread.
   void record(nlohmann::json record, uint64_t ticket);
   // Loop thread: acts on the outcomes the output thread posted.
   void handle_audit_outcomes();
@@ -315,6 +331,16 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
   };
   std::unordered_map<uint64_t, InFlight> in_flight_;  // loop thread
   uint64_t next_ticket_ = 1;                           // loop thread
+  static constexpr uint64_t kHeldInterrupt = UINT64_MAX;  // the ticket of held_interrupt_
+  // The stdin interrupt whose record is being written; stdin is not read
+  // on until it is published or refused.
+  struct HeldInterrupt {
+    nlohmann::json event;  // as it will be broadcast (interrupt_id, timeout filled in)
+    uint64_t line = 0;     // its stdin line, for the warning when it is refused
+  };
+  std::optional<HeldInterrupt> held_interrupt_;  // guarded by mu_
+  std::condition_variable stdin_resume_;         // the stdin thread waits here while one is held
+  bool stdin_on_loop_ = false;                   // loop thread: fd 0 is read by the loop
   // --redis: the group's decisions whose record failed, retried on the tick.
   std::vector<HitlResolution> group_records_to_retry_;  // loop thread
   struct AuditOutcome {
@@ -359,6 +385,7 @@ class Relay : public net::WsServerHandler, public redis::RedisStream::Listener {
 bool Relay::ingest_buffered_locked(std::vector<Outgoing>* out) {
   ndjson::LineReader::Line line;
   for (;;) {
+    if (held_interrupt_) return false;  // --audit: nothing overtakes it
     auto st = stdin_reader_.next(&line);
     if (st == ndjson::LineReader::Status::kLine) {
       if (group_enabled()) {
@@ -385,6 +412,10 @@ bool Relay::ingest_buffered_locked(std::vector<Outgoing>* out) {
         continue;
       }
       IngestResult r = hub_.ingest(line.text, wall_now(), line.number);
+      if (r.status == IngestResult::Status::kHeld) {
+        held_interrupt_->line = line.number;
+        return false;
+      }
       if (r.ok()) {
         out->push_back(Outgoing{net::make_text_frame(*r.payload), std::move(r.type),
                                 std::move(r.machine)});
@@ -402,7 +433,7 @@ bool Relay::ingest_buffered_locked(std::vector<Outgoing>* out) {
 
 void Relay::read_stdin(int stop_fd) {
   for (;;) {
-    bool eof, posted;
+    bool eof, posted, held;
     {
       // Held across the lines of one read(2) (next() never blocks).
       std::lock_guard<std::mutex> lock(mu_);
@@ -410,10 +441,16 @@ void Relay::read_stdin(int stop_fd) {
       eof = ingest_buffered_locked(&inbox_);
       posted = inbox_.size() + group_inbox_.size() > before;
       if (eof) stdin_eof_ = true;
+      held = held_interrupt_.has_value();  // only this thread sets it
     }
     // One wake-up per read(2), so a burst costs one, not one per line.
     if (posted || eof) server_->wake();
     if (eof) return;
+    if (held) {
+      // Then the lines read before the hold, before reading more.
+      if (!wait_while_held(stop_fd)) return;
+      continue;
+    }
     pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {stop_fd, POLLIN, 0}};
     while (::poll(fds, 2, -1) < 0) {
       if (errno != EINTR) break;
@@ -429,22 +466,56 @@ void Relay::read_stdin(int stop_fd) {
   }
 }
 
+bool Relay::wait_while_held(int stop_fd) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (held_interrupt_) {
+    // Bounded, so that a stop request is seen while the record is written.
+    stdin_resume_.wait_for(lock, std::chrono::milliseconds(200));
+    pollfd stop{stop_fd, POLLIN, 0};
+    if (::poll(&stop, 1, 0) > 0) return false;
+  }
+  return true;
+}
+
 void Relay::read_stdin_on_loop() {
+  stdin_on_loop_ = true;
   // Level-triggered and readable: this read(2) does not block.
   bool failed = stdin_reader_.fill() == ndjson::LineReader::Fill::kError;
   if (failed) log::error("reading stdin: " + log::errno_text(stdin_reader_.error()));
   std::vector<Outgoing> frames;
-  bool eof;
+  bool eof, held;
   {
     std::lock_guard<std::mutex> lock(mu_);
     eof = ingest_buffered_locked(&frames) || failed;
     if (eof) stdin_eof_ = true;
+    held = held_interrupt_.has_value();
   }
   for (const Outgoing& f : frames) fan_out(f);
   push_to_group();
   if (eof) {
     server_->unwatch(STDIN_FILENO);
     on_stdin_eof();
+  } else if (held) {
+    // Read on once the interrupt is published or refused (handle_audit_outcomes).
+    server_->unwatch(STDIN_FILENO);
+  }
+}
+
+void Relay::continue_stdin_on_loop() {
+  std::vector<Outgoing> frames;
+  bool eof, held;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stdin_eof_) return;
+    eof = ingest_buffered_locked(&frames);
+    if (eof) stdin_eof_ = true;
+    held = held_interrupt_.has_value();
+  }
+  for (const Outgoing& f : frames) fan_out(f);
+  if (eof) {
+    on_stdin_eof();
+  } else if (!held && !server_->watch(STDIN_FILENO, [this] { read_stdin_on_loop(); })) {
+    log::error("stdin: cannot watch it again; no more events are read");
   }
 }
 
@@ -466,14 +537,21 @@ RelayHub::Intercept Relay::on_interrupt(std::string_view event) {
   // Called by hub_.ingest on the stdin thread, mu_ held.
   RelayHub::Intercept out;
   nlohmann::json parsed = nlohmann::json::parse(event, nullptr, false);
-  HitlInterruptResult r = hitl_.on_interrupt(std::move(parsed), mono_now());
+  HitlInterruptResult r = audit_ ? hitl_.prepare_interrupt(std::move(parsed))
+                                 : hitl_.on_interrupt(std::move(parsed), mono_now());
   if (!r.ok) {
     out.ok = false;
     out.error = "interrupt: " + r.error;
     return out;
   }
-  record(r.event, 0);
   out.replacement = r.event.dump();
+  if (audit_) {
+    // Pending and broadcast once recorded (handle_audit_outcomes); the
+    // caller reads no further line meanwhile.
+    out.hold = true;
+    held_interrupt_ = HeldInterrupt{r.event, 0};
+    record(r.event, kHeldInterrupt);
+  }
   return out;
 }
 
@@ -558,7 +636,8 @@ void Relay::record_then_deliver(HitlResolution resolution, std::optional<net::Cl
 }
 
 void Relay::handle_audit_outcomes() {
-  std::lock_guard<std::mutex> lock(mu_);
+  bool resume_stdin = false;
+  std::unique_lock<std::mutex> lock(mu_);
   std::vector<AuditOutcome> outcomes;
   outcomes.swap(audit_outcomes_);
   for (AuditOutcome& o : outcomes) {
@@ -567,6 +646,30 @@ void Relay::handle_audit_outcomes() {
     } else {
       audit_error_ = o.error;
       ++audit_failures_;
+    }
+    if (o.ticket == kHeldInterrupt) {
+      HeldInterrupt held = std::move(*held_interrupt_);
+      held_interrupt_.reset();
+      resume_stdin = true;
+      if (!o.error.empty()) {
+        // Refused like any bad stdin line: neither pending nor broadcast.
+        log::warn("stdin line " + std::to_string(held.line) + ": interrupt " +
+                  held.event["interrupt_id"].dump() + ": not recorded (" + o.error + "); refused");
+        continue;
+      }
+      std::string text = held.event.dump();
+      HitlInterruptResult r = hitl_.on_interrupt(std::move(held.event), mono_now());
+      if (!r.ok) {  // cannot happen: nothing was added since prepare_interrupt
+        log::error("stdin line " + std::to_string(held.line) + ": interrupt: " + r.error);
+        continue;
+      }
+      std::optional<std::string> machine;
+      if (auto m = r.event.find("machine_id"); m != r.event.end() && m->is_string()) {
+        machine = m->get<std::string>();
+      }
+      Payload p = hub_.publish(text, wall_now());
+      if (p) fan_out(Outgoing{net::make_text_frame(*p), "interrupt", std::move(machine)});
+      continue;
     }
     auto it = in_flight_.find(o.ticket);
     if (it == in_flight_.end()) continue;
@@ -603,6 +706,13 @@ void Relay::handle_audit_outcomes() {
                           {"reason", "audit failed"}};
       server_->send_text(*f.client, e.dump());
     }
+  }
+  lock.unlock();
+  if (!resume_stdin) return;
+  if (stdin_on_loop_) {
+    continue_stdin_on_loop();
+  } else {
+    stdin_resume_.notify_all();
   }
 }
 

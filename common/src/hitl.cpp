@@ -124,6 +124,15 @@ std::string reply_to_of(const json& interrupt) {
 HitlTable::HitlTable(HitlOptions options) : options_(options) {}
 
 HitlInterruptResult HitlTable::on_interrupt(json event, double now) {
+  HitlInterruptResult result = prepare_interrupt(std::move(event));
+  if (!result.ok) return result;
+  std::string id = result.event["interrupt_id"].get<std::string>();
+  double deadline = now + result.event["timeout"].get<double>();
+  pending_[id] = Pending{result.event, deadline, arrivals_++};
+  return result;
+}
+
+HitlInterruptResult HitlTable::prepare_interrupt(json event) {
   HitlInterruptResult result;
   if (!event.is_object()) {
     result.error = "an interrupt must be a JSON object";
@@ -158,10 +167,8 @@ HitlInterruptResult HitlTable::on_interrupt(json event, double now) {
     event["interrupt_id"] = id;
   }
   if (!event.contains("timeout") || event["timeout"].is_null()) event["timeout"] = options_.default_timeout;
-  double deadline = now + event["timeout"].get<double>();
   result.ok = true;
-  result.event = event;
-  pending_[id] = Pending{std::move(event), deadline, arrivals_++};
+  result.event = std::move(event);
   return result;
 }
 

@@ -161,6 +161,12 @@ IngestResult RelayHub::ingest_line(std::string_view line, double now, uint64_t l
       has_seq_key = dom.contains("seq");
       raw_machine = false;  // the views point into the old text: table from the DOM
     }
+    if (verdict.hold) {
+      ++events_in_;
+      result.status = IngestResult::Status::kHeld;
+      result.payload = std::make_shared<const std::string>(std::move(event));
+      return result;
+    }
   }
 
   ++events_in_;

@@ -10,8 +10,9 @@ a read-only mode does not stop, so the path is a symlink the test points at
 import json
 import os
 
-from smws_test import rmtree, short_tmpdir, wait_for
-from hitl_support import ReplySocket, Stack, Watcher, deploy_interrupt
+from smws_test import Proc, rmtree, short_tmpdir, tool, wait_for
+from hitl_support import (LISTEN_RE, Lines, ReplySocket, Stack, Watcher, compact,
+                          deploy_interrupt)
 
 
 def decide(watcher, interrupt_id, **extra):
@@ -69,69 +70,94 @@ class SwappableAudit:
         rmtree(self.dir)
 
 
-def test_audit_on_a_full_device_refuses_the_decision_and_nothing_goes_out():
-    with ReplySocket() as reply, Stack("--audit", "/dev/full", listener=False) as s, \
-            Watcher(s.url) as alice, Watcher(s.url) as bob:
-        s.feed(deploy_interrupt("i-1", reply_to=reply.path))
-        alice.interrupt(lambda m: m["interrupt_id"] == "i-1")
-        decide(alice, "i-1", decided_by="alice")
-        err = alice.wait(lambda m: m.get("type") == "error", what="the refusal")
-        assert err["interrupt_id"] == "i-1"
-        assert "/dev/full" in err["error"] and "No space left on device" in err["error"]
-        assert err["reason"] == "audit failed"
-        # Nothing was delivered: no broadcast, no stdout line, no datagram.
-        assert not alice.of_type("decision") and not bob.of_type("decision")
-        assert not [m for m in stdout_upto_marker(s, alice, 1) if m.get("type") == "decision"]
-        assert no_datagram(reply)
-        # Still pending, for everyone (a second client's refresh shows it).
-        assert [p["interrupt_id"] for p in bob.snapshot()["pending"]] == ["i-1"]
-        # The operator is told: stderr and /healthz (degraded, HTTP 200 per SPEC).
-        s.err.wait(lambda l: "/dev/full" in l and "No space left" in l, what="the stderr report")
+def test_on_a_full_device_an_interrupt_is_refused_and_stdin_goes_on():
+    with Stack("--audit", "/dev/full", listener=False) as s, Watcher(s.url) as w:
+        s.feed(deploy_interrupt("i-1"), {"type": "state_change", "machine_id": "m-1", "state": "after"})
+        # The line after it is read and broadcast; the interrupt never is.
+        w.wait(lambda m: m.get("type") == "state_change", what="the event after the interrupt")
+        assert not w.of_type("interrupt")
+        line = s.err.wait(lambda l: "stdin line 1" in l and '"i-1"' in l, what="the refusal")
+        assert "/dev/full" in line and "No space left on device" in line and "refused" in line
+        assert w.snapshot()["pending"] == []
+        decide(w, "i-1")
+        err = w.wait(lambda m: m.get("type") == "error", what="the decision's error")
+        assert err["error"] == "not pending" and err["reason"] == "unknown interrupt_id"
         status, health = s.health()
-        assert status == 200
+        assert status == 200  # SPEC: 503 only while Redis is unreachable
         assert health["status"] == "degraded" and health["audit"] == "failing"
-        assert any("/dev/full" in r for r in health["reasons"])
+        assert any("/dev/full" in r and "No space left" in r for r in health["reasons"])
         assert s.metric("ws_relay_audit_ok") == 0
-        # Bob may try too: refused the same way, still pending.
-        decide(bob, "i-1", decided_by="bob")
-        assert "/dev/full" in bob.wait(lambda m: m.get("type") == "error")["error"]
-        assert [p["interrupt_id"] for p in alice.snapshot()["pending"]] == ["i-1"]
 
 
-def test_a_failing_audit_file_refuses_decisions_until_it_can_be_written_again():
+def test_a_decision_that_cannot_be_recorded_is_refused_and_nothing_goes_out():
     audit = SwappableAudit()
     try:
         with ReplySocket() as reply, Stack("--audit", audit.path, listener=False) as s, \
-                Watcher(s.url) as w:
-            assert s.health()[1]["audit"] == "ok"
+                Watcher(s.url) as alice, Watcher(s.url) as bob:
             s.feed(deploy_interrupt("i-1", reply_to=reply.path))
-            w.interrupt(lambda m: m["interrupt_id"] == "i-1")
-            wait_for(lambda: len(records(audit.file)) == 1, what="the interrupt's record")
-            audit.fail()  # mid-run
+            alice.interrupt(lambda m: m["interrupt_id"] == "i-1")
+            # Recorded before it was broadcast.
+            assert [r["interrupt_id"] for r in records(audit.file)] == ["i-1"]
+            audit.fail()  # mid-run: the path now leads to /dev/full
 
-            decide(w, "i-1")
-            err = w.wait(lambda m: m.get("type") == "error", what="the refusal")
+            decide(alice, "i-1", decided_by="alice")
+            err = alice.wait(lambda m: m.get("type") == "error", what="the refusal")
+            assert err["interrupt_id"] == "i-1" and err["reason"] == "audit failed"
             assert audit.path in err["error"] and "No space left on device" in err["error"]
-            assert s.health()[1]["status"] == "degraded"
+            # Nothing was delivered: no broadcast, no stdout line, no datagram.
+            assert not alice.of_type("decision") and not bob.of_type("decision")
+            assert not [m for m in stdout_upto_marker(s, alice, 1) if m.get("type") == "decision"]
+            assert no_datagram(reply)
+            # Still pending, for everyone (a second client's refresh shows it).
+            assert [p["interrupt_id"] for p in bob.snapshot()["pending"]] == ["i-1"]
+            # The operator is told: stderr and /healthz.
+            s.err.wait(lambda l: audit.path in l and "No space left" in l, what="the stderr report")
+            status, health = s.health()
+            assert status == 200 and health["status"] == "degraded" and health["audit"] == "failing"
+            # Bob may try too: refused the same way.
+            decide(bob, "i-1", decided_by="bob")
+            assert audit.path in bob.wait(lambda m: m.get("type") == "error")["error"]
 
             audit.heal()
-            start = w.count()
-            decide(w, "i-1", decided_by="carol")
+            start = alice.count()
+            decide(alice, "i-1", decided_by="carol")
             # The record is on disk before any client sees the decision.
-            seen = w.wait(lambda m: m.get("type") == "decision", start=start, what="the decision")
+            seen = alice.wait(lambda m: m.get("type") == "decision", start=start, what="the decision")
             on_disk = [r for r in records(audit.file) if r["type"] == "decision"]
             assert [r["decided_by"] for r in on_disk] == ["carol"]
             assert seen["decided_by"] == "carol"
             assert reply.recv()["decided_by"] == "carol"
-            decisions = [m for m in stdout_upto_marker(s, w, 2) if m.get("type") == "decision"]
+            decisions = [m for m in stdout_upto_marker(s, alice, 2) if m.get("type") == "decision"]
             assert [d["decided_by"] for d in decisions] == ["carol"]
             # Recovered by itself.
             status, health = s.health()
             assert status == 200 and health["status"] == "ok" and health["audit"] == "ok"
-            assert "reasons" not in health
+            assert "reasons" not in health and s.metric("ws_relay_audit_ok") == 1
             s.err.wait(lambda l: "written again" in l, what="the recovery note")
     finally:
         audit.close()
+
+
+def test_a_removed_directory_refuses_interrupts_until_it_is_back():
+    tmp = short_tmpdir()
+    logs = os.path.join(tmp, "logs")
+    os.mkdir(logs)
+    path = os.path.join(logs, "audit.ndjson")
+    try:
+        with Stack("--audit", path, listener=False) as s, Watcher(s.url) as w:
+            rmtree(logs)
+            s.feed(deploy_interrupt("i-gone"))
+            s.err.wait(lambda l: '"i-gone"' in l and "No such file or directory" in l,
+                       what="the refusal")
+            assert s.health()[1]["status"] == "degraded"
+            os.mkdir(logs)
+            s.feed(deploy_interrupt("i-back"))
+            w.interrupt(lambda m: m["interrupt_id"] == "i-back")
+            assert [r["interrupt_id"] for r in records(path)] == ["i-back"]
+            assert [m["interrupt_id"] for m in w.of_type("interrupt")] == ["i-back"]
+            assert s.health()[1]["status"] == "ok"
+    finally:
+        rmtree(tmp)
 
 
 def test_a_timeout_that_cannot_be_recorded_stays_pending_and_resolves_once_after_recovery():
@@ -141,7 +167,6 @@ def test_a_timeout_that_cannot_be_recorded_stays_pending_and_resolves_once_after
                 Watcher(s.url) as w:
             s.feed(deploy_interrupt("i-t", timeout=1.5, reply_to=reply.path))
             w.interrupt(lambda m: m["interrupt_id"] == "i-t")
-            wait_for(lambda: len(records(audit.file)) == 1, what="the interrupt's record")
             audit.fail()
             # The deadline passes; every tick's attempt is refused (counted).
             wait_for(lambda: (s.metric("ws_relay_audit_failures_total") or 0) >= 3, 15,
@@ -190,3 +215,33 @@ def test_a_second_decision_while_the_first_is_recorded_is_told_it_is_not_pending
                 [winner["decided_by"]]
     finally:
         audit.close()
+
+
+def test_stdin_from_a_regular_file_keeps_its_order_around_recorded_interrupts():
+    # A regular file is read by the stdin thread, which waits for each
+    # interrupt's record before it reads on (the loop reads a pipe).
+    tmp = short_tmpdir()
+    try:
+        source, audit = os.path.join(tmp, "events.ndjson"), os.path.join(tmp, "audit.ndjson")
+        lines = [{"type": "state_change", "machine_id": "m-1", "state": "s1"},
+                 deploy_interrupt("i-1"),
+                 {"type": "state_change", "machine_id": "m-1", "state": "s2"},
+                 deploy_interrupt("i-2"),
+                 {"type": "state_change", "machine_id": "m-1", "state": "s3"}]
+        with open(source, "w") as f:
+            f.write("".join(compact(l) + "\n" for l in lines))
+        with open(source) as stdin, Proc([tool("ws-relay"), "--listen", "127.0.0.1:0", "--seq",
+                                          "--history", "10", "--audit", audit], stdin=stdin) as p:
+            err = Lines(p.p.stderr)
+            url = LISTEN_RE.search(err.wait(lambda l: LISTEN_RE.search(l), what="listening")).group(1)
+            with Watcher(url) as w:
+                def stamped():
+                    return sorted((m for m in list(w.messages) if "seq" in m and m["type"] != "initial"),
+                                  key=lambda m: m["seq"])
+                wait_for(lambda: len(stamped()) == 5, what="all five events")
+                got = [m.get("state") or m["interrupt_id"] for m in stamped()]
+                assert got == ["s1", "i-1", "s2", "i-2", "s3"]
+                assert [p["interrupt_id"] for p in w.snapshot()["pending"]] == ["i-1", "i-2"]
+        assert [r["interrupt_id"] for r in records(audit)] == ["i-1", "i-2"]
+    finally:
+        rmtree(tmp)

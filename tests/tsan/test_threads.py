@@ -57,8 +57,18 @@ async def reader(url, count):
         await ws.send(json.dumps({"type": "chat", "last": last}))
 
 
+def names_i1(msg):
+    if msg.get("type") == "interrupt":
+        return msg.get("interrupt_id") == "i-1"
+    return msg.get("type") == "initial" and any(p["interrupt_id"] == "i-1" for p in msg["pending"])
+
+
 async def decider(url):
     async with websockets.connect(url, max_size=None, open_timeout=60) as ws:
+        # With --audit the interrupt is pending once its record is written,
+        # which may be after this client joined: decide once it is seen.
+        while not names_i1(json.loads(await asyncio.wait_for(ws.recv(), 60))):
+            pass
         await ws.send(json.dumps({"type": "decision", "interrupt_id": "i-1",
                                   "decisions": [{"type": "approve"}], "decided_by": "tsan"}))
         while True:  # until the decision comes back as a broadcast

@@ -98,6 +98,12 @@ class HitlTable {
   // `review_configs` present but malformed, `timeout` not a number >= 0,
   // `reply_to` not a string, table full.
   HitlInterruptResult on_interrupt(nlohmann::json event, double now);
+  // The same checks and fill-ins, without adding it: ok means that
+  // on_interrupt(result.event, now) will accept it as long as no other
+  // interrupt is added in between (ws-relay --audit records an interrupt
+  // before it is pending, and reads no other stdin line meanwhile). An
+  // assigned id is never handed out again.
+  HitlInterruptResult prepare_interrupt(nlohmann::json event);
 
   // A `decision` message from the client at `client` ("127.0.0.1:5555").
   // Checks, in order: an object; a string interrupt_id; pending (error

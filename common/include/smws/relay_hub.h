@@ -64,6 +64,10 @@ struct IngestResult {
     kBlank,      // empty or whitespace-only line: skipped silently (SPEC)
     kInvalid,    // bad line: `error` says why (for stderr); nothing to send
     kRefused,    // a valid event its interceptor refused: `error` says why
+    kHeld,       // a valid event its interceptor holds: `payload` is its
+                 // text; not stamped, held or broadcast until the caller
+                 // publish()es it (ws-relay --audit: an interrupt waits
+                 // for its record)
   };
   Status status = Status::kBlank;
   Payload payload;     // kBroadcast: the event as received (surrounding
@@ -159,6 +163,7 @@ class RelayHub {
     std::string replacement;  // ok and not empty: the event's new text, a JSON
                               // object (e.g. with an assigned interrupt_id)
     std::string error;        // !ok: why, for stderr
+    bool hold = false;        // ok: ingest returns kHeld instead of broadcasting
   };
   using Interceptor = std::function<Intercept(std::string_view event_json, double now)>;
   void set_interceptor(std::string type, Interceptor fn);
