@@ -13,6 +13,9 @@ same load client (bench/relay_load_client.cpp) and a redis-server of its own:
               single relay; p50/p99 added by the round trip
   memory      RSS of a group relay and of a single relay, each after holding
               the same clients and the same events
+  client      the tail's reading (XREAD COUNT 1000, events copied out)
+              through hiredis and through POCO's Redis client, one thread
+              each (bench/redis_client_compare.cpp): docs/architecture.md
 
 Goals (issue 11): group appends >= 0.5x the XADD ceiling with zero loss;
 p99 added <= 2 ms on a quiet machine. The machine is shared (2 cores for
@@ -156,6 +159,17 @@ def xadd_ceiling(n):
         return float(m.group(1)) if m else float("nan")
 
 
+def client_compare(n):
+    """The tail's reading through hiredis and through POCO's Redis client
+    (bench/redis_client_compare.cpp), entries/s each."""
+    path = os.path.join(os.path.dirname(bench_relay.LOAD), "redis_client_compare")
+    with RedisServer() as redis:
+        out = subprocess.run([path, str(redis.port), str(n)], capture_output=True, text=True,
+                             timeout=300).stdout
+    import json
+    return json.loads(out)
+
+
 def latency(group, rate=10000, seconds=3.0):
     redis = RedisServer() if group else None
     relays = []
@@ -214,6 +228,12 @@ def main():
     print(f"  memory after the run: group relays {grp['rss_mib'][0]:.1f} / {grp['rss_mib'][1]:.1f} MiB, "
           f"single relay {single['rss_mib'][0]:.1f} MiB "
           f"({grp['rss_mib'][0] / single['rss_mib'][0]:.2f}x)", flush=True)
+
+    cmp = client_compare(n)
+    print(f"tail reading (XREAD COUNT 1000, {cmp['entries']} entries, one thread, blocking):", flush=True)
+    print(f"  hiredis {cmp['hiredis_per_s']:,.0f} entries/s, POCO Redis::Client "
+          f"{cmp['poco_per_s']:,.0f} entries/s (hiredis {cmp['hiredis_per_s'] / cmp['poco_per_s']:.1f}x)",
+          flush=True)
 
     secs = 1.0 if QUICK else 3.0
     print("latency: stdin write -> receipt, 10,000 events/s, 10 clients", flush=True)

@@ -138,8 +138,9 @@ enum class TailStep { kDeliver, kResync };
 TailStep next_tail_step(uint64_t last_delivered, uint64_t first_seq);
 
 // Every relay reports the position of its tail to Redis (S:tails) after
-// each read that moved it and at least every kReportInterval; a position
-// older than 3 s (a relay gone or stopped) does not count.
+// reads that moved it (at most one report per 5 ms, the last of a burst at
+// the next tick) and at least every kReportInterval; a position older than
+// 3 s (a relay gone or stopped) does not count.
 constexpr double kReportInterval = 1.0;
 
 // Flow control of the appends against the tails. The stream is
@@ -294,13 +295,17 @@ class RedisStream {
   void on_tail_reply(::redisReply* reply);
   void on_append_reply(::redisReply* reply);
   void became_up();
-  void report_tail();
+  void report_tail(bool now = false);
+  void arm_timer(double seconds);
+  void on_timer();
   std::vector<std::string> keys_for_append() const;
   std::string next_epoch_candidate();
 
   StreamOptions options_;
   Listener* listener_;
   int epoll_fd_ = -1;
+  int timer_fd_ = -1;         // one-shot: the next report (in epoll_fd_)
+  bool timer_armed_ = false;
   std::unique_ptr<Conn> cmd_;   // appends, loads, decides
   std::unique_ptr<Conn> tail_;  // XREAD BLOCK only
   // The host name's lookup in flight (null: none). Shared with its thread,

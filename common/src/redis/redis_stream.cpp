@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -156,8 +157,13 @@ return {epoch, seq, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4
 // Our own monotonic clock: reply deadlines are measured where commands are
 // sent, whichever caller's clock drives on_tick().
 // An appender waiting for the tails polls the slowest position at once for
-// this long, then once per tick (see kReport).
+// this long, then every kWaitPoll (the stream's timerfd).
 constexpr double kEagerWait = 0.05;
+// The least time between two reports of a moving tail (the tick sends
+// the last one of a burst).
+constexpr double kReportSpacing = 0.005;
+// How often an appender still waiting after kEagerWait asks again.
+constexpr double kWaitPoll = 0.002;
 
 // The read buffer each connection keeps between replies (see open_conn).
 constexpr size_t kReaderKeep = 4u << 20;
@@ -216,8 +222,10 @@ bool parse_entry(const redisReply* e, GroupSnapshot::Entry* out) {
   return false;
 }
 
-// The epoll tag of the lookup's eventfd (Conn pointers tag the others).
+// The epoll tags of the lookup's eventfd and of the report timer (Conn
+// pointers tag the others).
 char lookup_tag;
+char timer_tag;
 
 }  // namespace
 
@@ -328,6 +336,29 @@ RedisStream::RedisStream(StreamOptions options, Listener* listener)
   cmd_->owner = tail_->owner = this;
   cmd_->name = "commands";
   tail_->name = "tail";
+  timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (timer_fd_ >= 0) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &timer_tag;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, timer_fd_, &ev);
+  }
+}
+
+void RedisStream::arm_timer(double seconds) {
+  if (timer_fd_ < 0 || timer_armed_) return;
+  itimerspec spec{};
+  const long ns = std::max(1L, static_cast<long>(seconds * 1e9));
+  spec.it_value.tv_sec = ns / 1000000000L;
+  spec.it_value.tv_nsec = ns % 1000000000L;
+  if (::timerfd_settime(timer_fd_, 0, &spec, nullptr) == 0) timer_armed_ = true;
+}
+
+void RedisStream::on_timer() {
+  uint64_t expirations;
+  (void)!::read(timer_fd_, &expirations, sizeof expirations);
+  timer_armed_ = false;
+  if (append_waiting_ || report_again_) report_tail(/*now=*/true);
 }
 
 RedisStream::~RedisStream() {
@@ -335,6 +366,7 @@ RedisStream::~RedisStream() {
   // A lookup thread still running keeps its Lookup (and eventfd) alive.
   if (lookup_ && lookup_->event_fd >= 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lookup_->event_fd, nullptr);
   drop_now();
+  if (timer_fd_ >= 0) ::close(timer_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
 }
 
@@ -632,8 +664,14 @@ void RedisStream::handle_reply(Request* req, redisReply* reply) {
       slowest_tail_ = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
       if (append_waiting_) flush();
       // Still waiting for a slower relay: ask again at once for a while
-      // (it is usually a read or two behind), then at the tick.
-      if (report_again_ || (append_waiting_ && mono() - wait_started_ < kEagerWait)) report_tail();
+      // (it is usually a read or two behind), then every kWaitPoll.
+      if (append_waiting_ && mono() - wait_started_ < kEagerWait) {
+        report_tail(/*now=*/true);
+      } else if (append_waiting_) {
+        arm_timer(kWaitPoll);
+      } else if (report_again_) {
+        report_tail();
+      }
       return;
     case Request::kDecide: {
       if (reply->type == REDIS_REPLY_ERROR) {
@@ -806,15 +844,23 @@ void RedisStream::on_tail_reply(redisReply* reply) {
   tail();
 }
 
-void RedisStream::report_tail() {
+void RedisStream::report_tail(bool now) {
   if (state_ != State::kUp || !cmd_->ac) return;
+  // At most one in flight, and (unless asked now) one per kReportSpacing:
+  // a report per tail read would double Redis's calls at a low event rate.
+  const double t = mono();
   if (report_in_flight_) {
     report_again_ = true;
     return;
   }
+  if (!now && t - last_report_ < kReportSpacing) {
+    report_again_ = true;
+    arm_timer(kReportSpacing - (t - last_report_));
+    return;
+  }
   report_again_ = false;
   report_in_flight_ = true;
-  last_report_ = now_;
+  last_report_ = t;
   send(cmd_.get(), new Request{Request::kReport, cmd_.get(), {}},
        {"EVAL", kReportScript, "1", options_.stream + ":tails", options_.relay_id,
         std::to_string(tail_pos_)});
@@ -923,6 +969,10 @@ void RedisStream::on_readable() {
       on_lookup_done();
       continue;
     }
+    if (events[i].data.ptr == &timer_tag) {
+      on_timer();
+      continue;
+    }
     auto* c = static_cast<Conn*>(events[i].data.ptr);
     if (c->ac && (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) redisAsyncHandleRead(c->ac);
     if (c->ac && (events[i].events & EPOLLOUT)) redisAsyncHandleWrite(c->ac);
@@ -953,7 +1003,10 @@ void RedisStream::on_tick(double) {
   };
   // Our position stays fresh for the others while idle, and an appender
   // waiting for a slow relay learns when it has caught up.
-  if (state_ == State::kUp && (append_waiting_ || now - last_report_ >= kReportInterval)) report_tail();
+  if (state_ == State::kUp &&
+      (append_waiting_ || report_again_ || now - last_report_ >= kReportInterval)) {
+    report_tail(/*now=*/true);
+  }
   if (late(*cmd_, kReplyTimeout) || late(*tail_, kTailBlockMs / 1000.0 + kReplyTimeout)) {
     fail("no reply within " + std::to_string(static_cast<int>(kReplyTimeout)) +
          " s (is Redis paused or unreachable?)");
