@@ -10,6 +10,8 @@ a read-only mode does not stop, so the path is a symlink the test points at
 import json
 import os
 
+from redis_support import RedisServer, wait_health
+from relay_support import RawWs, Relay
 from smws_test import Proc, rmtree, short_tmpdir, tool, wait_for
 from hitl_support import (LISTEN_RE, Lines, ReplySocket, Stack, Watcher, compact,
                           deploy_interrupt)
@@ -245,3 +247,39 @@ def test_stdin_from_a_regular_file_keeps_its_order_around_recorded_interrupts():
         assert [r["interrupt_id"] for r in records(audit)] == ["i-1", "i-2"]
     finally:
         rmtree(tmp)
+
+
+def test_in_a_group_the_origin_answers_the_script_only_once_its_record_is_written():
+    # Relay a read the interrupt (its origin, with --audit); a client of
+    # relay b decides. The group broadcasts the decision; a prints it and
+    # answers reply_to only once its record is written, retrying meanwhile.
+    audit = SwappableAudit()
+    try:
+        with RedisServer() as redis, ReplySocket() as reply, \
+                Relay("--redis", redis.url, "--audit", audit.path) as a, \
+                Relay("--redis", redis.url) as b:
+            ws = RawWs(b.port, path="/ws/events", timeout=15)
+            assert ws.recv_json(timeout=15)["type"] == "initial"
+            a.send(deploy_interrupt("i-g", reply_to=reply.path))
+            while ws.recv_json(timeout=15).get("type") != "interrupt":
+                pass
+            wait_for(lambda: [r["interrupt_id"] for r in records(audit.file)] == ["i-g"],
+                     what="the origin's record of the interrupt")
+            audit.fail()
+            ws.send_text(compact({"type": "decision", "interrupt_id": "i-g",
+                                  "decisions": [{"type": "approve"}], "decided_by": "gina"}))
+            while ws.recv_json(timeout=15).get("type") != "decision":  # the group decided
+                pass
+            a.wait_stderr(r"No space left on device", timeout=15)
+            # (stderr is written before the loop learns of the failure)
+            wait_for(lambda: wait_health(a, 200)["status"] == "degraded", what="a degraded")
+            assert no_datagram(reply)
+            assert not [l for l in a.stdout_pending() if '"decision"' in l]
+
+            audit.heal()  # the tick's retry writes it; then stdout and the reply
+            assert reply.recv(timeout=15)["decided_by"] == "gina"
+            assert json.loads(a.stdout_line(timeout=15))["decided_by"] == "gina"
+            assert [r["type"] for r in records(audit.file)] == ["interrupt", "decision"]
+            ws.close_socket()
+    finally:
+        audit.close()
