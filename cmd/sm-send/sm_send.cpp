@@ -82,15 +82,39 @@ void write_stdout(std::string_view text) {
 //     (the directory is setgid to the relay's group and sticky).
 //   otherwise $TMPDIR or /tmp, the socket 0600: the relay must run as this
 //     user (or root), as in `sm-listen | ws-relay` from one shell.
+// The `reply` directory is taken only when nobody but the listener's user
+// (or root) can have made it: the event socket's directory and the reply
+// directory are owned by the socket's owner or root, the first writable by
+// no one else, the second by no one outside its group. So a `reply` beside
+// the default socket in /tmp (anyone can make /tmp/reply) is never used.
 // In every case the kernel tells us who sent each datagram (SO_PASSCRED),
-// and only these are believed: this user, root, the owner of the event
-// socket (the listener, which runs with the relay) and the owner of the
-// reply directory. Anyone else in the group is ignored, with a warning.
+// and only these are believed: this user, root and, for a shared
+// directory, the owner of the event socket (the listener, which runs with
+// the relay). Anyone else in the group is ignored, with a warning; so is,
+// in a shared directory, a decision that does not name its interrupt.
 
 struct ReplyPlace {
   std::string dir;
   bool shared = false;  // a directory meant for other users' replies
+  long listener_uid = -1;  // owner of the event socket (shared only)
 };
+
+// The owner of the event socket, when it is a socket (not followed through
+// a symlink); -1 otherwise.
+long socket_owner(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return -1;
+  return static_cast<long>(st.st_uid);
+}
+
+// dir is a real directory (not a symlink) owned by uid or root, with none
+// of the `forbidden` write bits.
+bool is_owned_dir(const std::string& dir, long uid, mode_t forbidden) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+  const long owner = static_cast<long>(st.st_uid);
+  return (owner == uid || owner == 0) && (st.st_mode & forbidden) == 0;
+}
 
 // 0 when dir is a directory we may create files in, else the errno why not.
 int writable_dir_error(const std::string& dir) {
@@ -106,22 +130,25 @@ std::string without_trailing_slashes(std::string dir) {
 }
 
 ReplyPlace reply_place(const SmSendOptions& o) {
-  if (!o.reply_dir.empty()) return {without_trailing_slashes(o.reply_dir), true};
   const std::string socket = socket_path(o);
+  const long listener = socket_owner(socket);
+  if (!o.reply_dir.empty()) return {without_trailing_slashes(o.reply_dir), true, listener};
   const size_t slash = socket.rfind('/');
-  std::string beside = slash == std::string::npos ? "reply" : socket.substr(0, slash + 1) + "reply";
-  if (writable_dir_error(beside) == 0) return {beside, true};
+  const std::string socket_dir = slash == std::string::npos ? "." : socket.substr(0, slash + 1);
+  const std::string beside = socket_dir + "reply";
+  if (listener >= 0 && is_owned_dir(socket_dir, listener, S_IWGRP | S_IWOTH) &&
+      is_owned_dir(beside, listener, S_IWOTH) && writable_dir_error(beside) == 0) {
+    return {beside, true, listener};
+  }
   std::string dir = "/tmp";
   if (const char* t = std::getenv("TMPDIR"); t && *t && std::strlen(t) < 60) dir = t;
-  return {without_trailing_slashes(dir), false};
+  return {without_trailing_slashes(dir), false, -1};
 }
 
 // The uids whose datagrams count as the relay's answer.
-std::vector<long> trusted_repliers(const SmSendOptions& o, const ReplyPlace& place) {
+std::vector<long> trusted_repliers(const ReplyPlace& place) {
   std::vector<long> uids = {static_cast<long>(::geteuid()), 0};
-  struct stat st {};
-  if (::stat(socket_path(o).c_str(), &st) == 0) uids.push_back(static_cast<long>(st.st_uid));
-  if (place.shared && ::stat(place.dir.c_str(), &st) == 0) uids.push_back(static_cast<long>(st.st_uid));
+  if (place.shared && place.listener_uid >= 0) uids.push_back(place.listener_uid);
   return uids;
 }
 
@@ -187,7 +214,8 @@ SocketStatus bind_reply_socket(const ReplyPlace& place, UnixDatagramSocket* repl
 
 // Waits for the decision on `reply`; prints it on stdout.
 int wait_for_reply(const SmSendOptions& o, const UnixDatagramSocket& reply,
-                   const std::string& interrupt_id, const std::vector<long>& trusted) {
+                   const std::string& interrupt_id, const ReplyPlace& place) {
+  const std::vector<long> trusted = trusted_repliers(place);
   using Clock = std::chrono::steady_clock;
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(o.wait_reply));
@@ -217,8 +245,9 @@ int wait_for_reply(const SmSendOptions& o, const UnixDatagramSocket& reply,
     for (size_t i = 0; i < n; ++i) {
       const long uid = batch.sender_uid(i);
       if (std::find(trusted.begin(), trusted.end(), uid) == trusted.end()) {
-        log::warn("ignoring a reply from uid " + std::to_string(uid) +
-                  ": only the relay (the owner of " + socket_path(o) + "), this user or root may answer");
+        log::warn("ignoring a reply from uid " + std::to_string(uid) + ": only " +
+                  (place.shared ? "the relay (the owner of " + socket_path(o) + "), " : std::string()) +
+                  "this user or root may answer");
         continue;
       }
       if (batch.truncated(i)) {
@@ -237,6 +266,10 @@ int wait_for_reply(const SmSendOptions& o, const UnixDatagramSocket& reply,
         continue;
       }
       auto id = j.find("interrupt_id");
+      if (place.shared && (id == j.end() || !id->is_string())) {
+        log::warn("ignoring a decision that names no interrupt_id");
+        continue;
+      }
       if (!interrupt_id.empty() && id != j.end() && id->is_string() && *id != interrupt_id) {
         log::warn("ignoring a decision for another interrupt (" +
                   event::excerpt(id->get<std::string>()) + ")");
@@ -289,10 +322,9 @@ int send_one(const SmSendOptions& o) {
 
   UnixDatagramSocket reply;
   std::string interrupt_id;
-  std::vector<long> trusted;
+  ReplyPlace place;
   if (o.wait_reply >= 0) {
-    const ReplyPlace place = reply_place(o);
-    trusted = trusted_repliers(o, place);
+    place = reply_place(o);
     auto st = bind_reply_socket(place, &reply);
     if (!st.ok()) {
       log::error("cannot create the reply socket: " + st.message);
@@ -342,7 +374,7 @@ int send_one(const SmSendOptions& o) {
   }
   log::note(2, "sent " + std::to_string(datagram.size()) + " bytes to " + path);
   if (o.wait_reply < 0) return kExitOk;
-  return wait_for_reply(o, reply, interrupt_id, trusted);
+  return wait_for_reply(o, reply, interrupt_id, place);
 }
 
 // ---------------------------------------------------------------------------

@@ -346,3 +346,50 @@ def test_wait_reply_removes_reply_sockets_left_by_killed_senders(tmp):
     finally:
         relay.close()
         keeper.close()
+
+
+ATTACKER_UID, VICTIM_UID = 4242, 4343
+
+
+def as_uid(uid):
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as other users")
+def test_wait_reply_beside_a_world_writable_socket_dir_ignores_a_reply_dir_anyone_could_make(tmp):
+    # The default socket lives in /tmp, where anyone can make /tmp/reply
+    # (setgid, world-writable): sm-send must not bind its reply socket there
+    # nor believe its maker, or any local user could approve for it.
+    os.chmod(tmp, 0o755)
+    world = os.path.join(tmp, "world")
+    os.mkdir(world)
+    os.chmod(world, 0o1777)
+    relay = Relay(world)
+    os.chmod(relay.path, 0o666)
+    private = os.path.join(tmp, "victim")
+    os.mkdir(private, 0o700)
+    os.chown(private, VICTIM_UID, VICTIM_UID)
+    try:
+        r = run(as_uid(ATTACKER_UID) + ["/bin/sh", "-c", f"mkdir {world}/reply && chmod 2777 {world}/reply"])
+        assert r.returncode == 0, r.stderr
+        with Proc(as_uid(VICTIM_UID) + [tool("sm-send"), "--socket", relay.path, "--wait-reply", "20",
+                                        "interrupt", "@interrupt_id=i-7"],
+                  env={**os.environ, "TMPDIR": private}) as p:
+            event = relay.interrupt()
+            assert os.path.dirname(event["reply_to"]) == private, event
+            st = os.lstat(event["reply_to"])
+            assert stat.S_IMODE(st.st_mode) == 0o600
+            # The attacker cannot even reach it...
+            code = ("import socket, sys\n"
+                    "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+                    "try:\n    s.sendto(sys.argv[2].encode(), sys.argv[1])\nexcept PermissionError:\n"
+                    "    sys.exit(77)\n")
+            forged = run(as_uid(ATTACKER_UID) + ["/usr/bin/python3", "-c", code, event["reply_to"],
+                                                 json.dumps(decision("approve"))])
+            assert forged.returncode == 77, (forged.returncode, forged.stderr)
+            # ...and the listener's (root's) answer is the one taken.
+            relay.answer(event, decision("reject"))
+            assert p.wait(10) == 1
+            assert '"reject"' in p.p.stdout.read().decode()
+    finally:
+        relay.close()
