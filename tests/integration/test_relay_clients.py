@@ -172,12 +172,15 @@ def test_a_client_that_stops_reading_is_closed_1013_and_the_fast_one_gets_everyt
         assert msg[1] == 1013, msg
 
 
-def test_a_client_that_stops_reading_before_a_quiet_spell_is_closed_1013_not_left_open():
+@pytest.mark.parametrize("policy", ["disconnect", "drop"])
+def test_a_client_that_stops_reading_before_a_quiet_spell_is_closed_1008_not_left_open(policy):
     # The queue limit is out of reach, and the ping waits behind what the
     # kernel holds for a peer that takes nothing, so neither the queue nor
     # the ping's timeout (counted from its write) can fire: the relay sees
-    # that the peer's TCP acknowledges nothing and advertises no window.
-    with Relay("-v", "--ping-interval", "0.5", "--ping-timeout", "1", "--max-queue", "1000000") as relay:
+    # that the peer's TCP takes no byte while the ping waits, or never
+    # received the ping, and the ping times out.
+    with Relay("-v", "--ping-interval", "0.5", "--ping-timeout", "1", "--max-queue", "1000000",
+               "--slow-client", policy) as relay:
         stalled = RawWs(relay.port, rcvbuf=4096)
         assert stalled.recv_json()["type"] == "initial"
         with open("/proc/sys/net/ipv4/tcp_wmem") as f:
@@ -186,18 +189,19 @@ def test_a_client_that_stops_reading_before_a_quiet_spell_is_closed_1013_not_lef
         for i in range(0, len(lines), 500):
             relay.send_raw("".join(line + "\n" for line in lines[i:i + 500]).encode())
         # Then quiet: nothing more is sent.
-        wait_for(lambda: metric(relay, "ws_relay_slow_client_closes_total") >= 1, timeout=30,
+        wait_for(lambda: metric(relay, "ws_relay_ping_timeouts_total") >= 1, timeout=30,
                  what="the relay to close the client that stopped reading")
-        assert metric(relay, "ws_relay_ping_timeouts_total") == 0
-        assert relay.wait_stderr(r"client \d+ \(127\.0\.0\.1:\d+\) has (not reached the ping written 1 s ago|"
-                                  r"taken no byte in 1 s) \(it reads too slowly\): "
-                                  r"closing with 1013")
-        # Reading now, within the 2 s the relay waits, it finds the close 1013.
+        assert metric(relay, "ws_relay_slow_client_closes_total") == 0
+        assert relay.wait_stderr(r"client \d+ \(127\.0\.0\.1:\d+\) did not answer pings \(it "
+                                  r"(has not yet received the ping: it reads too slowly|"
+                                  r"has taken no byte in 1 s, the ping waiting behind them: it stopped reading)"
+                                  r"\); closing with 1008")
+        # Reading now, within the 2 s the relay waits, it finds the close.
         while True:
             msg = stalled.recv(timeout=10)
             if msg[0] == "close":
                 break
-        assert msg[1] == 1013, msg
+        assert msg[1:] == (1008, "ping timeout"), msg
 
 
 def test_under_slow_client_drop_every_event_is_delivered_or_counted():

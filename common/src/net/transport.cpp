@@ -35,7 +35,10 @@ void count_written(const QueueEntry& e, WriteTally* tally) {
     tally->close_written = true;
   } else if (e.kind == EntryKind::kControl) {
     tally->ping_written = true;
+    tally->bytes_after_ping = 0;
+    return;
   }
+  if (tally->ping_written) tally->bytes_after_ping += e.frame->size();
 }
 
 }  // namespace

@@ -107,9 +107,9 @@ struct Conn {
   // a client that does not read at all is caught by max_queue instead.
   double ping_outstanding_since = 0;
   bool ping_queued = false;  // a ping is queued, not yet written: no second one
-  // The TCP stream position just past the outstanding ping (at most one
-  // write's worth of later bytes past it); 0 when the kernel could not
-  // tell. While the peer has not acknowledged up to here, it has not even
+  // The TCP stream position just past the outstanding ping (at most a
+  // frame's worth of later bytes past it, one partly written); 0 when the
+  // kernel could not tell. While the peer has not acknowledged up to here, it has not even
   // received the ping: it is not reading, which is not the same as silent.
   uint64_t ping_end = 0;
   uint64_t ping_acked = 0;  // bytes the peer had acknowledged at that write
@@ -185,9 +185,9 @@ struct WsServer::Impl {
   void flush(Conn* c, double now);
   void on_drained(Conn* c, double now);
   void scan(double now);
-  bool ping_unreceived_by_live_peer(Conn* c) const;
-  void close_not_reading(Conn* c, const char* what, double now);
-  bool check_liveness(Conn* c, double now);
+  std::string unanswered_ping_cause(Conn* c) const;
+  void close_ping_timeout(Conn* c, const std::string& cause, double now);
+  bool check_stalled_ping(Conn* c, double now);
   void begin_close(Conn* c, uint16_t code, std::string_view reason, bool discard,
                    double grace, double now);
   void leave_open(Conn* c);
@@ -736,7 +736,8 @@ void WsServer::Impl::flush(Conn* c, double now) {
     if (c->ping_outstanding_since == 0) {
       c->ping_outstanding_since = now;
       TcpProgress p;
-      c->ping_end = c->io.tcp_progress(&p) ? p.written + c->io.staged_bytes() : 0;
+      // The kernel's count now, less what this write put after the ping.
+      c->ping_end = c->io.tcp_progress(&p) ? p.written + c->io.staged_bytes() - tally.bytes_after_ping : 0;
       c->ping_acked = p.acked;
     }
   }
@@ -776,37 +777,38 @@ void WsServer::Impl::on_drained(Conn* c, double now) {
 // Less room than one small frame: the peer takes bytes only as it reads.
 constexpr uint32_t kClosedWindow = 1024;
 
-// The peer's TCP has not acknowledged our outstanding ping, yet it is
-// alive: it took some of the bytes before the ping since, or it advertises
+// Why a ping went unanswered, for the operator (the close is 1008 "ping
+// timeout" whatever the reason, as SPEC says): "" when the peer received
+// the ping and stayed silent. Else its TCP has not acknowledged the ping,
+// yet is alive: it took some bytes before the ping since, or advertises
 // (almost) no receive window. Its application reads too slowly to have
-// reached the ping. A peer whose host is gone acknowledges nothing and keeps
-// the window it last advertised, so it stays a ping timeout.
-bool WsServer::Impl::ping_unreceived_by_live_peer(Conn* c) const {
-  if (c->ping_end == 0) return false;
+// reached the ping. A host that is gone acknowledges nothing and keeps the
+// window it last advertised.
+std::string WsServer::Impl::unanswered_ping_cause(Conn* c) const {
+  if (c->ping_end == 0) return "";
   TcpProgress p;
-  if (!c->io.tcp_progress(&p) || p.acked >= c->ping_end) return false;
-  return p.acked > c->ping_acked || (p.window_known && p.peer_window < kClosedWindow);
+  if (!c->io.tcp_progress(&p) || p.acked >= c->ping_end) return "";
+  if (p.acked > c->ping_acked || (p.window_known && p.peer_window < kClosedWindow)) {
+    return "it has not yet received the ping: it reads too slowly";
+  }
+  return "it acknowledges nothing we send: gone?";
 }
 
-// what: a printf format with one %g, the ping timeout in seconds.
-void WsServer::Impl::close_not_reading(Conn* c, const char* what, double now) {
-  ++stats.slow_client_closes;
-  char text[128];
-  std::snprintf(text, sizeof text, what, options.ping_timeout);
-  log::note(1, "client " + std::to_string(c->id) + " (" + c->peer + ") " + text +
-                   " (it reads too slowly): closing with 1013");
-  begin_close(c, ws::kCloseTryAgainLater, "try again later", true, options.close_timeout, now);
+void WsServer::Impl::close_ping_timeout(Conn* c, const std::string& cause, double now) {
+  ++stats.ping_timeouts;
+  log::note(1, "client " + std::to_string(c->id) + " (" + c->peer + ") did not answer pings" +
+                   (cause.empty() ? std::string() : " (" + cause + ")") + "; closing with 1008");
+  begin_close(c, ws::kClosePolicyViolation, "ping timeout", true, options.close_timeout, now);
 }
 
 // A ping that cannot be written (the kernel is full: the peer takes nothing)
 // starts no timeout, so a burst followed by quiet would leave a peer that
 // stopped reading, or vanished, open with its backlog until TCP gives up
-// (~15 min). So while a ping waits, the peer's acknowledgements are
-// watched: none for ping_timeout closes it, 1013 when its window is closed
-// (alive, not reading), 1008 when not (gone: nothing comes back). A peer
-// that takes bytes, however slowly, is left to the queue limit. True when
-// it closed the connection.
-bool WsServer::Impl::check_liveness(Conn* c, double now) {
+// (~15 min), the queue limit never reached. So while a ping waits, the
+// peer's acknowledgements are watched: none for ping_timeout is a ping
+// timeout too. A peer that takes bytes, however slowly, is left to the
+// queue limit. True when it closed the connection.
+bool WsServer::Impl::check_stalled_ping(Conn* c, double now) {
   if (!c->ping_queued || !c->write_blocked) {
     c->stall_since = 0;
     return false;
@@ -819,14 +821,11 @@ bool WsServer::Impl::check_liveness(Conn* c, double now) {
     return false;
   }
   if (now - c->stall_since < options.ping_timeout) return false;
-  if (p.window_known && p.peer_window < kClosedWindow) {
-    close_not_reading(c, "has taken no byte in %g s", now);
-  } else {
-    ++stats.ping_timeouts;
-    log::note(1, "client " + std::to_string(c->id) + " (" + c->peer +
-                     ") acknowledges nothing we send; closing with 1008");
-    begin_close(c, ws::kClosePolicyViolation, "ping timeout", true, options.close_timeout, now);
-  }
+  char cause[128];
+  std::snprintf(cause, sizeof cause, "it has taken no byte in %g s, the ping waiting behind them: %s",
+                options.ping_timeout,
+                p.window_known && p.peer_window < kClosedWindow ? "it stopped reading" : "gone?");
+  close_ping_timeout(c, cause, now);
   return true;
 }
 
@@ -908,19 +907,9 @@ void WsServer::Impl::scan(double now) {
       continue;
     }
     if (options.ping_interval <= 0) continue;
-    if (check_liveness(c, now)) continue;
+    if (check_stalled_ping(c, now)) continue;
     if (c->ping_outstanding_since > 0 && now - c->ping_outstanding_since >= options.ping_timeout) {
-      if (ping_unreceived_by_live_peer(c)) {
-        // Our ping has not reached the peer, behind what its full receive
-        // buffer holds: a slow reader, not a silent one. Closed as the queue
-        // limit would have, so the operator looks at the right thing.
-        close_not_reading(c, "has not reached the ping written %g s ago", now);
-        continue;
-      }
-      ++stats.ping_timeouts;
-      log::note(1, "client " + std::to_string(c->id) + " (" + c->peer +
-                       ") did not answer pings; closing with 1008");
-      begin_close(c, ws::kClosePolicyViolation, "ping timeout", true, options.close_timeout, now);
+      close_ping_timeout(c, unanswered_ping_cause(c), now);
       continue;
     }
     if (now >= c->next_ping) {

@@ -34,6 +34,7 @@ struct WriteTally {
                           // (a short write, EAGAIN, TLS WANT_*)
   bool close_written = false;  // our close frame went out
   bool ping_written = false;   // our ping went out (its timeout starts now)
+  uint64_t bytes_after_ping = 0;  // bytes this call wrote after the ping's last one
 };
 
 // Where a TCP connection's byte stream stands, from the kernel: how a

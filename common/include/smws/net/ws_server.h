@@ -35,14 +35,13 @@
 //     ping_timeout of the ping's write to the socket (not its queueing:
 //     behind a backlog it waits its turn) -> close 1008 "ping timeout". A
 //     client that is merely silent (but answers pings) is never closed; one
-//     whose backlog never lets the ping out is a slow client (max_queue).
-//     The kernel tells the rest apart (TCP_INFO, SIOCOUTQ): a peer whose TCP
-//     has not even received the ping (but takes bytes, or advertises no
-//     receive window), or has taken no byte for ping_timeout while the ping
-//     waits with its window closed, is alive but not reading: closed 1013 as
-//     a slow client, even when the queue limit
-//     is out of reach (a burst, then quiet). One that takes nothing and
-//     acknowledges nothing is gone: 1008.
+//     whose backlog never lets the ping out is a slow client (max_queue)
+//     while the peer takes bytes. One whose TCP takes no byte for
+//     ping_timeout while the ping waits is a ping timeout too (a burst, then
+//     quiet: the queue limit is never reached). The log line of a ping
+//     timeout says what the kernel tells (TCP_INFO, SIOCOUTQ): the peer never
+//     received the ping (it reads too slowly), took no byte, or acknowledges
+//     nothing (gone?).
 //   - Protocol violations close only the offending client, with RFC 6455's
 //     code (1002 framing, 1007 UTF-8, 1009 size).
 //
