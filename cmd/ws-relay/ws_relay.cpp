@@ -806,6 +806,17 @@ void Relay::on_refused(const net::RefusedUpgrade& r) {
     case net::RefusalReason::kOrigin: {
       std::string origin = printable(*r.request->header("origin"));
       line += "origin " + origin + " is not allowed; to allow it: --allow-origin " + origin;
+      // With no --allow-origin the same-host default is in force, and a list
+      // replaces it: the advice must keep this relay's own page (/) allowed.
+      if (options_.allow_origin.empty()) {
+        const std::string* host = r.request->header("host");
+        if (host && !host->empty()) {
+          line += std::string(" --allow-origin ") + (options_.tls_cert.empty() ? "http://" : "https://") +
+                  printable(*host) + " (a list replaces the same-host default; the second keeps this relay's page)";
+        } else {
+          line += " and --allow-origin for this relay's own page (a list replaces the same-host default)";
+        }
+      }
       break;
     }
     case net::RefusalReason::kToken:

@@ -1,6 +1,7 @@
 """Everything ws-relay counts is in /metrics (issue 14, loose ends), and a
 refused handshake is visible on stderr at the default verbosity, naming the
 flag that would let the client in, rate-limited per address."""
+import re
 import socket
 
 from relay_support import HandshakeRefused, RawWs, Relay, event
@@ -102,6 +103,43 @@ def test_a_refused_origin_is_logged_once_naming_the_flag_that_allows_it():
         # Both refusals came from 127.0.0.1: the second is within the first's
         # interval and not logged.
         assert text.count(REFUSED) == 1, text
+
+
+def advised_origins(line):
+    """The ORIGINs of the --allow-origin flags a refusal line advises."""
+    advice = line.split("to allow it:", 1)[1]
+    return re.findall(r"--allow-origin (\S+)", advice)
+
+
+def accepted(port, origin):
+    try:
+        RawWs(port, headers={"Origin": origin}).close_socket()
+        return True
+    except HandshakeRefused as e:
+        assert e.status == 403, e.status
+        return False
+
+
+def test_the_logged_origin_advice_applied_as_is_keeps_the_relays_own_page_working():
+    dev = "http://localhost:5173"
+    with Relay() as relay:
+        port = relay.port
+        assert not accepted(port, dev)
+        assert accepted(port, f"http://127.0.0.1:{port}")  # the same-host default
+        origins = advised_origins(relay.wait_stderr(REFUSED))
+    # Every --allow-origin given replaces the same-host default, so the advice
+    # names the relay's own origin too: a new relay on the same port, started
+    # with exactly the advised flags, lets in both the refused origin and the
+    # page the relay serves at / (the browser's Origin being its URL's).
+    assert origins[0] == dev, origins
+    flags = [arg for o in origins for arg in ("--allow-origin", o)]
+    with Relay(*flags, listen=f"127.0.0.1:{port}") as relay:
+        assert accepted(port, dev)
+        assert accepted(port, f"http://127.0.0.1:{port}")
+        assert not accepted(port, "http://elsewhere.example")
+        line = relay.wait_stderr(REFUSED)
+    # With a list already given, the one origin to add is all the advice says.
+    assert advised_origins(line) == ["http://elsewhere.example"], line
 
 
 def test_a_burst_of_refusals_from_one_address_logs_a_bounded_number_of_lines():
