@@ -986,8 +986,12 @@ void Relay::deliver(const HitlResolution& resolution) {
 
 void Relay::on_tick() {
   double now = mono_now();
-  for (const auto& [address, count] : refusal_log_.take_due(now)) {
-    log::warn("refused " + std::to_string(count) + " more WebSocket upgrades from " + address +
+  // "connections": a summary may count plain HTTP on the TLS port too.
+  for (const net::RefusalSummary& s : refusal_log_.take_due(now)) {
+    std::string from = !s.address.empty() ? s.address
+                       : std::to_string(s.addresses) + (s.addresses == 1 ? " address" : " addresses") +
+                             " no longer tracked";
+    log::warn("refused " + std::to_string(s.refused) + " more connections from " + from +
               " (counted in /metrics: ws_relay_handshakes_refused_total)");
   }
   if (group_) {

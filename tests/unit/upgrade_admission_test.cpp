@@ -122,7 +122,8 @@ TEST_CASE("refusals not logged are told once their interval has passed", "[admis
   CHECK(log.take_due(5.0).empty());  // still within the interval
   auto due = log.take_due(10.0);
   REQUIRE(due.size() == 1);  // 10.0.0.2 had nothing more
-  CHECK(due[0] == std::make_pair(std::string("10.0.0.1"), uint64_t{7}));
+  CHECK(due[0].address == "10.0.0.1");
+  CHECK(due[0].refused == 7);
   CHECK(log.take_due(11.0).empty());  // told once
   // The summary started a new interval: a refusal right after is not logged.
   CHECK_FALSE(log.should_log("10.0.0.1", 12.0, &since));
@@ -136,6 +137,22 @@ TEST_CASE("the refusal log forgets addresses past its bound", "[admission]") {
   // Full, nobody quiet for an interval: cleared, so "a" logs again at once.
   CHECK(log.should_log("c", 1.0, &since));
   CHECK(log.should_log("a", 1.0, &since));
+}
+
+TEST_CASE("refusals not logged from addresses the log forgets are still told", "[admission]") {
+  RefusalLog log(10.0, 2);
+  uint64_t since = 0;
+  CHECK(log.should_log("a", 0.0, &since));
+  for (int i = 0; i < 5; ++i) CHECK_FALSE(log.should_log("a", 0.5, &since));
+  CHECK(log.should_log("b", 1.0, &since));
+  CHECK(log.should_log("c", 2.0, &since));  // full: "a" and "b" are forgotten
+  CHECK(log.take_due(5.0).empty());          // once per interval, from the forgetting
+  auto due = log.take_due(12.0);
+  REQUIRE(due.size() == 1);
+  CHECK(due[0].address.empty());
+  CHECK(due[0].refused == 5);
+  CHECK(due[0].addresses == 1);  // "b" had nothing untold
+  CHECK(log.take_due(30.0).empty());  // told once
 }
 
 TEST_CASE("a peer's address is its host part", "[admission]") {

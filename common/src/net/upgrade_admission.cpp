@@ -55,9 +55,17 @@ bool RefusalLog::should_log(const std::string& address, double now, uint64_t* si
   if (it == by_address_.end()) {
     if (by_address_.size() >= max_addresses_) {
       for (auto e = by_address_.begin(); e != by_address_.end();) {
-        e = now - e->second.logged_at >= interval_ ? by_address_.erase(e) : std::next(e);
+        if (now - e->second.logged_at < interval_) {
+          ++e;
+          continue;
+        }
+        forget(e->second, now);
+        e = by_address_.erase(e);
       }
-      if (by_address_.size() >= max_addresses_) by_address_.clear();
+      if (by_address_.size() >= max_addresses_) {
+        for (const auto& kv : by_address_) forget(kv.second, now);
+        by_address_.clear();
+      }
     }
     by_address_[address] = Entry{now, 0};
     *since = 0;
@@ -73,13 +81,27 @@ bool RefusalLog::should_log(const std::string& address, double now, uint64_t* si
   return true;
 }
 
-std::vector<std::pair<std::string, uint64_t>> RefusalLog::take_due(double now) {
-  std::vector<std::pair<std::string, uint64_t>> due;
+void RefusalLog::forget(const Entry& e, double now) {
+  if (e.suppressed == 0) return;
+  if (forgotten_.refused == 0) {
+    forgotten_ = RefusalSummary{std::string(), 0, 0};
+    forgotten_since_ = now;
+  }
+  forgotten_.refused += e.suppressed;
+  ++forgotten_.addresses;
+}
+
+std::vector<RefusalSummary> RefusalLog::take_due(double now) {
+  std::vector<RefusalSummary> due;
   for (auto& [address, e] : by_address_) {
     if (e.suppressed > 0 && now - e.logged_at >= interval_) {
-      due.emplace_back(address, e.suppressed);
+      due.push_back(RefusalSummary{address, e.suppressed, 1});
       e = Entry{now, 0};
     }
+  }
+  if (forgotten_.refused > 0 && now - forgotten_since_ >= interval_) {
+    due.push_back(forgotten_);
+    forgotten_ = RefusalSummary{};
   }
   return due;
 }

@@ -59,6 +59,15 @@ struct Admission {
 Admission admit_upgrade(const HttpRequest& request, const AdmissionRules& rules,
                         size_t open_clients, bool shutting_down);
 
+// A summary line that is due: `refused` refusals not logged, from
+// `address`, or (address empty) from `addresses` addresses the log forgot
+// to stay within its bound.
+struct RefusalSummary {
+  std::string address;
+  uint64_t refused = 0;
+  uint64_t addresses = 1;
+};
+
 // Which refusals to log, so that each one is visible by default without a
 // client retrying in a loop (a dashboard reconnecting every second, a
 // scanner) flooding stderr: per remote address, the first refusal is logged,
@@ -70,7 +79,8 @@ class RefusalLog {
   // addresses remembered; past it, those quiet for an interval are
   // forgotten, and if none is, the table is cleared (a flood from many
   // addresses then logs at most one line per address per interval anyway,
-  // and memory stays bounded).
+  // and memory stays bounded). The refusals not logged from the addresses
+  // forgotten are not lost: they are summed up in one summary.
   explicit RefusalLog(double interval = 10.0, size_t max_addresses = 4096)
       : interval_(interval), max_addresses_(max_addresses) {}
 
@@ -82,7 +92,9 @@ class RefusalLog {
   // The addresses whose interval has passed with refusals not logged, and
   // how many each (their summary line is due: without it a burst that
   // stopped would never be told). Their interval starts again at `now`.
-  std::vector<std::pair<std::string, uint64_t>> take_due(double now);
+  // Then, at most once per interval (the first forgetting starts it), one
+  // summary with an empty address for the addresses forgotten meanwhile.
+  std::vector<RefusalSummary> take_due(double now);
 
  private:
   struct Entry {
@@ -91,7 +103,11 @@ class RefusalLog {
   };
   double interval_;
   size_t max_addresses_;
+  // Folds a forgotten entry's refusals not logged into forgotten_.
+  void forget(const Entry& e, double now);
   std::unordered_map<std::string, Entry> by_address_;
+  RefusalSummary forgotten_;    // refused 0: nothing forgotten untold
+  double forgotten_since_ = 0;  // when forgotten_ took its first count
 };
 
 // "127.0.0.1:5000" -> "127.0.0.1", "[::1]:5000" -> "::1".
