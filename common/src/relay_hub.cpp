@@ -473,7 +473,9 @@ ClientMessage RelayHub::classify_client_message(std::string_view text) {
   ClientMessage msg;
   try {
     msg.json = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number too large for a double
+    // (1e400): both are "not JSON we take", as on stdin.
     msg.kind = ClientMessage::Kind::kError;
     msg.reply = error_reply("not JSON: " + describe_parse_error(e.what()));
     return msg;

@@ -25,6 +25,18 @@ TEST_CASE("a client message whose parse error quotes half a character gets a JSO
   CHECK(reply["error"].get<std::string>().rfind("not JSON", 0) == 0);
 }
 
+// fuzz_relay_client: a number too large for a double ({"v":1e400}) makes
+// nlohmann throw out_of_range 406, not parse_error; classify_client_message
+// caught only the latter, and ws-relay's loop answered "internal error".
+TEST_CASE("a client message with a number too large for a double gets a not-JSON error reply",
+          "[relay][fuzz]") {
+  ClientMessage m = RelayHub::classify_client_message(R"({"type":"note","v":1e400})");
+  CHECK(m.kind == ClientMessage::Kind::kError);
+  auto reply = nlohmann::json::parse(m.reply);
+  CHECK(reply["type"] == "error");
+  CHECK(reply["error"] == "not JSON: number overflow parsing '1e400'");
+}
+
 // fuzz_subscription: GET /ws/events?hitl=%80 made filter_error_message()
 // quote a byte that is not UTF-8; dump() threw type_error 316, uncaught on
 // the loop thread, and ws-relay died (std::terminate) on one unauthenticated
