@@ -5,6 +5,7 @@
 # tests/fuzz/corpus/<target>/ are read, never written); a failing input is
 # saved as BIN_DIR/../fuzz-artifacts/<target>-crash-*, to be copied into
 # tests/fuzz/corpus/<target>/regressions/ once fixed. Exit 1 if any failed.
+# FUZZ_SEED (environment): libFuzzer's -seed; 0 or unset draws one.
 set -u
 bin_dir=$1; seconds=$2; shift 2
 src_dir=$(cd "$(dirname "$0")" && pwd)
@@ -18,7 +19,7 @@ for t in "$@"; do
   log=$work/$t.log
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb: a leak or a
   # bomb. Leak detection stays on (ASan's default under libFuzzer).
-  "$bin_dir/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  "$bin_dir/fuzz_$t" -max_total_time="$seconds" -seed="${FUZZ_SEED:-0}" -timeout=10 -rss_limit_mb=2048 \
     -max_len=8192 -print_final_stats=1 -artifact_prefix="$artifacts/$t-" \
     "$work/$t" "$src_dir/corpus/$t" >"$log" 2>&1
   rc=$?
