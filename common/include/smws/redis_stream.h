@@ -80,10 +80,8 @@ constexpr double kResolveTimeout = 5.0;
 // Resolves host to a numeric address (the seam a test replaces). Runs on
 // the lookup thread. false: *error says why.
 using LookupFn = std::function<bool(const std::string& host, std::string* address, std::string* error)>;
-// getaddrinfo(3), IPv4 preferred, TCP.
+// lookup_host_address() (host_address.h): getaddrinfo(3), IPv4 preferred, TCP.
 bool system_lookup(const std::string& host, std::string* address, std::string* error);
-// "127.0.0.1", "::1": no lookup needed.
-bool is_numeric_host(const std::string& host);
 
 // One event to append. kind: 'e' any event; 'm' a state_change with a string
 // machine_id (key = the id, state = the raw JSON text of its "state" or

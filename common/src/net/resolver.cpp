@@ -1,9 +1,5 @@
 #include "smws/net/resolver.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <sys/socket.h>
-
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -11,13 +7,10 @@
 #include <mutex>
 #include <thread>
 
+#include "smws/host_address.h"
+
 namespace smws::net {
 namespace {
-
-bool is_numeric(const std::string& host) {
-  unsigned char buf[sizeof(in6_addr)];
-  return ::inet_pton(AF_INET, host.c_str(), buf) == 1 || ::inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
 
 // What the lookup thread and the waiting caller share; the thread keeps it
 // alive after a caller that gave up has returned.
@@ -32,36 +25,15 @@ struct Lookup {
 }  // namespace
 
 Status system_lookup(const std::string& host, std::string* address) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* list = nullptr;
-  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &list);
-  if (rc != 0) {
-    return Status::Error(Status::kUnavailable, "cannot resolve " + host + ": " + ::gai_strerror(rc));
+  std::string error;
+  if (!lookup_host_address(host, address, &error)) {
+    return Status::Error(Status::kUnavailable, "cannot resolve " + host + ": " + error);
   }
-  const addrinfo* pick = nullptr;
-  for (const addrinfo* a = list; a; a = a->ai_next) {
-    if (a->ai_family == AF_INET) {
-      pick = a;
-      break;
-    }
-    if (!pick && a->ai_family == AF_INET6) pick = a;
-  }
-  char text[INET6_ADDRSTRLEN] = "";
-  if (pick && pick->ai_family == AF_INET) {
-    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(pick->ai_addr)->sin_addr, text, sizeof text);
-  } else if (pick) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(pick->ai_addr)->sin6_addr, text, sizeof text);
-  }
-  ::freeaddrinfo(list);
-  if (text[0] == '\0') return Status::Error(Status::kUnavailable, "cannot resolve " + host + ": no IPv4 or IPv6 address");
-  *address = text;
   return Status::Ok();
 }
 
 Status resolve_host(const std::string& host, double timeout_s, std::string* address, const LookupFn& lookup) {
-  if (is_numeric(host)) {
+  if (is_numeric_host(host)) {
     *address = host;
     return Status::Ok();
   }

@@ -20,6 +20,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "smws/host_address.h"
 #include "smws/log.h"
 
 namespace smws::redis {
@@ -229,42 +230,9 @@ char timer_tag;
 
 }  // namespace
 
-bool is_numeric_host(const std::string& host) {
-  unsigned char buf[sizeof(in6_addr)];
-  return ::inet_pton(AF_INET, host.c_str(), buf) == 1 || ::inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
 
 bool system_lookup(const std::string& host, std::string* address, std::string* error) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* list = nullptr;
-  if (int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &list); rc != 0) {
-    *error = ::gai_strerror(rc);
-    return false;
-  }
-  const addrinfo* pick = nullptr;
-  for (const addrinfo* a = list; a; a = a->ai_next) {
-    if (a->ai_family == AF_INET) {
-      pick = a;
-      break;
-    }
-    if (!pick && a->ai_family == AF_INET6) pick = a;
-  }
-  char text[INET6_ADDRSTRLEN] = "";
-  if (pick && pick->ai_family == AF_INET) {
-    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(pick->ai_addr)->sin_addr, text, sizeof text);
-  } else if (pick) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(pick->ai_addr)->sin6_addr, text,
-                sizeof text);
-  }
-  ::freeaddrinfo(list);
-  if (text[0] == '\0') {
-    *error = "no IPv4 or IPv6 address";
-    return false;
-  }
-  *address = text;
-  return true;
+  return lookup_host_address(host, address, error);
 }
 
 // One host name lookup, shared by the loop thread (RedisStream::lookup_)
