@@ -24,6 +24,7 @@ Redis, two relays, the load clients and this driver), so read the ratios.
 Env: SMWS_BIN_DIR (ws-relay), SMWS_BENCH_DIR (relay_load_client).
 Options: --quick (smaller counts).
 """
+import contextlib
 import os
 import re
 import subprocess
@@ -105,20 +106,33 @@ def results_once_numbered(relays, loads, n, grace=10.0, timeout=300.0):
     return results
 
 
-def throughput(n, group):
-    """events/s from A's stdin until every client (10 per relay) has all n."""
+@contextlib.contextmanager
+def relays_for(group):
+    """Relays A and B in a group on a Redis of their own (each healthy), or
+    one single relay; all stopped, and Redis closed, on exit."""
     redis = RedisServer() if group else None
     relays = []
     try:
         if group:
-            # The default --redis-history (10,000): the burst of n events is
-            # far longer, so A's appends wait for its tail (flow control)
+            # The default --redis-history (10,000): a burst of n events is
+            # far longer, so A's appends wait for the tails (flow control)
             # rather than let Redis trim entries no relay has read yet.
             relays = [Relay("--redis", redis.url), Relay("--redis", redis.url)]
             for r in relays:
                 wait_healthy(r)
         else:
             relays = [Relay()]
+        yield relays
+    finally:
+        for r in relays:
+            r.stop()
+        if redis:
+            redis.close()
+
+
+def throughput(n, group):
+    """events/s from A's stdin until every client (10 per relay) has all n."""
+    with relays_for(group) as relays:
         loads = [bench_relay.Load(r, 10, expect=n, timeout=300) for r in relays]
         for load in loads:
             load.ready()
@@ -141,11 +155,6 @@ def throughput(n, group):
                 "resyncs": sum(x.get("ws_relay_redis_resyncs_total", 0) for x in m),
                 "waits": m[0].get("ws_relay_redis_append_waits_total", 0),
                 "batches": m[0].get("ws_relay_redis_append_batches_total", 0)}
-    finally:
-        for r in relays:
-            r.stop()
-        if redis:
-            redis.close()
 
 
 def xadd_ceiling(n):
@@ -171,17 +180,9 @@ def client_compare(n):
 
 
 def latency(group, rate=10000, seconds=3.0):
-    redis = RedisServer() if group else None
-    relays = []
-    try:
-        if group:
-            relays = [Relay("--redis", redis.url), Relay("--redis", redis.url)]
-            for r in relays:
-                wait_healthy(r)
-            target = relays[1]  # A's stdin, B's clients: the whole round trip
-        else:
-            relays = [Relay()]
-            target = relays[0]
+    with relays_for(group) as relays:
+        # In a group, A's stdin and B's clients: the whole round trip.
+        target = relays[1] if group else relays[0]
         total = int(rate * seconds)
         load = bench_relay.Load(target, 10, expect=total, timeout=120)
         load.ready()
@@ -196,11 +197,6 @@ def latency(group, rate=10000, seconds=3.0):
         r = results_once_numbered(relays, [load], total)[0] if group else load.result(120)
         return {"p50_us": r["lat_p50_us"], "p99_us": r["lat_p99_us"], "max_us": r["lat_max_us"],
                 "complete": r["complete"]}
-    finally:
-        for r in relays:
-            r.stop()
-        if redis:
-            redis.close()
 
 
 def main():
