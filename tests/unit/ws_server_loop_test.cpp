@@ -404,27 +404,16 @@ struct Topic : ClientState {
   std::string name;
 };
 
-// on_open: broadcasts "before" (the new client has not joined: not for it),
-// then joins it with `first`; the client named in topics gets a Topic. Each
-// wake runs `on_step` on the loop thread.
-class Joiner : public WsServerHandler {
+// What Joiner and BacklogHandler share: each wake runs `on_step` on the loop
+// thread, and step() wakes the loop and waits until it handled that wake.
+class SteppedHandler : public WsServerHandler {
  public:
   WsServer* server = nullptr;
   std::vector<Frame> first;
-  std::vector<std::string> topics;  // given in connection order
   std::atomic<int> opened{0};
   std::atomic<int> steps{0};
   std::function<void()> on_step;
 
-  void on_open(const ClientInfo& client) override {
-    server->broadcast(make_text_frame("before"));
-    server->join(client.id, first);
-    int n = opened.load();
-    if (n < static_cast<int>(topics.size())) {
-      server->set_state(client.id, std::make_unique<Topic>(topics[static_cast<size_t>(n)]));
-    }
-    ++opened;
-  }
   void on_message(ClientId, std::string_view, bool) override {}
   void on_close(ClientId) override {}
   void on_wake() override {
@@ -435,6 +424,23 @@ class Joiner : public WsServerHandler {
     int before = steps.load();
     server->wake();
     wait_until([&] { return steps.load() > before; });
+  }
+};
+
+// on_open: broadcasts "before" (the new client has not joined: not for it),
+// then joins it with `first`; the client named in topics gets a Topic.
+class Joiner : public SteppedHandler {
+ public:
+  std::vector<std::string> topics;  // given in connection order
+
+  void on_open(const ClientInfo& client) override {
+    server->broadcast(make_text_frame("before"));
+    server->join(client.id, first);
+    int n = opened.load();
+    if (n < static_cast<int>(topics.size())) {
+      server->set_state(client.id, std::make_unique<Topic>(topics[static_cast<size_t>(n)]));
+    }
+    ++opened;
   }
 };
 
@@ -550,30 +556,12 @@ TEST_CASE("the drop policy without a drop notice is refused at open", "[ws_serve
 
 namespace {
 
-// Joins the first client with `first` (a backlog), the others with nothing;
-// each wake runs `on_step` on the loop thread.
-class BacklogHandler : public WsServerHandler {
+// Joins the first client with `first` (a backlog), the others with nothing.
+class BacklogHandler : public SteppedHandler {
  public:
-  WsServer* server = nullptr;
-  std::vector<Frame> first;
-  std::atomic<int> opened{0};
-  std::atomic<int> steps{0};
-  std::function<void()> on_step;
-
   void on_open(const ClientInfo& client) override {
     server->join(client.id, opened.load() == 0 ? first : std::vector<Frame>{});
     ++opened;
-  }
-  void on_message(ClientId, std::string_view, bool) override {}
-  void on_close(ClientId) override {}
-  void on_wake() override {
-    if (on_step) on_step();
-    ++steps;
-  }
-  void step() {
-    int before = steps.load();
-    server->wake();
-    wait_until([&] { return steps.load() > before; });
   }
 };
 
