@@ -151,6 +151,7 @@ def test_script_each_invalid_decision_is_refused_and_the_interrupt_stays_pending
         other.wait(lambda m: m.get("type") == "decision", start=other_start)
 
 
+@pytest.mark.tsan
 def test_script_two_approvers_race_and_exactly_one_wins():
     rounds = 5
     with Stack() as s, Watcher(s.url) as a, Watcher(s.url) as b:
@@ -309,6 +310,7 @@ def test_interactive_edit_reopens_the_editor_until_the_json_is_valid():
         rmtree(tmp)
 
 
+@pytest.mark.tsan
 def test_interactive_keeps_answering_pings_while_the_editor_runs():
     tmp = short_tmpdir()
     try:
@@ -411,6 +413,7 @@ def test_stdin_decisions_report_every_bad_line_and_send_the_good_ones():
         assert [p["interrupt_id"] for p in w.snapshot()["pending"]] == ["i-3"]
 
 
+@pytest.mark.tsan
 def test_audit_file_records_every_interrupt_decision_and_timeout():
     tmp = short_tmpdir()
     audit = os.path.join(tmp, "audit.ndjson")
@@ -488,6 +491,7 @@ def test_no_reconnect_exits_69_when_the_relay_goes_away():
             assert approver.wait(10) == 69
 
 
+@pytest.mark.tsan
 def test_reconnects_with_backoff_after_the_relay_restarts():
     port = free_port()
     with ReplySocket() as reply:

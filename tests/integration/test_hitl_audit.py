@@ -7,6 +7,7 @@ Making the audit file fail while the relay runs: the tests run as root, whom
 a read-only mode does not stop, so the path is a symlink the test points at
 /dev/full (every write: ENOSPC) and back at a real file.
 """
+import pytest
 import json
 import os
 
@@ -15,6 +16,10 @@ from relay_support import RawWs, Relay
 from smws_test import Proc, rmtree, short_tmpdir, tool, wait_for
 from hitl_support import (LISTEN_RE, Lines, ReplySocket, Stack, Watcher, compact,
                           deploy_interrupt)
+
+
+# Every test of this file runs under ThreadSanitizer too (tests/tsan/run.sh).
+pytestmark = pytest.mark.tsan
 
 
 def decide(watcher, interrupt_id, **extra):

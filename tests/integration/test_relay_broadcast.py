@@ -2,6 +2,7 @@
 refresh, --seq and ?since=N resume, invalid lines. Clients are Debian's
 python3-websockets and Node's ws; nothing here was written by us except the
 glue in tests/support/relay_support.py."""
+import pytest
 import asyncio
 import json
 
@@ -32,6 +33,7 @@ async def sync_through(relay, ws, marker):
     await recv_until(ws, lambda m: m.get("marker") == marker)
 
 
+@pytest.mark.tsan
 def test_every_client_gets_every_event_in_stdin_order():
     with Relay() as relay:
         async def scenario():
@@ -200,6 +202,7 @@ def test_app_ping_messages_and_app_pongs_are_not_forwarded():
         run(scenario())
 
 
+@pytest.mark.tsan
 def test_a_burst_larger_than_a_pipe_buffer_arrives_whole_and_in_order():
     """Regression: one stdin read posts thousands of events at once; ws-relay
     used to count them all against --max-queue (1024) before writing any, and

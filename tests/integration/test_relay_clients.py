@@ -42,6 +42,7 @@ def lines_to_overflow(max_queue, size):
 
 # --- client messages ----------------------------------------------------------
 
+@pytest.mark.tsan
 def test_a_client_json_object_is_printed_on_stdout_as_one_compact_line():
     with Relay() as relay:
         async def scenario():
@@ -100,6 +101,7 @@ def test_a_binary_message_gets_an_error_reply_and_nothing_reaches_stdout():
         assert "internal error" not in relay.stderr_text()
 
 
+@pytest.mark.tsan
 def test_an_unread_stdout_bounds_the_backlog_in_bytes_not_only_in_lines(tmp_path):
     # Pins a bug: the stdout backlog was capped at 100,000 lines only, and a
     # line can be --max-message (1 MiB), so a client could grow the relay by
@@ -147,6 +149,7 @@ def test_a_stalled_client_that_never_takes_its_close_is_dropped():
         stalled.close_socket()
 
 
+@pytest.mark.tsan
 def test_a_client_that_stops_reading_is_closed_1013_and_the_fast_one_gets_everything():
     with Relay() as relay:
         slow = RawWs(relay.port, rcvbuf=4096)
@@ -416,6 +419,7 @@ def test_a_signal_closes_every_client_with_1001_and_exits_0(sig):
         assert relay.wait() == 0
 
 
+@pytest.mark.tsan
 def test_exit_on_eof_delivers_everything_then_closes_1001_and_exits_0():
     with Relay("--exit-on-eof") as relay:
         async def scenario():

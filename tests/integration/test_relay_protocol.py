@@ -261,6 +261,7 @@ def test_missing_tls_key_file_is_reported(tls_files):
     assert "/nonexistent/key.pem" in res.stderr
 
 
+@pytest.mark.tsan
 def test_stdin_from_a_regular_file_is_read_too():
     # epoll cannot watch a regular file: the relay reads it on a thread.
     from smws_test import LISTEN_RE, LinePump, Proc, tool
@@ -411,6 +412,7 @@ def test_a_ping_flood_from_a_client_that_does_not_read_is_answered_once(relay):
         assert len(pongs) < 20000
 
 
+@pytest.mark.tsan
 def test_random_bytes_from_many_clients_leave_the_relay_serving(relay):
     # Garbage after a good handshake, and garbage instead of a handshake:
     # each such client is closed; nobody else notices.

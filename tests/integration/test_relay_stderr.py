@@ -3,9 +3,14 @@ blocking write(2). Before, a stderr pipe nobody read stopped the relay at
 its first warning past the pipe's 64 KiB: no pings, no broadcasts, no
 /healthz. Now warnings go through a bounded queue and a thread of their
 own, and the ones that do not fit are counted in /metrics."""
+import pytest
 import asyncio
 
 from relay_support import HandshakeRefused, RawWs, Relay, event, recv_json, recv_until, run, ws_connect
+
+
+# Every test of this file runs under ThreadSanitizer too (tests/tsan/run.sh).
+pytestmark = pytest.mark.tsan
 
 
 def test_a_relay_whose_stderr_nobody_reads_keeps_serving_while_it_warns():

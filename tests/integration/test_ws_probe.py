@@ -262,6 +262,7 @@ def test_ping_measures_rtt():
     assert 0 <= report["rtt_ms"]["min"] <= report["rtt_ms"]["max"] < 1000
 
 
+@pytest.mark.tsan
 def test_repeat_and_connections_summarise():
     with FixtureServer("healthy") as server:
         result = run([tool("ws-probe"), "--json", "--duration", "0.3", "--repeat", "2", "--connections", "3",
@@ -456,6 +457,7 @@ def test_cat_against_ws_relay_both_directions():
     assert code == 0, stderr
 
 
+@pytest.mark.tsan
 def test_200_connections_to_ws_relay_all_end_healthy():
     relay, url = start_relay()
     with relay:

@@ -14,6 +14,7 @@ passes against the ASan build). Every thread of ws-relay is busy at once:
 Assertions are about delivery (each client gets its events once, in order);
 races are ThreadSanitizer's to report, in the log files make tsan checks.
 """
+import pytest
 import asyncio
 import json
 import os
@@ -26,6 +27,10 @@ import websockets  # noqa: E402
 
 from smws_test import LISTEN_RE, LinePump, Proc, rmtree, short_tmpdir, tool  # noqa: E402
 from relay_support import RawWs  # noqa: E402
+
+# Every test of this file runs under ThreadSanitizer too (tests/tsan/run.sh).
+pytestmark = pytest.mark.tsan
+
 
 EVENTS = 20000
 

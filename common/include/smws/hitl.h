@@ -7,14 +7,16 @@
 // relay uses steady_clock) so tests control time exactly.
 //
 // Threads: HitlTable has no lock; its owner serialises every call. In
-// ws-relay that owner is the Relay's mutex (mu_ in cmd/ws-relay/ws_relay.cpp):
+// ws-relay that owner is the Relay's mutex (relay::Relay::mu_, relay/relay.h,
+// where clang checks it):
 // the event-loop thread calls on_decision, expire and pending_json, and
 // on_interrupt when it reads stdin itself; the stdin thread (only when stdin
 // is a regular file) calls on_interrupt; each call is made with mu_ held.
 // Because all interrupts, decisions and timeouts pass through that one lock,
-// "first valid decision wins" is simply "first call wins". The I/O helpers
-// below are not called under it: ws-relay's output thread owns the AuditLog,
-// and the loop sends reply datagrams (without blocking).
+// "first valid decision wins" is simply "first call wins". ws-relay's output
+// thread owns the AuditLog (never under the lock); the loop sends reply
+// datagrams with MSG_DONTWAIT, some of them with mu_ held (Relay::deliver):
+// the send never blocks, so the lock is not held across a wait.
 //
 // The instant of the timeout: an interrupt whose deadline is <= now is no
 // longer decidable. on_decision(now >= deadline) refuses with "not pending"
