@@ -6,12 +6,15 @@ another client (or a compromised agent) put in an interrupt: an OSC 52
 clipboard write, a window-title OSC, cursor-up and erase-line (which could
 hide the real args), a C1 CSI and a right-to-left override. hitl-approve's
 interactive prompt (on a pty) and its --list NDJSON must show each escaped.
+
+ws-probe's report quotes what a server sent (message types, close reasons):
+the same escaping applies, and a URL's token parameter is shown as token=….
 """
 import asyncio
 import json
 import threading
 
-from smws_test import tool
+from smws_test import run, tool
 from hitl_support import Pty, deploy_interrupt, hitl_approve
 
 import websockets
@@ -108,3 +111,42 @@ def test_list_is_json_with_every_control_character_escaped():
     assert listed["action_requests"][0]["description"] == HOSTILE
     assert listed["thread_id"] == interrupt["thread_id"]
 
+
+async def hostile_server(ws):
+    await ws.send(json.dumps({"type": f"tick{HIDE}{RLO}"}, ensure_ascii=False))
+    await asyncio.sleep(0.3)
+    await ws.close(1011, f"bye{TITLE}{C1_CSI}")
+
+
+def test_ws_probe_escapes_server_text_and_hides_the_token():
+    with FakeRelay(handler=hostile_server) as server:
+        url = server.url + "?token=s3cret&x=1"
+        human = run([tool("ws-probe"), "--duration", "3", "-v", "--no-confirm", url], timeout=30)
+        machine = run([tool("ws-probe"), "--duration", "3", "--json", "--no-confirm", url], timeout=30)
+    for r in (human, machine):
+        assert "s3cret" not in r.stdout + r.stderr
+        for raw in RAW:
+            assert raw not in r.stdout + r.stderr, f"{raw!r} in {r.stdout + r.stderr!r}"
+    assert "?token=\u2026&x=1" in human.stdout, human.stdout
+    shown = human.stdout + human.stderr
+    assert r"bye\x1b]0;all good\x1b\\u009b31m" in shown, shown
+    assert r"tick\x1b[1A\x1b[2K\u202e" in shown, shown
+    report = json.loads(machine.stdout)
+    assert report["url"] == server.url + "?token=\u2026&x=1"
+    assert report["close"]["reason"] == f"bye{TITLE}{C1_CSI}"
+
+
+async def hostile_message(ws):
+    await ws.send(f"m{OSC52}{RLO}")
+    await asyncio.sleep(0.3)
+    await ws.close(1000, "done")
+
+
+def test_ws_probe_cat_escapes_on_a_terminal_and_is_byte_exact_to_a_pipe():
+    with FakeRelay(handler=hostile_message) as server:
+        with Pty([tool("ws-probe"), "--cat", "--duration", "3", server.url]) as term:
+            term.expect(r"m\\x1b\]52;c;cm0gLXJmIH4K\\x07\\u202e")
+            term.wait(20)
+            assert "\x1b]52" not in term.text() and RLO not in term.text()
+        piped = run([tool("ws-probe"), "--cat", "--duration", "3", server.url], input="", timeout=30)
+    assert piped.stdout == f"m{OSC52}{RLO}\n"
