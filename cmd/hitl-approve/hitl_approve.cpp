@@ -32,6 +32,7 @@
 #include "smws/net/ws_client_thread.h"
 #include "smws/shutdown.h"
 #include "smws/status.h"
+#include "smws/terminal_text.h"
 #include "terminal.h"
 
 namespace smws {
@@ -193,7 +194,7 @@ class Approver {
 int Approver::connect_first() {
   Status status = connect(options_, &conn_);
   if (!status.ok()) {
-    log::error(status.message);
+    log::error(terminal_safe_line(status.message));
     return exit_code_for(status);
   }
   client_.on_connected(conn_->local_address());
@@ -224,13 +225,13 @@ bool Approver::wait_before_retry(double seconds) {
 }
 
 bool Approver::reconnect(const std::string& why) {
-  notice(style_.yellow("connection lost: " + why));
+  notice(style_.yellow("connection lost: " + terminal_safe_line(why)));
   prompt_visible_ = false;
   current_.clear();  // asked again from the new snapshot
   conn_.reset();
   client_.on_disconnected();
   if (options_.no_reconnect) {
-    log::error("connection to " + options_.url + " lost: " + why);
+    log::error("connection to " + options_.url + " lost: " + terminal_safe_line(why));
     finish(kExitUnavailable);
     return false;
   }
@@ -249,7 +250,7 @@ bool Approver::reconnect(const std::string& why) {
       idle_shown_ = false;  // the new snapshot decides what is shown next
       return true;
     }
-    log::warn("reconnect: " + status.message);
+    log::warn("reconnect: " + terminal_safe_line(status.message));
     delay = std::min(kBackoffMax, delay * 2);
   }
   finish(kExitOk);
@@ -295,6 +296,12 @@ void Approver::apply_effects() {
 
 void Approver::apply(const HitlEffect& e) {
   const bool interactive = mode_ == Mode::kInteractive;
+  // What the relay (or another client) sent, as it may reach a terminal:
+  // ids, action names, reasons and decided_by never carry a raw control
+  // character. e.id itself stays as it is for the lookups.
+  const std::string id = terminal_safe_line(e.id);
+  const std::string names = terminal_safe_line(e.names);
+  const std::string text = terminal_safe_line(e.text);
   switch (e.kind) {
     case Kind::kSend:
       send(e.message);
@@ -305,19 +312,19 @@ void Approver::apply(const HitlEffect& e) {
     case Kind::kQueued:
       if (interactive && e.live) {
         if (!current_.empty())
-          notice(style_.cyan("+ new request " + e.id + " (" + e.names + ") queued, " +
+          notice(style_.cyan("+ new request " + id + " (" + names + ") queued, " +
                              std::to_string(client_.pending_count()) + " pending"));
         maybe_prompt();
       } else if (mode_ == Mode::kAutoOnly) {
-        log::note(1, e.id + " (" + e.names + ") does not match --match; left for others");
+        log::note(1, id + " (" + names + ") does not match --match; left for others");
       }
       break;
     case Kind::kAccepted:
       if (interactive && e.source != HitlSource::kStdin) {
-        notice(style_.green("sent: " + e.id + " " + hitl_decision_verbs(e.message) +
+        notice(style_.green("sent: " + id + " " + hitl_decision_verbs(e.message) +
                             (e.source == HitlSource::kAuto ? " (--auto)" : "")));
       } else {
-        out(e.message.dump() + "\n");
+        out(e.message.dump(-1, ' ', true, json::error_handler_t::replace) + "\n");
       }
       if (options_.once) {
         finish(kExitOk);
@@ -328,45 +335,45 @@ void Approver::apply(const HitlEffect& e) {
     case Kind::kWithdrawn:
       if (interactive) {
         bool was_current = current_ == e.id;
-        notice(style_.yellow("- " + e.id + " (" + e.names + ") withdrawn: " + e.text));
+        notice(style_.yellow("- " + id + " (" + names + ") withdrawn: " + text));
         if (was_current) {
           current_.clear();
           prompt_visible_ = false;
           maybe_prompt();
         }
       } else {
-        log::note(1, e.id + " withdrawn: " + e.text);
+        log::note(1, id + " withdrawn: " + text);
       }
       break;
     case Kind::kRefused:
       if (e.source == HitlSource::kStdin) {
-        log::error((e.line ? "line " + std::to_string(e.line) + ": " : std::string()) + e.id + ": refused: " + e.text);
+        log::error((e.line ? "line " + std::to_string(e.line) + ": " : std::string()) + id + ": refused: " + text);
         ++bad_lines_;
       } else if (interactive) {
-        notice(style_.red("refused: " + e.id + ": " + e.text));
+        notice(style_.red("refused: " + id + ": " + text));
         // Still pending: it will be asked again. (A "not pending" refusal
         // is followed by its kWithdrawn.)
         if (e.source == HitlSource::kPrompt && client_.find(e.id)) maybe_prompt();
       } else {
-        log::warn(e.id + ": refused: " + e.text);
+        log::warn(id + ": refused: " + text);
       }
       break;
     case Kind::kLost:
-      log::warn(e.id + " was resolved while disconnected; its outcome is not known here");
+      log::warn(id + " was resolved while disconnected; its outcome is not known here");
       break;
     case Kind::kTimingOut:
       if (interactive)
-        notice(style_.red("! " + e.id + " (" + e.names + ") times out in " + hitl_approve::format_duration(e.seconds)));
+        notice(style_.red("! " + id + " (" + names + ") times out in " + hitl_approve::format_duration(e.seconds)));
       break;
     case Kind::kLineError:
-      log::error("line " + std::to_string(e.line) + ": " + e.text);
+      log::error("line " + std::to_string(e.line) + ": " + text);
       ++bad_lines_;
       break;
     case Kind::kWarning:
-      log::warn(e.text);
+      log::warn(text);
       break;
     case Kind::kNote:
-      log::note(1, e.text);
+      log::note(1, text);
       break;
   }
 }
@@ -432,19 +439,23 @@ void Approver::show_current() {
   const HitlClient::Item& item = *client_.find(current_);
   const json& interrupt = item.interrupt;
   const json& actions = hitl_actions(interrupt);
-  std::string text = "\n" + style_.bold("── approval request " + current_);
+  // Every field below came from the agent through the relay: shown through
+  // terminal_safe, never raw.
+  std::string text = "\n" + style_.bold("── approval request " + terminal_safe_line(current_));
   if (interrupt.contains("thread_id") && interrupt["thread_id"].is_string())
-    text += style_.bold(" · thread " + interrupt["thread_id"].get<std::string>());
+    text += style_.bold(" · thread " + terminal_safe_line(interrupt["thread_id"].get<std::string>()));
   text += style_.dim(" · " + std::to_string(client_.waiting_count()) + " pending") + "\n";
   for (std::size_t i = 0; i < actions.size(); ++i) {
     const json& action = actions[i];
     std::string name = action.value("name", std::string("?"));
-    text += (actions.size() > 1 ? std::to_string(i + 1) + ". " : std::string()) + style_.cyan(style_.bold(name));
+    text += (actions.size() > 1 ? std::to_string(i + 1) + ". " : std::string()) +
+            style_.cyan(style_.bold(terminal_safe_line(name)));
     if (action.contains("description") && action["description"].is_string())
-      text += " — " + action["description"].get<std::string>();
+      text += " — " + terminal_safe(action["description"].get<std::string>());
     text += "\n";
     json args = action.contains("args") ? action["args"] : json::object();
-    std::string pretty = args.dump(2, ' ', false, json::error_handler_t::replace);
+    // JSON escapes C0 but keeps C1 and bidi marks as they are.
+    std::string pretty = terminal_safe(args.dump(2, ' ', false, json::error_handler_t::replace));
     std::string indented = "    ";
     for (char c : pretty) {
       indented += c;
@@ -453,7 +464,7 @@ void Approver::show_current() {
     text += indented + "\n";
     text += style_.dim("    allowed: ");
     auto allowed = allowed_decisions(interrupt, name);
-    for (std::size_t k = 0; k < allowed.size(); ++k) text += (k ? ", " : "") + allowed[k];
+    for (std::size_t k = 0; k < allowed.size(); ++k) text += (k ? ", " : "") + terminal_safe_line(allowed[k]);
     text += "\n";
   }
   double left = item.deadline - monotonic_seconds();
@@ -470,7 +481,7 @@ std::string Approver::prompt_line() const {
   std::string line = "\r\033[K";
   if (actions.size() > 1)
     line += style_.bold("action " + std::to_string(action_index_ + 1) + "/" + std::to_string(actions.size()) + " " +
-                        actions[action_index_].value("name", std::string("?"))) + ": ";
+                        terminal_safe_line(actions[action_index_].value("name", std::string("?")))) + ": ";
   auto allowed = current_allowed();
   auto has = [&](const char* type) { return std::find(allowed.begin(), allowed.end(), type) != allowed.end(); };
   if (has("approve")) line += "[a]pprove ";
@@ -709,7 +720,7 @@ int run_list(const HitlApproveOptions& options) {
   std::unique_ptr<WsClientThread> conn;
   Status status = connect(options, &conn);
   if (!status.ok()) {
-    log::error(status.message);
+    log::error(terminal_safe_line(status.message));
     return exit_code_for(status);
   }
   double deadline = monotonic_seconds() + options.connect_timeout;
@@ -723,14 +734,18 @@ int run_list(const HitlApproveOptions& options) {
     ::poll(fds, 2, static_cast<int>(left * 1000) + 1);
     for (auto& item : conn->take()) {
       if (item.kind == WsInbound::Kind::kClosed) {
-        log::error(options.url + ": " + item.why + " before the snapshot");
+        log::error(options.url + ": " + terminal_safe_line(item.why) + " before the snapshot");
         return kExitUnavailable;
       }
       json message = json::parse(item.text, nullptr, false);
       if (!message.is_object() || message.value("type", json()) != "initial") continue;
       std::string lines;
       if (message.contains("pending") && message["pending"].is_array())
-        for (const auto& interrupt : message["pending"]) lines += interrupt.dump() + "\n";
+        // ensure_ascii: C0 is escaped by JSON anyway; this also writes C1,
+        // bidi marks (\u202e) and every other non-ASCII character as \uXXXX,
+        // so the NDJSON stays JSON and is safe on a terminal.
+        for (const auto& interrupt : message["pending"])
+          lines += interrupt.dump(-1, ' ', true, json::error_handler_t::replace) + "\n";
       out(lines);
       conn->close();
       return kExitOk;

@@ -17,6 +17,7 @@
 #include "smws/net/probe_report.h"
 #include "smws/probe_verdict.h"
 #include "smws/shutdown.h"
+#include "smws/terminal_text.h"
 
 namespace ws_probe {
 namespace {
@@ -44,6 +45,19 @@ bool write_all(int fd, std::string_view text) {
 }
 
 void print(const std::string& text) { write_all(STDOUT_FILENO, text); }
+
+// The human report quotes what the server sent (close reasons, message
+// types, headers, the subprotocol): shown through terminal_safe, so a server
+// cannot drive the operator's terminal. The report's own text has no control
+// characters but newlines, so escaping all of it changes only the quotes.
+void print_text(const std::string& text) { print(smws::terminal_safe(text)); }
+
+// --json with ensure_ascii: JSON already escapes C0; this also writes C1, bidi
+// marks and any other non-ASCII character as \uXXXX, so the object reads the
+// same to a parser and is safe on a terminal. Invalid UTF-8 becomes U+FFFD.
+std::string json_text(const smws::net::ReportJson& j) {
+  return j.dump(-1, ' ', true, smws::net::ReportJson::error_handler_t::replace) + "\n";
+}
 
 // --- flag checks -------------------------------------------------------------
 
@@ -129,24 +143,27 @@ smws::net::ProbeHooks make_hooks(const ProbeOptions& o, bool single) {
       if (!o.cat && o.find_idle_timeout <= 0) {
         what += "; listening for " + seconds_text(o.duration) + " (Ctrl-C ends early)";
       }
-      smws::log::note(0, what);
+      smws::log::note(0, smws::terminal_safe_line(what));  // the status line is the server's
     }
   };
   if (verbosity >= 1) {
     hooks.on_frame = [verbosity](const ProbeResult& r, const FrameEvent& f) {
       bool control = f.opcode == smws::ws::Opcode::kPing || f.opcode == smws::ws::Opcode::kPong ||
                      f.opcode == smws::ws::Opcode::kClose;
-      if (control || verbosity >= 2) smws::log::note(1, "#" + std::to_string(r.index) + " " + frame_line(f));
+      if (control || verbosity >= 2) smws::log::note(1, "#" + std::to_string(r.index) + " " + smws::terminal_safe_line(frame_line(f)));
     };
   }
   if (o.cat) {
-    hooks.on_message = [](std::string_view payload) {
-      std::string line(payload);
+    // To a pipe the messages are data and go out byte for byte; to a
+    // terminal they are shown through terminal_safe like the rest.
+    const bool tty = ::isatty(STDOUT_FILENO) == 1;
+    hooks.on_message = [tty](std::string_view payload) {
+      std::string line = tty ? smws::terminal_safe(payload) : std::string(payload);
       line += '\n';
       return write_all(STDOUT_FILENO, line);
     };
     hooks.on_bad_input = [](size_t line_number, const std::string& why) {
-      smws::log::warn("stdin line " + std::to_string(line_number) + ": " + why);
+      smws::log::warn("stdin line " + std::to_string(line_number) + ": " + smws::terminal_safe_line(why));
     };
   }
   return hooks;
@@ -154,7 +171,7 @@ smws::net::ProbeHooks make_hooks(const ProbeOptions& o, bool single) {
 
 // --- --find-idle-timeout ---------------------------------------------------------
 
-int find_idle_timeout(const ProbeOptions& o, const smws::net::ProbeConfig& base) {
+int find_idle_timeout(const ProbeOptions& o, const std::string& shown_url, const smws::net::ProbeConfig& base) {
   const auto run = smws::net::find_idle_timeout(
       base, o.find_idle_timeout, make_hooks(o, true), [](int trial, double hold) {
         smws::log::note(0, "trial " + std::to_string(trial) + ": holding a silent connection for up to " +
@@ -164,18 +181,18 @@ int find_idle_timeout(const ProbeOptions& o, const smws::net::ProbeConfig& base)
     // Nothing to measure: report that connection as a normal probe would.
     const ProbeResult& r = *run.stopped_by;
     if (o.json) {
-      print(smws::net::report_json(r, o.url).dump() + "\n");
+      print(json_text(smws::net::report_json(r, shown_url)));
     } else {
-      std::string text = smws::net::report_text(r, o.url, o.common.verbosity());
+      std::string text = smws::net::report_text(r, shown_url, o.common.verbosity());
       if (!run.stopped_note.empty()) text += "  note: " + run.stopped_note + "\n";
-      print(text);
+      print_text(text);
     }
     return r.verdict.exit_code;
   }
   if (o.json) {
-    print(smws::net::idle_search_json(run, o.url).dump() + "\n");
+    print(json_text(smws::net::idle_search_json(run, shown_url)));
   } else {
-    print(smws::net::idle_search_text(run, o.url));
+    print_text(smws::net::idle_search_text(run, shown_url));
   }
   return smws::net::idle_search_verdict(run).exit_code;
 }
@@ -245,11 +262,13 @@ int run_ws_probe(const ProbeOptions& o) {
   std::string error;
   auto url = smws::net::parse_ws_url(o.url, &error);
   if (!url) {
-    smws::log::error(error);
+    smws::log::error(smws::terminal_safe_line(smws::redact_url_token(error)));
     return smws::kExitUsage;
   }
   const smws::net::ProbeConfig config = make_config(o, *url);
-  if (o.find_idle_timeout > 0) return find_idle_timeout(o, config);
+  // Every report shows the URL with its token parameter's value hidden.
+  const std::string shown_url = smws::redact_url_token(o.url);
+  if (o.find_idle_timeout > 0) return find_idle_timeout(o, shown_url, config);
 
   raise_fd_limit(o.connections);
   const int verbosity = o.common.verbosity();
@@ -277,25 +296,25 @@ int run_ws_probe(const ProbeOptions& o) {
     int exit_code = r.verdict.exit_code;
     if (r.bad_input_lines > 0 && exit_code == smws::kExitOk) exit_code = smws::kExitDataErr;
     if (o.json) {
-      print(report_json(r, o.url).dump() + "\n");
+      print(json_text(report_json(r, shown_url)));
     } else if (o.cat) {
       // stdout carries the data: the report goes to stderr, short unless -v.
       if (verbosity >= 1) {
-        write_all(STDERR_FILENO, report_text(r, o.url, verbosity));
+        write_all(STDERR_FILENO, smws::terminal_safe(report_text(r, shown_url, verbosity)));
       } else if (verbosity >= 0 && r.verdict.cause != "healthy") {
-        smws::log::warn(r.verdict.cause + ": " + r.verdict.text);
+        smws::log::warn(r.verdict.cause + ": " + smws::terminal_safe_line(r.verdict.text));
       }
     } else {
-      print(report_text(r, o.url, verbosity));
+      print_text(report_text(r, shown_url, verbosity));
     }
     return exit_code;
   }
-  const smws::net::RunInfo run{o.url, o.connections, o.repeat};
+  const smws::net::RunInfo run{shown_url, o.connections, o.repeat};
   const auto s = smws::net::summarise(results);
   if (o.json) {
-    print(smws::net::summary_json(s, results, run).dump() + "\n");
+    print(json_text(smws::net::summary_json(s, results, run)));
   } else {
-    print(smws::net::summary_text(s, results, run, verbosity));
+    print_text(smws::net::summary_text(s, results, run, verbosity));
   }
   return s.exit_code;
 }

@@ -20,6 +20,7 @@
 
 #include "smws/clock.h"
 #include "smws/shutdown.h"
+#include "smws/terminal_text.h"
 #include "smws/utf8.h"
 
 namespace smws::net {
@@ -128,7 +129,8 @@ void Prober::handshake(Session& s, size_t index) const {
   e.error = r.handshake.error;
   r.intermediaries = fingerprint(r.handshake.headers);
   e.intermediaries = r.intermediaries;
-  e.url = config_.url.text;
+  // Only shown (the confirm command in the verdict): never with the token.
+  e.url = redact_url_token(config_.url.text);
   switch (r.handshake.outcome) {
     case HandshakeInfo::Outcome::kUnreachable: e.ending = Ending::kUnreachable; break;
     case HandshakeInfo::Outcome::kTimeout: e.ending = Ending::kHandshakeTimeout; break;

@@ -9,6 +9,7 @@
 #include "smws/ascii.h"
 #include "smws/exit_code.h"
 #include "smws/probe_verdict.h"
+#include "smws/terminal_text.h"
 #include "smws/utf8.h"
 
 namespace smws::net {
@@ -273,7 +274,7 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
     std::istringstream in(h.request_head);
     for (std::string l; std::getline(in, l);) {
       if (!l.empty() && l.back() == '\r') l.pop_back();
-      if (!l.empty()) out += "    > " + l + "\n";
+      if (!l.empty()) out += "    > " + redact_url_token(l) + "\n";  // the request line's ?token=
     }
   }
   if (verbosity >= 1 && !h.headers.empty()) {
