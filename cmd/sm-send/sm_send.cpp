@@ -1,8 +1,10 @@
 #include "sm_send.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/random.h>
+#include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #include "smws/log.h"
 #include "smws/ndjson.h"
 #include "smws/protocol.h"
+#include "smws/replay.h"
 #include "smws/shutdown.h"
 #include "smws/unix_datagram.h"
 
@@ -379,22 +382,71 @@ int send_one(const SmSendOptions& o) {
 
 // ---------------------------------------------------------------------------
 // Stdin mode: NDJSON lines → one datagram each, batched with sendmmsg.
+// --replay is the same path with a schedule: a line whose deadline has come
+// joins the batch like a stdin line (no clock read, no system call of its
+// own); one that is not yet due first sends the batch, then sleeps until its
+// deadline.
 
 class StdinSender {
  public:
-  explicit StdinSender(const SmSendOptions& o) : o_(o), path_(socket_path(o)) {
+  explicit StdinSender(const SmSendOptions& o)
+      : o_(o), path_(socket_path(o)), schedule_(o.speed, o.max_gap) {
     entries_.reserve(kBatchEvents);
     views_.reserve(kBatchEvents);
     arena_.reserve(kBatchBytes + o.max_size + 64);
   }
 
   int run() {
+    const bool replay = o_.replay.has_value();
+    int fd = STDIN_FILENO;
+    if (replay && *o_.replay != "-") {
+      fd = ::open(o_.replay->c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        const int err = errno;
+        log::error("cannot open " + *o_.replay + ": " + log::errno_text(err));
+        if (err == EACCES || err == EPERM) return kExitNoPerm;
+        return err == ENOENT || err == ENOTDIR ? kExitNoInput : kExitIoErr;
+      }
+    }
     auto st = open_sender(o_, &sock_);
     if (!st.ok()) {
       log::error(st.message);
       return exit_code_for(st);
     }
-    ndjson::LineReader reader(STDIN_FILENO, o_.max_size, 256 * 1024, &shutdown::requested);
+    start_ = now_ = Clock::now();
+    int code = kExitOk;
+    for (;;) {
+      code = send_lines(fd, replay);
+      if (code != kExitOk || stopped_ || !o_.loop) break;
+      if (sent_in_pass_ == 0) {
+        log::warn("the recording holds no event to send; not looping");
+        break;
+      }
+      if (::lseek(fd, 0, SEEK_SET) < 0) {
+        log::error("cannot rewind " + *o_.replay + ": " + log::errno_text(errno));
+        code = kExitIoErr;
+        break;
+      }
+      ++pass_;
+      sent_in_pass_ = 0;
+      schedule_.restart();
+    }
+    if (fd != STDIN_FILENO) ::close(fd);
+    if (code != kExitOk) return code;
+    log::note(1, "sent " + std::to_string(sent_) + " events, " + std::to_string(bad_) +
+                     " bad lines, " + std::to_string(dropped_) + " dropped (no listener)" +
+                     (pass_ > 0 ? ", " + std::to_string(pass_ + 1) + " passes" : std::string()));
+    return bad_ > 0 ? kExitDataErr : kExitOk;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  // One pass over fd. Returns 0 at its end (or on a signal: stopped_ is
+  // set), else the exit code of a fatal error.
+  int send_lines(int fd, bool replay) {
+    const char* what = replay && *o_.replay != "-" ? o_.replay->c_str() : "stdin";
+    ndjson::LineReader reader(fd, o_.max_size, 256 * 1024, &shutdown::requested);
     ndjson::LineReader::Line line;
     event::Scan scan;
     for (;;) {
@@ -402,7 +454,8 @@ class StdinSender {
       if (stopped_) break;
       auto status = reader.next(&line);
       if (status == ndjson::LineReader::Status::kLine) {
-        add(line, &scan);
+        if (replay) add_replayed(line, &scan);
+        else add(line, &scan);
         if (entries_.size() >= kBatchEvents || arena_.size() >= kBatchBytes) flush();
         continue;
       }
@@ -418,18 +471,17 @@ class StdinSender {
       if (fatal_ != kExitOk) return fatal_;
       if (stopped_ || status == ndjson::LineReader::Status::kEof) break;
       auto fill = reader.fill();
-      if (fill == ndjson::LineReader::Fill::kCancelled) break;
+      if (fill == ndjson::LineReader::Fill::kCancelled) {
+        stopped_ = true;
+        break;
+      }
       if (fill == ndjson::LineReader::Fill::kError) {
-        log::error("cannot read stdin: " + log::errno_text(reader.error()));
+        log::error(std::string("cannot read ") + what + ": " + log::errno_text(reader.error()));
         return kExitIoErr;
       }
     }
-    log::note(1, "sent " + std::to_string(sent_) + " events, " + std::to_string(bad_) +
-                     " bad lines, " + std::to_string(dropped_) + " dropped (no listener)");
-    return bad_ > 0 ? kExitDataErr : kExitOk;
+    return kExitOk;
   }
-
- private:
   // A batched datagram: either a view of the stdin buffer (the line already
   // had a timestamp) or a slice of arena_ (the line with one spliced in).
   struct Entry {
@@ -467,8 +519,52 @@ class StdinSender {
   }
 
   void bad(size_t line, const std::string& why) {
+    if (pass_ > 0) return;  // --loop: each bad line is reported (and counted) once
     ++bad_;
     log::error("line " + std::to_string(line) + ": " + why);
+  }
+
+  // --replay: the line joins the batch once its deadline has come.
+  void add_replayed(const ndjson::LineReader::Line& line, event::Scan* scan) {
+    replay::classify(line.text, scan, &replayed_);
+    if (replayed_.kind == replay::LineKind::kBlank) return;
+    if (replayed_.kind == replay::LineKind::kBad) return bad(line.number, replayed_.error + "; skipped");
+    const auto deadline = start_ + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(schedule_.next(replayed_.timestamp)));
+    if (deadline > now_ && !wait_until(deadline)) return;
+    char ts[32];
+    size_t offset = arena_.size();
+    replay::build_datagram(&arena_, replayed_, {ts, event::format_now_timestamp(ts)},
+                           o_.keep_timestamps);
+    size_t size = arena_.size() - offset;
+    if (size > o_.max_size) {
+      arena_.resize(offset);
+      return bad(line.number, too_big(size));
+    }
+    entries_.push_back({nullptr, offset, size, line.number});
+    ++sent_in_pass_;
+  }
+
+  // Sends what is batched, then sleeps until deadline (or a signal: then
+  // stopped_ is set and false returned). A deadline already past costs one
+  // clock read: now_ remembers it, so the lines after it that are due as
+  // well cost none.
+  bool wait_until(Clock::time_point deadline) {
+    now_ = Clock::now();
+    if (deadline <= now_) return true;
+    flush();
+    for (;;) {
+      if (shutdown::requested() || stopped_) {
+        stopped_ = true;
+        return false;
+      }
+      now_ = Clock::now();
+      if (deadline <= now_) return true;
+      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now_).count();
+      timespec timeout{static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
+      pollfd fds[1] = {{shutdown::fd(), POLLIN, 0}};
+      ::ppoll(fds, shutdown::fd() >= 0 ? 1 : 0, &timeout, nullptr);
+    }
   }
 
   // Sends the batch; on return it is empty. Sets fatal_ to stop the run.
@@ -548,6 +644,12 @@ class StdinSender {
   std::vector<std::string_view> views_;
   std::string arena_;
   size_t sent_ = 0, bad_ = 0, dropped_ = 0;
+  // --replay
+  replay::Schedule schedule_;
+  replay::Line replayed_;
+  Clock::time_point start_, now_;
+  size_t pass_ = 0;          // --loop passes completed
+  size_t sent_in_pass_ = 0;  // events batched in this pass
 };
 
 }  // namespace
@@ -593,10 +695,51 @@ void setup_sm_send(CLI::App& app, SmSendOptions& o) {
                  "event socket, else $TMPDIR or /tmp)")
       ->envname("SM_REPLY_DIR")
       ->type_name("DIR");
+  app.add_option_function<std::string>(
+      "--replay", [&o](const std::string& v) { o.replay = v; },
+      "Re-send a recording (NDJSON as sm-listen prints it, - for stdin) with the spacing of "
+      "its timestamps")
+      ->type_name("FILE");
+  app.add_option("--speed", o.speed, "--replay X times faster (default 1)")
+      ->type_name("X")
+      ->check(CLI::Validator(
+          [](const std::string& v) {
+            char* end = nullptr;
+            double x = std::strtod(v.c_str(), &end);
+            return end != v.c_str() && *end == '\0' && x > 0 && std::isfinite(x)
+                       ? std::string()
+                       : "must be a number > 0";
+          },
+          ""))
+      ->each([&o](const std::string&) { o.replay_flags_given = true; });
+  app.add_option("--max-gap", o.max_gap, "--replay: shorten longer silences to SECONDS")
+      ->type_name("SECONDS")
+      ->check(CLI::Validator(kSeconds).description(""))
+      ->each([&o](const std::string&) { o.replay_flags_given = true; });
+  app.add_flag("--loop", o.loop, "--replay: start over at the end of the file");
+  app.add_flag("--keep-timestamps", o.keep_timestamps,
+               "--replay: send the recorded timestamps, not the time of sending");
   add_common_flags(app, o.common);
 }
 
 int run_sm_send(const SmSendOptions& o) {
+  if (o.replay) {
+    if (o.json || o.type_given || o.machine_id || o.state || o.previous_state || !o.fields.empty()) {
+      return usage_error("--replay sends the recording's lines: TYPE, FIELD, --json, -m, --state "
+                         "and --previous do not apply");
+    }
+    if (o.wait_reply >= 0) {
+      return usage_error("--wait-reply waits for one answer, so it needs a single event, not --replay");
+    }
+    if (o.loop && *o.replay == "-") {
+      return usage_error("--loop starts the recording over, and stdin cannot be read twice: "
+                         "give --replay a FILE");
+    }
+    return StdinSender(o).run();
+  }
+  if (o.replay_flags_given || o.loop || o.keep_timestamps) {
+    return usage_error("--speed, --max-gap, --loop and --keep-timestamps apply to --replay only");
+  }
   const bool stdin_mode = o.type == "-";
   const bool has_event_flags = o.machine_id || o.state || o.previous_state || !o.fields.empty();
   if (o.json && o.type_given) {

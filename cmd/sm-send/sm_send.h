@@ -3,6 +3,7 @@
 //   sm-send [OPTIONS] TYPE [FIELD ...]   build an event from arguments
 //   sm-send [OPTIONS] --json JSON        send a JSON object as is (+timestamp)
 //   sm-send [OPTIONS] -                  NDJSON on stdin, one datagram per line
+//   sm-send [OPTIONS] --replay FILE|-    a recording, with its events' spacing
 //
 // Single-threaded. Start-up is a feature (shell loops run it thousands of
 // times): no POCO, static link in release builds, three system calls to send.
@@ -31,6 +32,12 @@ struct SmSendOptions {
   size_t max_size = event::kDefaultMaxSize;
   double wait_reply = -1;           // --wait-reply seconds; < 0 when not given
   std::string reply_dir;            // --reply-dir (SM_REPLY_DIR); "" = choose
+  std::optional<std::string> replay;  // --replay FILE, or "-" for stdin
+  double speed = 1;                 // --speed: X times faster (> 0)
+  double max_gap = -1;              // --max-gap seconds; < 0 when not given
+  bool loop = false;                // --loop
+  bool keep_timestamps = false;     // --keep-timestamps
+  bool replay_flags_given = false;  // --speed or --max-gap was given
   CommonFlags common;
 };
 
