@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # What `make install` and `make deb` put where (SPEC "Installing and running
 # as a service"; docs/running-as-a-service.md). The binaries are installed by
 # smws_add_tool(); the rest is here. Prefix-dependent files (the unit, its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hitl-approve: options, and the Approver, the terminal side of the tool.
 //
 // Threads: the connection's reader thread (net::WsClientThread) reads the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-relay: wiring of WsServer (sockets), RelayHub (protocol state) and
 // HitlTable (decisions).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-relay's flags and its run function. The network core is
 // smws::net::WsServer (one epoll thread); the protocol state is
 // smws::RelayHub; HITL is smws::HitlTable. docs/architecture.md.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Docs and completions cannot drift from the binaries: every long flag that a
 tool's --help lists must appear in its man page and in its bash, zsh and fish
 completions, and every flag those files name must still exist."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Debian package and the service it installs (SPEC "Installing and running
 as a service"; docs/running-as-a-service.md).
 

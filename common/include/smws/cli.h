@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Flag handling shared by every tool's setup_<tool>/main, on CLI11:
 // --help (stdout, exit 0), --version ("NAME VERSION", exit 0), -q/--quiet,
 // -v/--verbose (repeatable), and parse errors reported as

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "smws/net/ws_client_thread.h"
 
 #include <fcntl.h>

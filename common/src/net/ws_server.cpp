@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The epoll loop behind WsServer and the lifecycle of its connections:
 // accept, handshake, open, closing, linger. Queues are send_queue.cpp's,
 // bytes on the wire transport.cpp's, the upgrade decision

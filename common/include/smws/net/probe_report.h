@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-probe's reports, built from what the probe recorded (smws/net/probe.h):
 // the --json object and the human report for one connection (ending with a
 // timeline strip), the summary of several (--connections, --repeat), and the
