@@ -17,7 +17,9 @@ install(CODE "
 install(FILES packaging/lintian-overrides DESTINATION share/lintian/overrides RENAME smws)
 
 # The Debian package: `make deb` (cpack -G DEB in the release tree).
-set(SMWS_DEB_MAINTAINER "smws maintainers <maintainers@smws.example.org>"
+# The project's role address (the maintainers as a group, never one person's);
+# packaging/copyright's Upstream-Contact and packaging/changelog name it too.
+set(SMWS_DEB_MAINTAINER "smws maintainers <maintainers@smws.invalid>"
     CACHE STRING "Maintainer field of the .deb")
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME smws)
