@@ -25,7 +25,8 @@ namespace smws::net {
 
 using ReportJson = nlohmann::ordered_json;
 
-// "1.50 s", "61.0 s"; "0.4 ms", "120 ms": enough digits to read, no more.
+// "1.50 s", "61.0 s"; "0.4 ms", "120 ms": enough digits to read, no more, in
+// the report's aligned lines. Messages use smws::duration_text ("1.5 s").
 std::string seconds_text(double s);
 std::string millis_text(double ms);
 // One frame for the -v trace: "   +1.234s <- text 57 B  tick".
