@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Thin wrapper over CMake/ctest. Build trees:
 #   build/          the test build: ASan + UBSan, binaries in build/bin/
 #   build-release/  optimised, datagram tools linked statically: run, bench, install

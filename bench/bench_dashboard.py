@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """ws-relay's dashboard in headless Chromium under a flood (issue 9):
 5,000 state_change events per second across 1,000 machines for 10 s,
 written to ws-relay's stdin, with one approval clicked mid-flood.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """sm-send / sm-listen benchmarks (issue 2), each against baselines measured
 in the same run; the figures that matter are the ratios.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """ws-relay --redis (a group of relays through one Redis stream) against a
 single relay and against Redis's own ceiling, all in the same run, with the
 same load client (bench/relay_load_client.cpp) and a redis-server of its own:

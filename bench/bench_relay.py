@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """ws-relay against a ~30-line Node `ws` broadcast server (bench/node_ws_broadcast.js),
 measured in the same run with the same load client (bench/relay_load_client.cpp):
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Subscriptions (issue 12): does a broadcast cost work for the clients it
 goes to, not for every client? Three ws-relays, measured in the same run with
 the same load client (bench/relay_load_client.cpp), each fed 100-byte events

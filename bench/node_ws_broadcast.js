@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Baseline for bench/bench_relay.py: the ~30-line Node `ws` broadcast server
 // a team would write first. Each stdin line goes to every open client.
 // Usage: node node_ws_broadcast.js [PORT]   (0 or none: any free port; the

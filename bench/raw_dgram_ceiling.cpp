@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The ceiling for bench_datagram.py's ingest figure: the least a sender and a
 // receiver can do on the same socket type (AF_UNIX SOCK_DGRAM), batched with
 // sendmmsg/recvmmsg, without validating or writing anything.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The ceiling for bench_relay.py's "one broadcast to 5,000 clients": the
 // least a WebSocket server can do per broadcast on this machine. One epoll
 // thread accepts loopback WebSocket clients (answers the upgrade, ignores

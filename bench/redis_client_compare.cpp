@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The measured half of docs/architecture.md's "hiredis, not POCO's Redis
 // client": the tail's work (XREAD COUNT 1000 over a stream of 100-byte
 // events, each entry's event copied out, as RedisStream::on_tail_reply

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Load client for bench/bench_relay.py: holds N WebSocket connections to one
 // server from ONE epoll thread (so 5,000 clients fit in one process under the
 // 20,000 open-file limit) and counts what arrives. The same binary measures

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """`make bench`: runs every bench/bench_*.py in turn (or those named on the
 command line). Each one measures its baseline in the same run and prints its
 figures as ratios against it; the machine is shared and noisy, so absolute

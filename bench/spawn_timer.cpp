@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Start-up timer for bench_datagram.py: runs a command RUNS times with
 // posix_spawn (no shell, no interpreter in between) and prints the median and
 // the 10th/90th percentile wall time per run, in microseconds.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The optimised build (make release, make deb) gets the hardening Debian
 # builds its own packages with (dpkg-buildflags: fortified libc calls, stack
 # protector, read-only relocations bound at start); lintian looks for them.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Runs at install time (cmake --install, make install, cpack): the files whose
 # text or place depends on the install prefix, known only then (make install
 # PREFIX=... and the .deb's /usr share one build tree).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # What `make install` and `make deb` put where (SPEC "Installing and running
 # as a service"; docs/running-as-a-service.md). The binaries are installed by
 # smws_add_tool(); the rest is here. Prefix-dependent files (the unit, its
@@ -16,7 +17,9 @@ install(CODE "
 install(FILES packaging/lintian-overrides DESTINATION share/lintian/overrides RENAME smws)
 
 # The Debian package: `make deb` (cpack -G DEB in the release tree).
-set(SMWS_DEB_MAINTAINER "smws maintainers <maintainers@smws.example.org>"
+# The project's role address (the maintainers as a group, never one person's);
+# packaging/copyright's Upstream-Contact and packaging/changelog name it too.
+set(SMWS_DEB_MAINTAINER "smws maintainers <maintainers@smws.invalid>"
     CACHE STRING "Maintainer field of the .deb")
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME smws)

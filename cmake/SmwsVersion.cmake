@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # smws_version(<out-var> <source-dir> <base-version>)
 # The version every tool prints with --version: CMake's project version, plus
 # the git description as SemVer build metadata when the source is a git

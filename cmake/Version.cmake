@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The version: one place, project(smws VERSION ...) in CMakeLists.txt.
 # Sets SMWS_VERSION for common/'s configure_file of smws/version.h (at
 # configure time) and adds the smws_version target that refreshes the same

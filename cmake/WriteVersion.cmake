@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # cmake -DSOURCE_DIR=... -DBASE=... -DIN=version.h.in -DOUT=version.h -P WriteVersion.cmake
 # Run by the smws_version target at every build: a commit or an edit since
 # the last configure changes the description. configure_file rewrites OUT

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Embeds web assets (the dashboard's HTML, CSS, JavaScript) into a C++ source
 # at build time, so ws-relay serves them from memory: no files to install, no
 # network, no npm or bundler. Two halves:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hitl-approve: options, and the Approver, the terminal side of the tool.
 //
 // Threads: the connection's reader thread (net::WsClientThread) reads the
@@ -24,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "smws/clock.h"
+#include "smws/duration_text.h"
 #include "smws/exit_code.h"
 #include "smws/hitl.h"
 #include "smws/hitl_client.h"
@@ -241,7 +243,7 @@ bool Approver::reconnect(const std::string& why) {
   double delay = kBackoffFirst;
   while (!shutdown::requested()) {
     double wait = delay * jitter(rng);
-    log::note(1, "reconnecting in " + std::to_string(wait).substr(0, 4) + " s");
+    log::note(1, "reconnecting in " + duration_text(wait));
     if (!wait_before_retry(wait)) break;
     Status status = connect(options_, &conn_);
     if (status.ok()) {
@@ -727,7 +729,7 @@ int run_list(const HitlApproveOptions& options) {
   while (!shutdown::requested()) {
     double left = deadline - monotonic_seconds();
     if (left <= 0) {
-      log::error(options.url + ": no snapshot within " + std::to_string(options.connect_timeout).substr(0, 4) + " s");
+      log::error(options.url + ": no snapshot within " + duration_text(options.connect_timeout));
       return kExitTempFail;
     }
     pollfd fds[2] = {{conn->wake_fd(), POLLIN, 0}, {shutdown::fd(), POLLIN, 0}};

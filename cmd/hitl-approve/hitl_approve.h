@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hitl-approve: answer ws-relay's approval requests from a terminal, from a
 // script (NDJSON decisions on stdin) or by rule (--auto/--match).
 // The contract is the SPEC's "hitl-approve" section and docs/hitl.md.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hitl-approve: parse flags, run, return the exit code.
 #include "hitl_approve.h"
 #include "smws/shutdown.h"

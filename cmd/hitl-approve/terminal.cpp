@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Raw keys, $EDITOR and line input for hitl-approve's prompt.
 #include "terminal.h"
 

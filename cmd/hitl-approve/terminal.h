@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The terminal side of hitl-approve's interactive mode: raw single-key input,
 // colours, $EDITOR, a line of text. Used only by the UI thread.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sm-listen: Unix datagrams in, NDJSON out.
 #include "sm_listen.h"
 #include "smws/cli.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "sm_listen.h"
 
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sm-listen's flags and its run function (SPEC "sm-listen"): bind the event
 // socket, print each valid event as one NDJSON line on stdout.
 //

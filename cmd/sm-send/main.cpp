@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sm-send: send events as Unix datagrams from shell scripts.
 #include "sm_send.h"
 #include "smws/cli.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "sm_send.h"
 
 #include <dirent.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "smws/duration_text.h"
 #include "smws/exit_code.h"
 #include "smws/hitl.h"
 #include "smws/log.h"
@@ -232,7 +234,7 @@ int wait_for_reply(const SmSendOptions& o, const UnixDatagramSocket& reply,
     }
     auto left = std::chrono::duration<double, std::milli>(deadline - Clock::now()).count();
     if (left <= 0) {
-      log::error("no reply within " + std::to_string(o.wait_reply).substr(0, 8) + " s (--wait-reply)");
+      log::error("no reply within " + duration_text(o.wait_reply) + " (--wait-reply)");
       return kExitTempFail;
     }
     pollfd fds[2] = {{reply.fd(), POLLIN, 0}, {shutdown::fd(), POLLIN, 0}};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sm-send's flags and its run function (SPEC "sm-send").
 //
 //   sm-send [OPTIONS] TYPE [FIELD ...]   build an event from arguments

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-probe: connect to a WebSocket endpoint, watch it, and say why it ends.
 #include "ws_probe.h"
 

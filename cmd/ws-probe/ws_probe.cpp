@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "ws_probe.h"
 
 #include <sys/resource.h>
@@ -11,6 +12,7 @@
 #include <map>
 #include <sstream>
 
+#include "smws/duration_text.h"
 #include "smws/exit_code.h"
 #include "smws/log.h"
 #include "smws/net/probe.h"
@@ -29,7 +31,6 @@ using smws::net::frame_line;
 using smws::net::millis_text;
 using smws::net::report_json;
 using smws::net::report_text;
-using smws::net::seconds_text;
 
 // --- output ----------------------------------------------------------------
 
@@ -141,7 +142,7 @@ smws::net::ProbeHooks make_hooks(const ProbeOptions& o, bool single) {
       std::string what = "connected to " + h.peer + " in " + millis_text(h.connect_ms) + ", " + h.status_line + " in " +
                          millis_text(h.handshake_ms);
       if (!o.cat && o.find_idle_timeout <= 0) {
-        what += "; listening for " + seconds_text(o.duration) + " (Ctrl-C ends early)";
+        what += "; listening for " + smws::duration_text(o.duration) + " (Ctrl-C ends early)";
       }
       smws::log::note(0, smws::terminal_safe_line(what));  // the status line is the server's
     }
@@ -175,7 +176,7 @@ int find_idle_timeout(const ProbeOptions& o, const std::string& shown_url, const
   const auto run = smws::net::find_idle_timeout(
       base, o.find_idle_timeout, make_hooks(o, true), [](int trial, double hold) {
         smws::log::note(0, "trial " + std::to_string(trial) + ": holding a silent connection for up to " +
-                               smws::net::seconds_text(hold));
+                               smws::duration_text(hold));
       });
   if (run.stopped_by) {
     // Nothing to measure: report that connection as a normal probe would.
@@ -288,7 +289,7 @@ int run_ws_probe(const ProbeOptions& o) {
     if (!o.cat) {
       if (!o.no_confirm && verbosity >= 0 && smws::plan_confirm(results.front().evidence)) {
         smws::log::note(0, "two causes fit; confirming with a second connection that pings every " +
-                               seconds_text(smws::kConfirmPingInterval));
+                               smws::duration_text(smws::kConfirmPingInterval));
       }
       smws::net::confirm(config, results.front(), !o.no_confirm, make_hooks(o, false));
     }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-probe's flags and its run: setup_ws_probe() declares every flag on a
 // CLI::App (tests can parse an argv without running anything), run_ws_probe()
 // checks their combination, probes, prints the report and returns the exit

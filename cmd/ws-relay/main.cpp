@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-relay: NDJSON on stdin → every WebSocket client; client messages → stdout.
 #include "smws/cli.h"
 #include "smws/log.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-relay's flags, their validation, and the wiring of a relay::Relay (the
 // relay's logic, common/src/relay/) to a net::WsServer (the sockets). The
 // main thread runs the server's loop; relay.h says which thread calls what.

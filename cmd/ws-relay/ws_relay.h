@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-relay's flags and its run function: it validates the flags, then wires
 // a smws::relay::Relay (the relay's logic, common/src/relay/) to a
 // smws::net::WsServer (one epoll thread). docs/architecture.md.

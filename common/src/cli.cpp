@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "smws/cli.h"
 
 #include <cmath>
@@ -12,7 +13,9 @@ namespace smws {
 void add_common_flags(CLI::App& app, CommonFlags& flags) {
   app.add_flag("-v,--verbose", flags.verbose, "More detail on stderr (repeatable)");
   app.add_flag("-q,--quiet", flags.quiet, "Silence warnings");
-  app.set_version_flag("--version", app.get_name() + " " + kVersion, "Print the version and exit");
+  // SPEC's "NAME VERSION" first; the licence on a line of its own after it.
+  app.set_version_flag("--version", app.get_name() + " " + kVersion + "\nLicense: Apache-2.0",
+                       "Print the version and exit");
 }
 
 std::optional<int> parse_flags(CLI::App& app, int argc, const char* const* argv) {
@@ -24,7 +27,7 @@ std::optional<int> parse_flags(CLI::App& app, int argc, const char* const* argv)
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);  // "NAME VERSION" on stdout, 0
+    return app.exit(e);  // "NAME VERSION" and "License: Apache-2.0" on stdout, 0
   } catch (const CLI::ParseError& e) {
     if (log::tool() != app.get_name()) log::init(app.get_name(), 0);
     log::error(e.what());

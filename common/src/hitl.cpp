@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // HITL pending table and its I/O helpers. Contracts in smws/hitl.h.
 #include "smws/hitl.h"
 

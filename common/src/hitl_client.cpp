@@ -1,10 +1,11 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "smws/hitl_client.h"
 
 #include <fnmatch.h>
 
 #include <algorithm>
-#include <cmath>
 
+#include "smws/duration_text.h"
 #include "smws/hitl.h"
 
 namespace smws {
@@ -24,14 +25,6 @@ HitlEffect effect(HitlEffect::Kind kind, std::string id = {}, std::string text =
   e.id = std::move(id);
   e.text = std::move(text);
   return e;
-}
-
-std::string seconds_text(double seconds) {
-  double rounded = std::round(seconds * 10) / 10;
-  std::string text = std::to_string(rounded);
-  text.erase(text.find_last_not_of('0') + 1);
-  if (!text.empty() && text.back() == '.') text.pop_back();
-  return text + " s";
 }
 
 }  // namespace
@@ -333,7 +326,7 @@ void HitlClient::on_input_line(std::string_view raw, long number, double now) {
     held_.push_back(Held{std::move(short_form), id, number, now});
     emit(effect(HitlEffect::Kind::kNote, id,
                 "line " + std::to_string(number) + ": " + id + " is not pending yet; held for up to " +
-                    seconds_text(options_.hold_timeout)));
+                    duration_text(options_.hold_timeout)));
     return;
   }
   submit(short_form, id, number);
@@ -383,7 +376,7 @@ void HitlClient::tick(double now) {
     Held held = std::move(held_.front());
     held_.pop_front();
     HitlEffect e = effect(HitlEffect::Kind::kLineError, held.id,
-                          held.id + " is not pending (waited " + seconds_text(options_.hold_timeout) + " for it)");
+                          held.id + " is not pending (waited " + duration_text(options_.hold_timeout) + " for it)");
     e.line = held.line;
     emit(std::move(e));
   }

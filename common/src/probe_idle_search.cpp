@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "smws/probe_idle_search.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "smws/unix_datagram.h"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The conformance table: RFC 6455 cases in the spirit of Autobahn|Testsuite,
 each run against ws-relay (server role: we are the client) and, where the
 case makes sense in that direction, against ws-probe and hitl-approve

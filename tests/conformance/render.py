@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Writes the case table of docs/conformance.md from cases.py and the results
 of a run (SMWS_CONFORMANCE_RESULTS=FILE pytest integration/test_conformance.py).
 Usage: render.py RESULTS.json > table.md  (paste it between the markers)."""

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Datagram decoding as sm-listen does it: the input goes out as one real
 // AF_UNIX datagram (or two, split at a control byte) and comes back through
 // DatagramBatch with a small max_size, so truncation is exercised; each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Differential: event::scan (the allocation-free fast path) against
 // event::scan_reference (nlohmann's SAX parser) on the same bytes. They must
 // agree on validity, type, the timestamp/reply_to flags and the error text;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sm-send's argument grammar: TYPE, -m/--state/--previous and FIELD
 // arguments (NUL-separated in the input) through parse_field() and build().
 // Whatever they accept must be one compact JSON object that scan() accepts,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What every fuzz target shares: FUZZ_CHECK, an invariant that aborts with
 // the failing expression (libFuzzer then saves the input as crash-*), and a
 // cursor that takes a few control bytes off the front of an input.

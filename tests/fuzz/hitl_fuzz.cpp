@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // HITL validation: what a client's decision, a script's short decision or a
 // stdin interrupt can be. The input is parsed as JSON (not JSON: nothing to
 // do, the relay answered it already) and goes to HitlTable::on_decision

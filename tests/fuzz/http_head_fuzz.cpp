@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The HTTP request head as ws-relay's loop takes it from a socket:
 // find_head_end, parse_request_head, then the upgrade checks, the Origin
 // and token policies, and the reply it would send. Checks: nothing throws;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ndjson::LineReader against a three-line reference splitter: the same bytes,
 // read through a file in small chunks, must give the same lines, numbers and
 // kTooLong reports as splitting the whole input at once.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-probe's (and hitl-approve's) side of the handshake: WsClient::open
 // against a server on 127.0.0.1 that answers the upgrade request with the
 // fuzz input, "@ACCEPT@" replaced by the right Sec-WebSocket-Accept so the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-relay's message handling without sockets. A client's text message (the
 // codec has already checked it is UTF-8) through
 // RelayHub::classify_client_message: refresh and pong are consumed, decision

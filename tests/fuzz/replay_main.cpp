@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays fuzz inputs without libFuzzer: every file named on the command line,
 // or found (recursively) in a directory named there, goes through
 // LLVMFuzzerTestOneInput once. The test build links each target with this

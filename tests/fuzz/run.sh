@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Runs every libFuzzer target for a bounded time and prints one line per
 # target: runs, corpus size, result. Usage: run.sh BIN_DIR SECONDS TARGET...
 # New inputs go to BIN_DIR/../fuzz-work/<target>/ (the committed seeds in

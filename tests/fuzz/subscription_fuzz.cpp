@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-relay's subscription filters, all three ways a peer or a user sets one:
 // a {"type":"subscribe",...} message (apply_subscribe), the query string of
 // an upgrade (filter_from_query) and --route PATH=FILTER (parse_route).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // parse_ws_url, the URL every client tool (ws-probe, hitl-approve) takes
 // from its user. Checks: a URL that parses has a host, a port in 1..65535,
 // a target that starts with '/' and holds no fragment, a scheme that decides

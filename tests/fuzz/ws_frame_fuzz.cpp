@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The frame codec, both roles: the first input byte picks the role and the
 // chunk size the rest (the wire) is fed in; every text or binary message
 // decoded must encode and decode back to the same payload.

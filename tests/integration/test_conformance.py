@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """RFC 6455 conformance, table-driven (tests/conformance/cases.py), in the
 spirit of Autobahn|Testsuite: every case against ws-relay as a server, and
 against ws-probe and hitl-approve as clients, a fixture server here playing

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ws-relay's dashboard (GET /) in a real headless Chromium (SPEC "ws-relay's
 dashboard — GET /"): what a person sees and what the buttons send.
 

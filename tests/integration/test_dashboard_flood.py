@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The dashboard under 5,000 events per second for 10 s, in headless Chromium
 (SPEC: "at 5,000 events per second it renders without freezing the tab ...
 and its memory stays flat"). The page must keep working: a click on Approve

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Docs and completions cannot drift from the binaries: every long flag that a
 tool's --help lists must appear in its man page and in its bash, zsh and fish
 completions, and every flag those files name must still exist."""
@@ -43,8 +44,10 @@ def test_version_prints_name_and_version(name):
     result = run([tool(name), "--version"], timeout=10)
     assert result.returncode == 0
     # NAME VERSION; built from a git checkout, the version carries the git
-    # description as SemVer build metadata (cmake/SmwsVersion.cmake).
-    assert re.fullmatch(rf"{re.escape(name)} \d+\.\d+\.\d+(\+git\.[0-9A-Za-z.]+)?\n", result.stdout), result.stdout
+    # description as SemVer build metadata (cmake/SmwsVersion.cmake). The
+    # second line names the licence (issue 24).
+    assert re.fullmatch(rf"{re.escape(name)} \d+\.\d+\.\d+(\+git\.[0-9A-Za-z.]+)?\nLicense: Apache-2\.0\n",
+                        result.stdout), result.stdout
 
 
 @pytest.mark.parametrize("name", TOOLS)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Human-in-the-loop end to end, with real processes and sockets:
 
     sm-send interrupt ... --wait-reply S  ->  sm-listen | ws-relay  <->  hitl-approve / WebSocket clients

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """--audit FILE: a decision (or a timeout) goes out only once its record is
 fsynced, and one that cannot be recorded is refused, visibly, changing nothing
 (docs/hitl.md, "Durable approvals"). The relay runs on its own, its stdin a

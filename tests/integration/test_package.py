@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Debian package and the service it installs (SPEC "Installing and running
 as a service"; docs/running-as-a-service.md).
 
@@ -127,8 +128,53 @@ def test_each_unpacked_binary_prints_its_version(root, name):
     r = run([os.path.join(root, "usr/bin", name), "--version"], timeout=10)
     assert r.returncode == 0, r.stderr
     # NAME VERSION; in a git checkout the version carries the git description.
-    assert re.fullmatch(rf"{re.escape(name)} {re.escape(project_version())}(\+git\.[0-9A-Za-z.]+)?\n",
-                        r.stdout), r.stdout
+    # The second line names the licence (issue 24).
+    assert re.fullmatch(rf"{re.escape(name)} {re.escape(project_version())}(\+git\.[0-9A-Za-z.]+)?\n"
+                        r"License: Apache-2\.0\n", r.stdout), r.stdout
+
+
+def deb822_paragraphs(path):
+    """The paragraphs of a deb822 file (Debian's copyright-format 1.0) as
+    dicts; a continuation line (leading space) extends the field before it."""
+    paragraphs, fields, name = [], {}, None
+    with open(path, encoding="utf-8") as f:
+        for line in f.read().splitlines():
+            if not line.strip():
+                if fields:
+                    paragraphs.append(fields)
+                fields, name = {}, None
+            elif line[0] in " \t":
+                assert name, f"{path}: continuation line before any field: {line!r}"
+                fields[name] += "\n" + line[1:]
+            else:
+                name, sep, value = line.partition(":")
+                assert sep and re.fullmatch(r"[!-9;-~]+", name), f"{path}: not a field: {line!r}"
+                assert name not in fields, f"{path}: {name} twice in one paragraph"
+                fields[name] = value.strip()
+    if fields:
+        paragraphs.append(fields)
+    return paragraphs
+
+
+def test_copyright_is_machine_readable_and_names_apache_2(root, deb):
+    paragraphs = deb822_paragraphs(os.path.join(root, "usr/share/doc/smws/copyright"))
+    header, rest = paragraphs[0], paragraphs[1:]
+    assert header["Format"] == "https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
+    files = [p for p in rest if "Files" in p]
+    assert files and files[0]["Files"] == "*" and files[0]["License"] == "Apache-2.0", files
+    assert all(p["Copyright"] for p in files)
+    # Every licence a Files paragraph names has its text in a stand-alone paragraph.
+    texts = {p["License"].split("\n")[0]: p["License"] for p in rest if "Files" not in p}
+    for p in files:
+        assert p["License"] in texts, p
+    assert "/usr/share/common-licenses/Apache-2.0" in texts["Apache-2.0"]
+    # What sm-send and sm-listen carry from their static link: glibc, the GCC
+    # runtime and libstdc++, and the two header-only libraries.
+    for name in ["LGPL-2.1+", "GPL-3+ with GCC-exception-3.1 exception", "BSD-3-clause", "Expat"]:
+        assert name in texts, name
+    assert all(word in header["Comment"] for word in ["GNU C Library", "libstdc++", "CLI11", "nlohmann/json"])
+    # The maintainer is the project's role address, not the old placeholder.
+    assert "example.org" not in deb_field(deb, "Maintainer")
 
 
 def test_lintian_reports_no_errors(deb):
@@ -138,6 +184,9 @@ def test_lintian_reports_no_errors(deb):
     assert not errors, "\n".join(tags)
     # The release build is hardened (cmake/Hardening.cmake).
     assert not [t for t in tags if "hardening-" in t], "\n".join(tags)
+    # The copyright file passes lintian's copyright-format checks (a Debian
+    # copyright tag names "copyright" or "dep5").
+    assert not [t for t in tags if "copyright" in t or "dep5" in t], "\n".join(tags)
     # The warnings docs/running-as-a-service.md explains; a new one fails
     # here so that it is looked at (and explained or fixed).
     warnings = [t for t in tags if t.startswith("W: ")]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ws-probe's rules for ambiguous drops, resets and who closed, against the
 fixture servers (tests/support/probe_fixtures.py): the confirming trial that
 tells a server waiting for input from an idle timeout, --no-confirm naming both,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ws-probe through a real nginx (Debian's, tests/support/probe_nginx.py) in
 front of ws-relay and of the fixture servers: the verdicts a user gets behind
 a proxy. nginx's Server header names it; its proxy_read_timeout is the idle

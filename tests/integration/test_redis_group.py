@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ws-relay --redis: several relays, one stream, through a real Redis
 (SPEC "ws-relay across machines — one stream through Redis").
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ws-relay: what flows from stdin to clients — order, snapshot, history,
 refresh, --seq and ?since=N resume, invalid lines. Clients are Debian's
 python3-websockets and Node's ws; nothing here was written by us except the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ws-relay: how it treats each client — messages from clients, slow and
 silent clients, pings, limits, origin and token checks, shutdown. Clients
 are python3-websockets and Node's ws, plus a raw-socket client

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ws-relay's HTTP endpoints on the WebSocket port: /healthz, /metrics, /,
 and 404 for anything else."""
 import re

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Everything ws-relay counts is in /metrics (issue 14, loose ends), and a
 refused handshake is visible on stderr at the default verbosity, naming the
 flag that would let the client in, rate-limited per address."""

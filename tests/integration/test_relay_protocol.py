@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ws-relay at the byte level: RFC 6455 violations get their close codes,
 fragmented messages are reassembled, control frames are answered, the
 handshake is checked, and wss keeps the same guarantees.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Issue 14: nothing on ws-relay's loop thread writes to stderr with a
 blocking write(2). Before, a stderr pipe nobody read stopped the relay at
 its first warning past the pipe's 64 KiB: no pings, no broadcasts, no

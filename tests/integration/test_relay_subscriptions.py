@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ws-relay subscriptions (SPEC "ws-relay subscriptions — one relay, many
 topics"): ?type=/?machine= filters with globs, ?hitl=0, the subscribe
 message, --route, --machine-history with its byte bound, ?since= with a

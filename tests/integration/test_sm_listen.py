@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """sm-listen: bind rules, validation, filters, flushing, shutdown."""
 import json
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """sm-send against a real sm-listen (or a socket the test binds itself)."""
 import json
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ws-probe against real servers on 127.0.0.1: one misbehaving fixture server
 per failure mode (tests/support/probe_fixtures.py), a healthy one, Node's
 `ws`, and ws-relay. Each test asserts the verdict's cause, the close code,

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """make soak: ws-relay under a mixed load for SOAK_S seconds, then a report.
 
 The load, all at once, on 127.0.0.1 (one asyncio process plays every peer):

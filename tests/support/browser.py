@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Headless Chromium for the dashboard tests (tests/integration/test_dashboard*.py).
 
 Debian's `chromium`, driven through Debian's `chromium-driver` with

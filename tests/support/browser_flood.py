@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The dashboard under a flood: N events/s written to ws-relay's stdin for S
 seconds while headless Chromium shows the page. Shared by
 tests/integration/test_dashboard_flood.py (does the page keep working?) and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for the sm-send / sm-listen integration tests: a running sm-listen
 whose stdout lines can be awaited, and raw datagram sockets for the test's
 own side of the conversation. Every wait has a timeout."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for the human-in-the-loop integration tests (tests/integration/test_hitl.py).
 
 - Stack: `sm-listen --socket S | ws-relay --listen 127.0.0.1:0 ...`, the

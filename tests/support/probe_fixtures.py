@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Misbehaving WebSocket servers for ws-probe's tests, one per failure mode.
 
 Run as a script: `/usr/bin/python3 probe_fixtures.py MODE [ARG] [--tls CERT KEY]`. The server

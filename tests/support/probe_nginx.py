@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Debian's nginx as a real reverse proxy in front of a WebSocket server, for
 ws-probe's tests: a generated config in a temp prefix, a free port on
 127.0.0.1, one process (master_process off) started by the test and stopped

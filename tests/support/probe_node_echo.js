@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A WebSocket echo server on Node's `ws` (run with NODE_PATH holding `ws`):
 // binds 127.0.0.1 port 0, prints "PORT <n>", echoes every message with its
 // type, and greets each client with {"type":"hello"} when argv[2] is "greet".

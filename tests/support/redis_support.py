@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real redis-server for the ws-relay group tests (Debian's redis-server).
 
 Each RedisServer runs on a free 127.0.0.1 port with a temp dir of its own,

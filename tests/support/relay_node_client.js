@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A WebSocket client on Node's `ws` package, for the ws-relay integration
 // tests (tests/support/relay_support.py: NodeClient). It reports everything
 // it sees on stdout as NDJSON: {"open":true}, {"message":TEXT}, {"ping":true},

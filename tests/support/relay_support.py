@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for the ws-relay integration tests.
 
 - Relay: runs `ws-relay --listen 127.0.0.1:0 ...` with stdin a pipe, reads

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Shared helpers for the integration tests (run by /usr/bin/python3 -m pytest).
 
 Every helper is bounded in time: processes are killed when a test ends, waits

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The tests' one WebSocket frame codec and a byte-level client that can send
 frames a well-behaved library never would (unmasked, bad opcodes, broken
 UTF-8). relay_support.RawWs is built on the same codec; the relay launcher is

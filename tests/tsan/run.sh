@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make tsan: the tests that exercise threads, against the binaries of a
 # -fsanitize=thread build. ThreadSanitizer writes each report to a file under
 # the log directory (log_path); any such file fails the run, whatever the

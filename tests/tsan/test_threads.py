@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Concurrency under ThreadSanitizer (make tsan runs this file and a few
 integration tests against binaries built with -fsanitize=thread; it also
 passes against the ASan build). Every thread of ws-relay is busy at once:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // smws/ascii.h: case folding for protocol tokens.
 #include <catch2/catch.hpp>
 #include <string>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Each tool's flags, parsed through its own setup_<tool>() without starting a
 // process (STYLE habit 1). What a flag does is the integration tests' job;
 // these pin what an argv turns into and which argvs are usage errors (64).

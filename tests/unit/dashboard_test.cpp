@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The dashboard's embedded assets (cmake/embed_assets.cmake -> smws/web_assets.h)
 // and the HTTP replies that serve them (smws/net/dashboard.h).
 #include <catch2/catch.hpp>

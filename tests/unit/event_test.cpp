@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Events: shape check without a DOM, the HTTPie field grammar, and splicing
 // members into forwarded bytes.
 #include <catch2/catch.hpp>

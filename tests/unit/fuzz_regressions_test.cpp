@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Inputs the fuzzers (tests/fuzz/) found in code other modules own, pinned
 // where a corpus replay would not say enough: each case names its target,
 // the input and what went wrong. (Inputs fixed in a target's own module are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // hitl-approve's approval queue (smws/hitl_client.h), driven with messages
 // as the relay sends them and a `now` the test chooses.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // HitlTable: pending interrupts, decision validation, first-wins, timeouts;
 // AuditLog and the reply datagram. Time is the `now` argument throughout.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // parse_listen: ws-relay's --listen HOST:PORT.
 #include <catch2/catch.hpp>
 

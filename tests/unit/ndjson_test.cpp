@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // NDJSON line reader and writer over real pipes.
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // OutputThread: the bounded asynchronous line writer behind ws-relay's stdout.
 #include <catch2/catch.hpp>
 

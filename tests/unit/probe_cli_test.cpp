@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-probe's flags added for issue 10, parsed through setup_ws_probe()
 // without starting a process (the rest are in cli_setup_test.cpp).
 #include <catch2/catch.hpp>

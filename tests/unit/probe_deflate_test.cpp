@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // permessage-deflate on the probe's side (smws/net/permessage_deflate.h) and
 // the frame reader's RSV1 rule (smws/ws_frame.h): what a server that forces
 // compression sends is inflated, and only what RFC 7692 allows is accepted.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // --find-idle-timeout's search (smws/probe_idle_search.h): which silence each
 // trial holds, when it stops, and how precisely it knows the timeout.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-probe's reports (smws/net/probe_report.h): the --json contract, the
 // timeline strip, the confirming trial and the idle-timeout search as the
 // user reads them.

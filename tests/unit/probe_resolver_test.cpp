@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Name resolution bounded by --connect-timeout (smws/net/resolver.h): a
 // lookup that hangs must not hang the probe.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-probe's verdict rules (smws/probe_verdict.h), one case per rule and
 // threshold of docs/troubleshooting-1006.md.
 #include <catch2/catch.hpp>

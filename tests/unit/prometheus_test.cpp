@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PrometheusText: the /metrics exposition format.
 #include <catch2/catch.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The RelayHub and HitlTable entry points a relay in a group uses
 // (ws-relay --redis): check without commit, apply with the group's seq,
 // holding more for ?since= than --history replays, deciding elsewhere.

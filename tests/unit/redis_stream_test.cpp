@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RedisStream and its Lua scripts against a real redis-server (Debian's),
 // one per test case, on a free port with a temp dir.
 #include <poll.h>

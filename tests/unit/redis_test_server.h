@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A real redis-server for unit tests: started on a free 127.0.0.1 port with
 // a temp dir, no persistence unless asked, stopped by PID. Waits for its
 // "Ready to accept connections" line (with a timeout), not for a sleep.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SendQueue: one connection's output queue, its drop policy and discards.
 #include <catch2/catch.hpp>
 

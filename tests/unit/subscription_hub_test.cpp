@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RelayHub with subscription filters: the filtered snapshot, history and
 // ?since= replay, and --machine-history merged into them.
 #include <catch2/catch.hpp>

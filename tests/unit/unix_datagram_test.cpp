@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unix datagram sockets: bind rules, batched send/receive, flow control.
 #include <fcntl.h>
 #include <pthread.h>

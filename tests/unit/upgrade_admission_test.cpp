@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // admit_upgrade and HttpRoutes: what the server answers before a socket is
 // a WebSocket, with parsed requests and no sockets.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // smws/net/ws_client.h: the socket-free parts (URL parsing). The accept key
 // the client checks is handshake.h's, tested in ws_server_handshake_test.cpp.
 #include <catch2/catch.hpp>

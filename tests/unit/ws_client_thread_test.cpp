@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // smws/net/ws_client_thread.h against a minimal WebSocket server written
 // here on a loopback socket, so each test controls every frame it sends.
 #include <netinet/in.h>

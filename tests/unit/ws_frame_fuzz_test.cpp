@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Randomised checks of the frame codec (deterministic seeds, so a failure
 // replays): chunking never changes what comes out, and arbitrary bytes never
 // crash the reader (the suite runs under ASan/UBSan). A libFuzzer target for

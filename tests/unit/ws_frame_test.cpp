@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "smws/ws_frame.h"
 
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The HTTP side of ws-relay's server: request parsing, RFC 6455 upgrade
 // checks, Origin and token policy, response bytes.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // WsServer's event loop with real sockets on 127.0.0.1: the loop runs on its
 // own thread, a raw client (our frame codec, client role) drives it.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-relay's live dashboard (SPEC "ws-relay's dashboard — GET /").
 //
 // One WebSocket to the relay. Messages update a model at once (cheap, O(1)

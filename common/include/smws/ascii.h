@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ASCII case folding for protocol tokens (HTTP header names and values, URL
 // schemes, close reasons), which are case-insensitive in ASCII only: no
 // locale, so "I" never becomes a dotless "ı".

@@ -1,7 +1,9 @@
+// SPDX-License-Identifier: Apache-2.0
 // Flag handling shared by every tool's setup_<tool>/main, on CLI11:
-// --help (stdout, exit 0), --version ("NAME VERSION", exit 0), -q/--quiet,
-// -v/--verbose (repeatable), and parse errors reported as
-// "tool: error: ..." with exit 64 (CLI11's own codes, 100 and up, never leak).
+// --help (stdout, exit 0), --version ("NAME VERSION", then a line "License:
+// Apache-2.0"; exit 0), -q/--quiet, -v/--verbose (repeatable), and parse
+// errors reported as "tool: error: ..." with exit 64 (CLI11's own codes, 100
+// and up, never leak).
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The library's two clocks as plain seconds, so that pure logic can take a
 // `now` argument (HitlTable, HitlClient) and tests can pass any number.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Events: JSON objects with a non-empty string "type" (SPEC "Events").
 //
 // Two paths:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one table of exit codes (sysexits.h values), shared by every tool and
 // named in every man page's EXIT STATUS section. See ../shared SPEC
 // "Conventions shared by every tool"; docs/protocol.md repeats it.

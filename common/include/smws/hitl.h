@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Human-in-the-loop: the pending-interrupt table of ws-relay, decision
 // validation, timeouts, and the two small I/O helpers around them (the audit
 // log and the reply datagram). Message shapes: docs/hitl.md.

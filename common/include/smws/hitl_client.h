@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The client side of human-in-the-loop (hitl-approve): the approval queue.
 // It mirrors the relay's pending interrupts as last seen, remembers the
 // decisions sent and not yet answered, applies the --auto/--match rule,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A host name to a numeric address, for the tools that connect by address
 // after resolving on a thread of their own (ws-probe's resolver with a
 // deadline, ws-relay's Redis lookup thread): getaddrinfo(3) itself, once.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The HOST:PORT a server listens on (ws-relay --listen). Pure parsing: no
 // sockets, no name resolution (getaddrinfo happens when the server opens).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Diagnostics on stderr, one format for every tool:
 //   tool: error: what: why
 //   tool: warning: ...

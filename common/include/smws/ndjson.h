@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // NDJSON on file descriptors: a line reader that survives any input and a
 // buffered line writer that writes in large pieces.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // OutputThread: a bounded, asynchronous line writer. Producers on any thread
 // hand it NDJSON lines (for an fd, usually stdout) and records (for a sink,
 // usually the --audit file, which fsyncs); one thread of its own writes them,

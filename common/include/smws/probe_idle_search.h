@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // --find-idle-timeout's search, apart from sockets: which silence to hold
 // next, when to stop, and what was measured. The driver (smws/net/probe.h,
 // find_idle_timeout) holds one silent connection per trial and reports here

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-probe's judgement, kept apart from sockets so every rule can be unit
 // tested: what a probe saw on one connection (ProbeEvidence) goes in, a
 // verdict with a stable cause identifier and plain-words text comes out.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Prometheus text exposition format (version 0.0.4) for /metrics: one
 // "# HELP", one "# TYPE" and one sample line per metric, or for a counter
 // with one label, a sample per label value (HTTP requests by status,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Protocol constants shared by the tools: defaults and limits of the wire
 // formats. Their meaning, and the message shapes, are in docs/protocol.md;
 // the user-facing contract is the SPEC. Every limit says why it is what it is.

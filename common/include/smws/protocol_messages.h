@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Builders for the JSON messages the relay side of the protocol sends on its
 // own initiative (not events from stdin). Shapes: docs/protocol.md. The
 // server library sends none of these by itself: the tool hands them to it

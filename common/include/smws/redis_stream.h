@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RedisStream: one relay's membership in a group of relays that share one
 // event stream in Redis (SPEC "ws-relay across machines — one stream through
 // Redis"; keys, scripts and failure cases in docs/scale-out.md).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The --redis URL of ws-relay: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]
 // (SPEC "ws-relay across machines"). Pure parsing, no I/O.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RelayHub: ws-relay's protocol state, without sockets, threads or POCO.
 // It validates stdin lines, stamps `seq`, keeps the machine table (snapshot)
 // and the `--history` ring, builds what a new client receives first, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SIGINT/SIGTERM → an atomic flag plus a self-pipe, so any poll/epoll loop can
 // wake up on a signal (add shutdown::fd() to its set) and every blocking wait
 // in the tools can be cancelled. SIGPIPE is ignored: a closed stdout shows up

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one status type of the library (leveldb's Status, made plain): an
 // expected failure is a value with a code and a message a user can act on,
 // never an exception. Modules catch POCO and JSON exceptions at their edge and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Subscriptions: which broadcast events a ws-relay client receives (SPEC
 // "ws-relay subscriptions — one relay, many topics"; shapes in
 // docs/protocol.md, a guide in docs/subscriptions.md).

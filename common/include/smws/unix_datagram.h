@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // AF_UNIX SOCK_DGRAM sockets: a small RAII wrapper over POSIX, with batched
 // send (sendmmsg) and receive (recvmmsg). Plain POSIX rather than POCO:
 // POCO 1.11 loses the datagram when receiveFrom() meets an unbound sender and

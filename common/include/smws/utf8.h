@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Strict UTF-8 validation (RFC 3629: no overlongs, no surrogates, <= U+10FFFF),
 // as RFC 6455 requires for text frames and close reasons.
 #pragma once

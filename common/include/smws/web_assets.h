@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The dashboard's web assets (web/dashboard/*), embedded at build time.
 //
 // cmake/embed_assets.cmake turns each file into bytes in a generated source

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RFC 6455 frame codec: the one WebSocket protocol piece written here, because
 // POCO 1.11's WebSocket cannot be driven from an event loop (it neither answers
 // pings nor close frames, and cannot resume a partial non-blocking send).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "smws/net/probe.h"
 
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "smws/clock.h"
+#include "smws/duration_text.h"
 #include "smws/shutdown.h"
 #include "smws/terminal_text.h"
 #include "smws/utf8.h"
@@ -642,9 +644,7 @@ IdleSearchRun find_idle_timeout(const ProbeConfig& base, double max_s, const Pro
     if (!survived && silence < kMinIdleSilence) {
       // Ended before any idle timer could matter (a waiting server, a reset,
       // a close): that, not an idle timeout, is the finding.
-      char after[32];
-      std::snprintf(after, sizeof after, "%.2f s", silence);
-      run.stopped_note = std::string("the connection ended after ") + after +
+      run.stopped_note = "the connection ended after " + duration_text(silence) +
                          " of silence, too soon for an idle timeout; nothing to measure.";
       run.stopped_by = std::move(r);
       return run;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "smws/net/probe_report.h"
 
 #include <algorithm>
@@ -23,8 +24,6 @@ std::string fmt(const char* format, double v) {
   return buf;
 }
 
-std::string secs(double s) { return seconds_text(s); }
-std::string millis(double ms) { return millis_text(ms); }
 
 std::string bytes_text(size_t n) {
   if (n < 10 * 1024) return std::to_string(n) + " B";
@@ -244,10 +243,11 @@ std::string timeline_strip(const ProbeResult& r) {
   else if (e.ending == Ending::kServerClose || e.ending == Ending::kProtocolError) end = 'X';
   bar.back() = end;
   std::string out;
-  line(out, "timeline", "|" + bar + "| " + secs(e.end_s - start));
-  out += wrap(std::string(r.frames_total > r.frames.size() ? "starts at +" + secs(start) + " (older frames not kept)"
-                                                           : "starts at the end of the handshake") +
-                  ", 1 column = " + secs(span / kTimelineColumns) +
+  line(out, "timeline", "|" + bar + "| " + seconds_text(e.end_s - start));
+  out += wrap(std::string(r.frames_total > r.frames.size()
+                              ? "starts at +" + seconds_text(start) + " (older frames not kept)"
+                              : "starts at the end of the handshake") +
+                  ", 1 column = " + seconds_text(span / kTimelineColumns) +
                   "; legend: M message in, > message out, p ping/pong in, o ping/pong out, X close frame, "
                   ". no frame; the end: F FIN, R RST, X close frame, = open until the probe closed it",
               std::string(15, ' '));
@@ -259,13 +259,13 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
   const auto& h = r.handshake;
   std::string out = "ws-probe " + url + "\n";
   if (h.connect_ms >= 0) {
-    line(out, "connect", millis(h.connect_ms) + " to " + h.peer);
+    line(out, "connect", millis_text(h.connect_ms) + " to " + h.peer);
   } else {
     line(out, "connect", "failed" + (h.peer.empty() ? std::string() : " (" + h.peer + ")"));
   }
   if (h.status != 0 || h.handshake_ms >= 0) {
-    std::string text = h.handshake_ms >= 0 ? millis(h.handshake_ms) : std::string("-");
-    if (h.tls_ms >= 0) text += " (TLS " + millis(h.tls_ms) + ")";
+    std::string text = h.handshake_ms >= 0 ? millis_text(h.handshake_ms) : std::string("-");
+    if (h.tls_ms >= 0) text += " (TLS " + millis_text(h.tls_ms) + ")";
     if (!h.status_line.empty()) text += "  " + h.status_line;
     line(out, "handshake", text);
   }
@@ -298,7 +298,8 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
   }
   if (was_open(r)) {
     std::string text = std::to_string(e.messages_in) + " received, " + bytes_text(r.bytes_in);
-    if (e.first_message_s) text += ", first +" + secs(*e.first_message_s) + ", last +" + secs(*e.last_message_s);
+    if (e.first_message_s)
+      text += ", first +" + seconds_text(*e.first_message_s) + ", last +" + seconds_text(*e.last_message_s);
     line(out, "messages", text);
     if (!r.types.empty()) {
       std::vector<std::pair<std::string, size_t>> types(r.types.begin(), r.types.end());
@@ -322,18 +323,20 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
         double mx = *std::max_element(r.rtt_ms.begin(), r.rtt_ms.end());
         double sum = 0;
         for (double v : r.rtt_ms) sum += v;
-        rtt += "; RTT min " + millis(mn) + " / avg " + millis(sum / static_cast<double>(r.rtt_ms.size())) +
-               " / max " + millis(mx);
+        rtt += "; RTT min " + millis_text(mn) + " / avg " + millis_text(sum / static_cast<double>(r.rtt_ms.size())) +
+               " / max " + millis_text(mx);
       }
       line(out, "ping RTT", rtt);
     }
     if (e.messages_in + e.pings_received > 0) {
-      std::string gap = secs(e.longest_gap_s) + " without a frame from the server, ending at +" + secs(e.longest_gap_at_s);
+      std::string gap = seconds_text(e.longest_gap_s) + " without a frame from the server, ending at +" +
+                        seconds_text(e.longest_gap_at_s);
       line(out, "longest gap", gap);
     }
     if (e.lags.stamped > 0) {
-      line(out, "lag", std::to_string(e.lags.stamped) + " timestamped messages; worst " + secs(e.lags.worst_excess_s) +
-                           " over the smallest lag (at +" + secs(e.lags.worst_at_s) + "), " +
+      line(out, "lag", std::to_string(e.lags.stamped) + " timestamped messages; worst " +
+                           seconds_text(e.lags.worst_excess_s) + " over the smallest lag (at +" +
+                           seconds_text(e.lags.worst_at_s) + "), " +
                            std::to_string(e.lags.late) + " more than 1 s late" +
                            (e.lags.ignored ? "; " + std::to_string(e.lags.ignored) +
                                                  " stamped before the connection (history) left out"
@@ -351,10 +354,11 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
       if (e.close_by == CloseBy::kClient)
         ended += e.server_answered_close ? ", answered" : ", not answered by the server";
     }
-    ended += "; +" + secs(e.end_s) + " after connect, " + secs(e.silence_before_end_s()) + " after the last frame";
-    if (e.last_frame_in_s) ended += " (in " + secs(e.end_s - *e.last_frame_in_s);
+    ended += "; +" + seconds_text(e.end_s) + " after connect, " + seconds_text(e.silence_before_end_s()) +
+             " after the last frame";
+    if (e.last_frame_in_s) ended += " (in " + seconds_text(e.end_s - *e.last_frame_in_s);
     else ended += " (in -";
-    if (e.last_frame_out_s) ended += ", out " + secs(e.end_s - *e.last_frame_out_s) + ")";
+    if (e.last_frame_out_s) ended += ", out " + seconds_text(e.end_s - *e.last_frame_out_s) + ")";
     else ended += ", out -)";
     line(out, "ended", ended);
     if (verbosity >= 1 && !r.frames.empty()) {
@@ -365,9 +369,9 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
   }
   if (r.confirm && r.confirm->tried) {
     const auto& c = *r.confirm;
-    line(out, "confirm", "a 2nd connection pinging every " + secs(c.plan.ping_every_s) + ", held up to " +
-                             secs(c.plan.hold_s) + ": " + c.trial_end + " after " + secs(c.trial_age_s) + " (" +
-                             c.outcome + ")");
+    line(out, "confirm", "a 2nd connection pinging every " + seconds_text(c.plan.ping_every_s) + ", held up to " +
+                             seconds_text(c.plan.hold_s) + ": " + c.trial_end + " after " +
+                             seconds_text(c.trial_age_s) + " (" + c.outcome + ")");
   }
   out += "\nverdict: " + r.verdict.cause;
   if (r.verdict.candidates.size() > 1) {
@@ -435,10 +439,11 @@ ProbeSummary summarise(const std::vector<ProbeResult>& results) {
     mean /= static_cast<double>(ages.size());
     if (*hi - *lo <= std::max(kSameAgeMin, kSameAgeFraction * mean)) {
       s.findings.push_back("All " + std::to_string(ages.size()) + " " + s.cause + " drops came at the same age, " +
-                           secs(*lo) + " to " + secs(*hi) + " after the handshake: that is a timer, not chance " +
+                           seconds_text(*lo) + " to " + seconds_text(*hi) +
+                           " after the handshake: that is a timer, not chance " +
                            "(a crash does not keep time) — a maximum connection lifetime, a firewall or NAT " +
-                           "session limit, a proxy's tunnel timeout. Look for a setting of about " + secs(mean) +
-                           " on the path.");
+                           "session limit, a proxy's tunnel timeout. Look for a setting of about " +
+                           seconds_text(mean) + " on the path.");
     }
   }
   return s;
@@ -468,8 +473,9 @@ std::string summary_text(const ProbeSummary& s, const std::vector<ProbeResult>& 
     if (v.empty()) return std::string("-");
     double sum = 0;
     for (double x : v) sum += x;
-    return "min " + millis(*std::min_element(v.begin(), v.end())) + " / avg " +
-           millis(sum / static_cast<double>(v.size())) + " / max " + millis(*std::max_element(v.begin(), v.end()));
+    return "min " + millis_text(*std::min_element(v.begin(), v.end())) + " / avg " +
+           millis_text(sum / static_cast<double>(v.size())) + " / max " +
+           millis_text(*std::max_element(v.begin(), v.end()));
   };
   line(out, "connect", stats(s.connect_ms));
   line(out, "handshake", stats(s.handshake_ms));
@@ -486,7 +492,7 @@ std::string summary_text(const ProbeSummary& s, const std::vector<ProbeResult>& 
     for (const auto& r : results) {
       out += fmt("    #%-4.0f ", static_cast<double>(r.index)) + r.verdict.cause;
       if (was_open(r)) {
-        out += "  " + std::to_string(r.evidence.close_code) + " +" + secs(r.evidence.end_s) + ", " +
+        out += "  " + std::to_string(r.evidence.close_code) + " +" + seconds_text(r.evidence.end_s) + ", " +
                std::to_string(r.evidence.messages_in) + " messages";
       } else if (!r.evidence.error.empty()) {
         out += "  " + r.evidence.error;
@@ -511,8 +517,8 @@ Verdict idle_search_verdict(const IdleSearchRun& run) {
   if (!search.upper_s()) {
     v.cause = "healthy";
     v.exit_code = kExitOk;
-    v.text = "No idle timeout up to " + secs(run.max_s) + ": a silent connection stayed open for " +
-             secs(search.lower_s()) + " without a frame (" + trials + ").";
+    v.text = "No idle timeout up to " + seconds_text(run.max_s) + ": a silent connection stayed open for " +
+             seconds_text(search.lower_s()) + " without a frame (" + trials + ").";
     if (search.lower_s() + 1 < run.max_s && run.server_traffic)
       v.text += " The server sent frames during the hold, so the longest silence was shorter than the maximum.";
     return v;
@@ -520,10 +526,11 @@ Verdict idle_search_verdict(const IdleSearchRun& run) {
   const double upper = *search.upper_s();
   v.cause = "idle_timeout";
   v.exit_code = kExitNegative;
-  v.text = "The path drops a silent connection after " + secs(upper) + " without a frame";
+  v.text = "The path drops a silent connection after " + seconds_text(upper) + " without a frame";
   if (search.lower_s() > 0) {
-    v.text += " and keeps one that was silent for " + secs(search.lower_s()) + ": the idle timeout is between the " +
-              "two, known to " + secs(*search.precision_s()) + " after " + trials + ".";
+    v.text += " and keeps one that was silent for " + seconds_text(search.lower_s()) +
+              ": the idle timeout is between the two, known to " + seconds_text(*search.precision_s()) + " after " +
+              trials + ".";
   } else {
     v.text += " (" + trials + "; no shorter silence was held, so only the upper bound is known).";
   }
@@ -569,19 +576,20 @@ ReportJson idle_search_json(const IdleSearchRun& run, const std::string& url) {
 }
 
 std::string idle_search_text(const IdleSearchRun& run, const std::string& url) {
-  std::string out = "ws-probe " + url + ": idle timeout search up to " + secs(run.max_s) + "\n";
+  std::string out = "ws-probe " + url + ": idle timeout search up to " + seconds_text(run.max_s) + "\n";
   int n = 0;
   for (const auto& t : run.trials) {
-    out += "  trial " + std::to_string(++n) + ": held " + secs(t.hold_s) + ", " +
-           (t.survived ? "survived " + secs(t.silence_s) + " of silence"
-                       : "dropped after " + secs(t.silence_s) + " of silence (" + std::to_string(t.close_code) +
+    out += "  trial " + std::to_string(++n) + ": held " + seconds_text(t.hold_s) + ", " +
+           (t.survived ? "survived " + seconds_text(t.silence_s) + " of silence"
+                       : "dropped after " + seconds_text(t.silence_s) + " of silence (" + std::to_string(t.close_code) +
                              (t.tcp_end != TcpEnd::kNone ? std::string(" ") + tcp_end_name(t.tcp_end) : "") +
                              ")") +
            "\n";
   }
   if (const auto precision = run.search.precision_s()) {
-    line(out, "bracket", secs(run.search.lower_s()) + " .. " + secs(*run.search.upper_s()) + " (precision " +
-                             secs(*precision) + ", " + std::to_string(run.search.trials()) + " trials)");
+    line(out, "bracket", seconds_text(run.search.lower_s()) + " .. " + seconds_text(*run.search.upper_s()) +
+                             " (precision " + seconds_text(*precision) + ", " + std::to_string(run.search.trials()) +
+                             " trials)");
   }
   if (!run.intermediaries.empty()) {
     std::string names;

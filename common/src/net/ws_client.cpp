@@ -1,6 +1,8 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "smws/net/ws_client.h"
 
 #include "smws/ascii.h"
+#include "smws/duration_text.h"
 #include "smws/net/handshake.h"
 #include "smws/net/permessage_deflate.h"
 #include "smws/net/resolver.h"
@@ -369,9 +371,7 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
   try {
     socket.connect(address, Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(connect_left_s * 1e6)));
   } catch (const Poco::TimeoutException&) {
-    char limit[32];
-    std::snprintf(limit, sizeof limit, "%.3g s", options.connect_timeout_s);
-    info.error = "TCP connect to " + info.peer + " timed out after " + limit;
+    info.error = "TCP connect to " + info.peer + " timed out after " + duration_text(options.connect_timeout_s);
     return info;
   } catch (const Poco::Exception& e) {
     info.error = "TCP connect to " + info.peer + " failed: " + e.displayText();
@@ -467,8 +467,7 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
   char buf[16384];
   while (head_end == std::string::npos) {
     if (timed_out()) {
-      char limit[32];
-      std::snprintf(limit, sizeof limit, " within %.3g s", options.connect_timeout_s);
+      const std::string limit = " within " + duration_text(options.connect_timeout_s);
       return fail(HandshakeInfo::Outcome::kTimeout,
                   (response.empty() ? std::string("no response to the upgrade request")
                                     : "incomplete response head (" + std::to_string(response.size()) + " bytes)") +

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "smws/net/ws_client_thread.h"
 
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "smws/duration_text.h"
 #include "smws/log.h"
 
 namespace smws::net {
@@ -203,7 +205,7 @@ void WsClientThread::run() {
     if (finished) break;
     if (close_sent && now >= close_deadline) break;  // our close went unanswered
     if (client_.queued() > 0 && now - last_write > kSendTimeout) {
-      why = peer + " has read nothing for " + std::to_string(kSendTimeout.count()) + " s";
+      why = peer + " has read nothing for " + duration_text(kSendTimeout.count());
       break;
     }
     if ((client_.reader().buffered() > 0 || client_.reader().in_fragmented_message()) &&

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The epoll loop behind WsServer and the lifecycle of its connections:
 // accept, handshake, open, closing, linger. Queues are send_queue.cpp's,
 // bytes on the wire transport.cpp's, the upgrade decision
@@ -25,6 +26,7 @@
 #include <unordered_map>
 
 #include "smws/clock.h"
+#include "smws/duration_text.h"
 #include "smws/log.h"
 #include "smws/net/tls.h"
 #include "smws/net/transport.h"
@@ -821,10 +823,8 @@ bool WsServer::Impl::check_stalled_ping(Conn* c, double now) {
     return false;
   }
   if (now - c->stall_since < options.ping_timeout) return false;
-  char cause[128];
-  std::snprintf(cause, sizeof cause, "it has taken no byte in %g s, the ping waiting behind them: %s",
-                options.ping_timeout,
-                p.window_known && p.peer_window < kClosedWindow ? "it stopped reading" : "gone?");
+  std::string cause = "it has taken no byte in " + duration_text(options.ping_timeout) + ", the ping waiting behind them: " +
+                      (p.window_known && p.peer_window < kClosedWindow ? "it stopped reading" : "gone?");
   close_ping_timeout(c, cause, now);
   return true;
 }

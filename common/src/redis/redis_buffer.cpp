@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The pure parts of redis_stream.h: the append buffer, stream IDs, the
 // tail's resync rule and the machine replay. No I/O, unit-tested.
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RedisStream: hiredis's async API on an epoll set of our own. See
 // redis_stream.h for the contract and docs/scale-out.md for the keys.
 #include "smws/redis_stream.h"

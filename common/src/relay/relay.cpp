@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "smws/clock.h"
+#include "smws/duration_text.h"
 #include "smws/exit_code.h"
 #include "smws/log.h"
 #include "smws/net/dashboard.h"
@@ -514,7 +515,7 @@ void Relay::on_stdin_eof() {
       draining_for_exit_ = true;
     } else if (options_.exit_on_eof) {
       log::note(1, "stdin ended: draining clients (up to " +
-                       std::to_string(options_.drain_timeout) + " s), then exiting");
+                       duration_text(options_.drain_timeout) + "), then exiting");
       server_->begin_shutdown(options_.drain_timeout);
     } else {
       log::note(1, "stdin ended: still serving the last state (--exit-on-eof to exit)");
@@ -763,8 +764,8 @@ void Relay::on_tick() {
     }
     if (draining_for_exit_ && group_->stats().buffered == 0) {
       draining_for_exit_ = false;
-      log::note(1, "stdin ended: draining clients (up to " + std::to_string(options_.drain_timeout) +
-                       " s), then exiting");
+      log::note(1, "stdin ended: draining clients (up to " + duration_text(options_.drain_timeout) +
+                       "), then exiting");
       server_->begin_shutdown(options_.drain_timeout);
     }
     return;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-relay's dashboard over HTTP (SPEC "ws-relay's dashboard — GET /").
 //
 // The page is three embedded files (smws/web_assets.h): index.html, served

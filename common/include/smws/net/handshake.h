@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // HTTP side of the WebSocket server, socket-free so it can be unit-tested:
 // parsing a request head (POCO's HTTPRequest does the parsing), the RFC 6455
 // upgrade checks and Sec-WebSocket-Accept, Origin and token checks, and the

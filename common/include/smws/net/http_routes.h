@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // HttpRoutes: the plain-HTTP side of the server, a table the tool fills
 // (path -> handler returning a reply), so pages, /healthz and /metrics plug
 // in without the server knowing them. Handlers run on the loop thread and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // permessage-deflate (RFC 7692) on the receiving side of a client: the
 // inflater for the messages a server compresses. ws-probe offers no
 // extension, but some servers and proxies force this one anyway (an RFC 6455

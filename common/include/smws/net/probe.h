@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The probe engine behind ws-probe: opens one or more WebSocket connections
 // (WsClient), then drives all of them from one poll loop on the calling
 // thread, answering pings as the protocol requires, timestamping every frame

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ws-probe's reports, built from what the probe recorded (smws/net/probe.h):
 // the --json object and the human report for one connection (ending with a
 // timeline strip), the summary of several (--connections, --repeat), and the
@@ -24,7 +25,8 @@ namespace smws::net {
 
 using ReportJson = nlohmann::ordered_json;
 
-// "1.50 s", "61.0 s"; "0.4 ms", "120 ms": enough digits to read, no more.
+// "1.50 s", "61.0 s"; "0.4 ms", "120 ms": enough digits to read, no more, in
+// the report's aligned lines. Messages use smws::duration_text ("1.5 s").
 std::string seconds_text(double s);
 std::string millis_text(double ms);
 // One frame for the -v trace: "   +1.234s <- text 57 B  tick".

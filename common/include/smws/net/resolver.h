@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Name resolution with a deadline. getaddrinfo() has no timeout of its own
 // and POCO's resolver none either: a DNS server that never answers would
 // hang the caller for the resolver's own retries (30 s and more with the

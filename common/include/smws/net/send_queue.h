@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SendQueue: one WebSocket connection's output queue and its drop policy
 // (uWebSockets' SendStatus idea: a push says what happened). Frames are
 // shared and encoded once (a broadcast costs one reference per client);

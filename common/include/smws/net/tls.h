@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TLS for the event loop: POCO NetSSL loads the certificate and key and builds
 // the OpenSSL context; the loop then drives each connection with non-blocking
 // SSL_read/SSL_write itself.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Transport: the bytes of one accepted connection, over plain TCP or TLS.
 // Non-blocking both ways; owned by one connection, used by the loop thread.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Upgrade admission: whether a request for the WebSocket path becomes a
 // WebSocket client, and if not, the HTTP refusal that says why. Socket-free
 // (unit-tested with parsed requests); the server applies it to each request

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A small WebSocket client connection for tools that must see every frame as
 // it arrives (ws-probe, hitl-approve): POCO resolves, connects (with a
 // timeout) and does TLS; the upgrade request is written and checked here, so

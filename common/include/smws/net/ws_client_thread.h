@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A WsClient (ws_client.h) on a reader thread of its own, for a tool whose
 // main thread blocks for long stretches (hitl-approve while $EDITOR runs or
 // a reject message is typed) and must stay connected meanwhile: the reader

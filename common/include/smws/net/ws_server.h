@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // WsServer: a WebSocket + HTTP server driven by ONE epoll thread that owns
 // every socket (listener, handshakes, clients). It knows WebSocket and HTTP,
 // not the protocol spoken over them: the tool registers its HTTP routes,
