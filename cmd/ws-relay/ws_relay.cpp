@@ -4,6 +4,8 @@
 // main thread runs the server's loop; relay.h says which thread calls what.
 #include "ws_relay.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -84,6 +86,41 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
       ->capture_default_str();
   app.add_option("--audit", o.audit, "Append interrupts and decisions to FILE (NDJSON, fsynced)")
       ->type_name("FILE");
+  // Who may decide (SPEC "Who may decide"; docs/hitl.md, "Who may decide").
+  app.add_option("--users", o.users,
+                 "People and their token hashes: NAME GROUP[,GROUP...] sha256:HEX per line (--new-token makes one)")
+      ->envname("WS_RELAY_USERS")
+      ->type_name("FILE");
+  app.add_option("--jwt-key", o.jwt_keys, "PEM public key(s) verifying JWT bearer tokens: RS256, ES256 (repeatable)")
+      ->type_name("FILE")
+      ->allow_extra_args(false);
+  app.add_option("--jwt-secret-file", o.jwt_secret_file, "File holding the HS256 secret verifying JWT bearer tokens")
+      ->type_name("FILE");
+  app.add_option("--jwt-audience", o.jwt_audience, "A JWT's aud must name this")->type_name("AUD");
+  app.add_option("--jwt-name-claim", o.jwt_name_claim, "The JWT claim naming the person")
+      ->type_name("CLAIM")
+      ->capture_default_str();
+  app.add_option("--jwt-groups-claim", o.jwt_groups_claim, "The JWT claim listing the person's groups")
+      ->type_name("CLAIM")
+      ->capture_default_str();
+  app.add_option("--trusted-proxy", o.trusted_proxies,
+                 "An SSO proxy's address range whose --user-header names the person (repeatable)")
+      ->type_name("CIDR")
+      ->allow_extra_args(false);
+  app.add_option("--user-header", o.user_header, "Header a trusted proxy names the person in")
+      ->type_name("H")
+      ->capture_default_str();
+  app.add_option("--groups-header", o.groups_header, "Header a trusted proxy lists the groups in (comma-separated)")
+      ->type_name("H")
+      ->capture_default_str();
+  app.add_option("--approvers", o.approvers,
+                 "Who may decide any interrupt: GROUP or @NAME (repeatable) [default: the group approvers]")
+      ->type_name("WHO")
+      ->allow_extra_args(false);
+  app.add_option("--policy", o.policy, "Per-action approvers, quorum and self-approval (JSON lines; SIGHUP re-reads)")
+      ->type_name("FILE");
+  app.add_option("--reply-dir", o.reply_dir, "Send reply datagrams only to sockets inside DIR")
+      ->type_name("DIR");
   app.add_option("--route", o.routes,
                  "Serve PATH as a WebSocket endpoint whose clients get FILTER by default "
                  "(repeatable; FILTER: type:GLOB[,GLOB...] and/or machine:GLOB[,...] joined by ';')")
@@ -183,8 +220,21 @@ int run_ws_relay(const RelayOptions& o) {
     }
   }
 
+  relay::Identities identities;
+  if (Status st = relay::load_identities(o, &identities); !st.ok()) {
+    log::error(st.message);
+    return exit_code_for(st);
+  }
+  const bool names_connections = identities.roles();
   relay::Relay relay(o, &audit, o.redis.empty() ? nullptr : &redis_url);
   relay.set_routes(std::move(routes));
+  relay.set_identities(std::move(identities));
+  if (names_connections) {
+    // The relay names every connection (the shared --token is one of its
+    // sources then), never the client.
+    so.token.clear();
+    so.authenticate = [&relay](const net::HttpRequest& request) { return relay.authenticate(request); };
+  }
   net::WsServer server(so, &relay);
   relay.attach(&server);
   if (Status st = server.open(); !st.ok()) {
@@ -195,6 +245,26 @@ int run_ws_relay(const RelayOptions& o) {
   // Always shown (unless -q): scripts and tests read the port from it.
   log::note(0, "listening on " + server.url());
   relay.start_group();
+  // SIGHUP: identities and policies read again (a self-pipe the loop watches).
+  static int hup_pipe[2] = {-1, -1};
+  if (::pipe2(hup_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {
+      char one = 1;
+      [[maybe_unused]] ssize_t n = ::write(hup_pipe[1], &one, 1);
+    };
+    ::sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    ::sigaction(SIGHUP, &sa, nullptr);
+    server.watch(hup_pipe[0], [&relay] {
+      char buf[64];
+      while (::read(hup_pipe[0], buf, sizeof buf) > 0) {
+      }
+      if (Status st = relay.reload(); !st.ok()) {
+        log::error("SIGHUP: " + st.message + "; keeping the identities and policies in force");
+      }
+    });
+  }
 
   int stop_fd = -1;
   std::thread reader;

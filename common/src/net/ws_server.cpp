@@ -180,7 +180,7 @@ struct WsServer::Impl {
   void read_some(Conn* c, double now);
   void on_bytes(Conn* c, const char* data, size_t n, double now);
   void on_head(Conn* c, double now);
-  void accept_upgrade(Conn* c, HttpRequest request, double now);
+  void accept_upgrade(Conn* c, HttpRequest request, std::optional<auth::AuthResult> who, double now);
   void refuse(Conn* c, const HttpReply& reply, bool head_only, double now);
   void plain_on_tls(Conn* c, double now);
   void on_frames(Conn* c, double now);
@@ -575,16 +575,35 @@ void WsServer::Impl::on_head(Conn* c, double now) {
       refuse(c, a.reply, false, now);
       return;
     }
+    std::optional<auth::AuthResult> who;
+    if (options.authenticate) {
+      who = options.authenticate(*request);
+      if (!who->admitted) {
+        HttpReply reply = text_reply(who->http_status ? who->http_status : 401,
+                                     who->http_status == 403 ? "forbidden: " + who->reason
+                                                             : "a valid token is required (" + who->reason + ")");
+        if (reply.status == 401) reply.headers.emplace_back("WWW-Authenticate", "Bearer");
+        ++stats.handshakes_refused;
+        ++stats.refused_by_reason[static_cast<size_t>(RefusalReason::kToken)];
+        RefusedUpgrade r{c->peer, &*request, RefusalReason::kToken,
+                         request->header("authorization") || request->query_param("token"), reply.status,
+                         reply.body.substr(0, reply.body.size() - 1)};
+        log::note(2, "refused WebSocket from " + c->peer + ": " + std::to_string(r.status) + " " + r.message);
+        handler->on_refused(r);
+        refuse(c, reply, false, now);
+        return;
+      }
+    }
     std::string rest = c->head.substr(end);
     c->head.clear();
     c->head.shrink_to_fit();
-    accept_upgrade(c, std::move(*request), now);
+    accept_upgrade(c, std::move(*request), std::move(who), now);
     // Frames the client sent right behind its request.
     if (!rest.empty() && !c->dead) on_bytes(c, rest.data(), rest.size(), now);
     return;
   }
   ++stats.http_requests;
-  refuse(c, routes.serve(*request, options.token), head_only, now);
+  refuse(c, routes.serve(*request, options.token, options.authenticate), head_only, now);
 }
 
 void WsServer::Impl::refuse(Conn* c, const HttpReply& reply, bool head_only, double now) {
@@ -611,7 +630,8 @@ void WsServer::Impl::plain_on_tls(Conn* c, double now) {
   refuse(c, reply, false, now);
 }
 
-void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, double now) {
+void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, std::optional<auth::AuthResult> who,
+                                    double now) {
   enqueue(c, make_frame(switching_protocols_response(*request.header("sec-websocket-key"))),
           EntryKind::kRaw);
   leave_handshake(c);
@@ -632,6 +652,7 @@ void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, double now) {
   info.id = c->id;
   info.peer = c->peer;
   info.request = std::move(request);
+  info.auth = std::move(who);
   handler->on_open(info);
 }
 

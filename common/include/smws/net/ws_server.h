@@ -57,10 +57,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "smws/auth/authenticator.h"
 #include "smws/net/handshake.h"
 #include "smws/net/http_routes.h"
 #include "smws/net/send_queue.h"
@@ -93,6 +95,12 @@ struct ServerOptions {
   size_t max_clients = protocol::kDefaultMaxClients;  // open WebSocket clients (503 above)
   std::vector<std::string> allow_origins;  // empty: same host only
   std::string token;                       // empty: no token required
+  // Who a request is (ws-relay's --users, --jwt-*, --trusted-proxy:
+  // smws::auth). When set, it is asked instead of `token` for every
+  // upgrade that passes the RFC 6455, Origin and room checks, and for every
+  // kToken route; a refusal is answered with its status (401/403) and
+  // counted as RefusalReason::kToken. Loop thread.
+  std::function<auth::AuthResult(const HttpRequest&)> authenticate;
   std::string tls_cert, tls_key;           // both set: wss/https
   // An HTTP request head or TLS handshake must complete within this (slowloris).
   double handshake_timeout = protocol::kHandshakeTimeout;
@@ -150,6 +158,9 @@ struct ClientInfo {
   ClientId id = 0;
   std::string peer;      // "ip:port"
   HttpRequest request;   // the upgrade request (query, headers)
+  // What ServerOptions::authenticate said (admitted); without it, nothing:
+  // the tool knows what its --token alone means.
+  std::optional<auth::AuthResult> auth;
 };
 
 // State a tool attaches to a client (issue 12's subscriptions, filters):
