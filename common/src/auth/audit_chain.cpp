@@ -184,6 +184,12 @@ AuditVerdict verify_audit_text(std::string_view text) {
                                        : "records " + std::to_string(from) + "-" + std::to_string(to) + " are missing"));
     }
     if (i < m && !links_to(i + 1, i)) return bad(m, i, "changed");
+    if (i == m) {
+      // Nothing after the last line vouches for it: its prev or the line
+      // before may have changed.
+      return bad(m, i - 1, "changed, or line " + std::to_string(i) + "'s prev was (line " + std::to_string(i) +
+                               " names another hash for it, and no line after it tells which)");
+    }
     return bad(m, i - 1, "changed (line " + std::to_string(i) + " names another hash for it)");
   }
   if (incomplete) return bad(m, m, "incomplete (no newline at the end: a write cut short, or a line added by hand)");
