@@ -78,7 +78,8 @@ TEST_CASE("a changed line is named", "[auth][audit]") {
   tampered = lines;
   tampered[4] = json::parse(tampered[4]).dump();  // same content, keys re-ordered the same: unchanged
   CHECK(verify_audit_text(text_of(tampered)).intact);
-  tampered[4].replace(tampered[4].find("prev\":\"sha256:") + 14, 1, "0");
+  const std::size_t digit = tampered[4].find("prev\":\"sha256:") + 14;
+  tampered[4][digit] = tampered[4][digit] == '0' ? '1' : '0';
   CHECK(verify_audit_text(text_of(tampered)).text() ==
         "line 4: changed, or line 5's prev was (line 5 names another hash for it, and no line after it tells which)");
   // A line that is no longer JSON.
@@ -123,7 +124,7 @@ TEST_CASE("an inserted line is named, whether or not it links to the line before
   more = lines;
   json first = {{"type", "decision"}, {"prev", kAuditGenesis}, {"audit_seq", 1}};
   more.insert(more.begin(), first.dump());
-  CHECK(verify_audit_text(text_of(more)).text() == "line 1: inserted (line 2 names line 0 as its previous)");
+  CHECK(verify_audit_text(text_of(more)).text() == "line 1: inserted (line 2 begins the chain)");
 }
 
 TEST_CASE("an incomplete last line is reported", "[auth][audit]") {

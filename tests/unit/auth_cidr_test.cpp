@@ -44,7 +44,7 @@ TEST_CASE("a bare address is one host: /32 or /128", "[auth][cidr]") {
 }
 
 TEST_CASE("IPv6 ranges with prefixes that are not byte multiples", "[auth][cidr]") {
-  Cidr c = cidr("fd00::/7");
+  Cidr c = cidr("fc00::/7");
   CHECK(c.contains("[fdff::1]:1"));
   CHECK(c.contains("[fc00::1]:1"));
   CHECK_FALSE(c.contains("[fe00::1]:1"));
@@ -57,6 +57,7 @@ TEST_CASE("bad ranges are refused with what is wrong", "[auth][cidr]") {
   Cidr c;
   CHECK(parse_cidr("10.0.0.1/8", &c).message ==
         "--trusted-proxy 10.0.0.1/8: host bits set under the /8 mask (did you mean 10.0.0.0/8?)");
+  CHECK(parse_cidr("fd00::/7", &c).message == "--trusted-proxy fd00::/7: host bits set under the /7 mask (did you mean fc00::/7?)");
   CHECK(parse_cidr("10.0.0.0/33", &c).message == "--trusted-proxy 10.0.0.0/33: prefix /33 is longer than 32 bits");
   CHECK(parse_cidr("::/129", &c).message == "--trusted-proxy ::/129: prefix /129 is longer than 128 bits");
   CHECK(parse_cidr("10.0.0.0/", &c).message == "--trusted-proxy 10.0.0.0/: bad prefix length");

@@ -171,8 +171,10 @@ AuditVerdict verify_audit_text(std::string_view text) {
     }
     if (p[i].ok && p[i].prev == h[i - 1] && p[i].seq == p[i - 1].seq + 1) continue;
     // The first broken link is between lines i-1 and i.
-    if (links_to(i, i - 2)) return bad(m, i - 1, "inserted (line " + std::to_string(i) + " names line " +
-                                                     std::to_string(i - 2) + " as its previous)");
+    if (links_to(i, i - 2)) {
+      return bad(m, i - 1, "inserted (line " + std::to_string(i) +
+                               (i == 2 ? " begins the chain)" : " names line " + std::to_string(i - 2) + " as its previous)"));
+    }
     if (links_to(i + 1, i - 1)) return bad(m, i, "inserted (line " + std::to_string(i + 1) + " names line " +
                                                      std::to_string(i - 1) + " as its previous)");
     if (!p[i].ok) return bad(m, i, "changed (not a chained record)");
