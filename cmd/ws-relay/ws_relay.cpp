@@ -124,7 +124,7 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
 
 void setup_ws_relay_one_shot(CLI::App& app, RelayOneShot& one) {
   app.add_option("--new-token", one.new_token,
-                 "Print a new random token on stdout and its --users line on stderr, then exit "
+                 "Print a new random token on stdout and its users-file line on stderr, then exit "
                  "(GROUPS: a,b or -)")
       ->expected(2)
       ->type_name("NAME GROUPS");

@@ -35,7 +35,7 @@ std::string text_of(const std::vector<std::string>& lines) {
 
 }  // namespace
 
-TEST_CASE("each line names the hash of the one before; the first names the genesis", "[auth][audit]") {
+TEST_CASE("each line names the hash of the one before, the first names the genesis", "[auth][audit]") {
   AuditChain chain;
   CHECK(chain.last_hash() == kAuditGenesis);
   auto lines = chained(3, &chain);
@@ -166,7 +166,7 @@ TEST_CASE("rotation: the new file continues the chain from the old one's last li
   CHECK(AuditChain::resume(dir.file("old"), &fresh).code == Status::kBadInput);
 }
 
-TEST_CASE("verify_audit reads the file; a missing one is kNotFound", "[auth][audit]") {
+TEST_CASE("verify_audit reads the file, a missing one is kNotFound", "[auth][audit]") {
   smws::test::TempDir dir;
   AuditChain chain;
   std::ofstream(dir.file("a")) << text_of(chained(2, &chain));

@@ -83,7 +83,7 @@ TEST_CASE("no credential option: everyone is anonymous, and may decide unverifie
   CHECK(r.client_address == "127.0.0.1:40000");
 }
 
-TEST_CASE("--token alone: the right token is the identity \"token\", others are refused 401", "[auth][authenticator]") {
+TEST_CASE("a shared --token alone: the right token is the identity \"token\", others are refused 401", "[auth][authenticator]") {
   AuthConfig c;
   c.shared_token = "s3cret";
   Authenticator a(c);
@@ -105,7 +105,7 @@ TEST_CASE("--token alone: the right token is the identity \"token\", others are 
   CHECK(r.reason == "no credentials (a token or a trusted proxy's headers)");
 }
 
-TEST_CASE("--users: a listed token is that person; an unlisted one is 401 without the token in the reason",
+TEST_CASE("users file: a listed token is that person, an unlisted one is 401 without the token in the reason",
           "[auth][authenticator]") {
   AuthConfig c;
   c.users = users();
@@ -126,7 +126,7 @@ TEST_CASE("--users: a listed token is that person; an unlisted one is 401 withou
   CHECK(a.authenticate(req.get()).http_status == 401);
 }
 
-TEST_CASE("JWT: a valid one admits with its expiry; an expired one says so", "[auth][authenticator]") {
+TEST_CASE("JWT: a valid one admits with its expiry, an expired one says so", "[auth][authenticator]") {
   AuthConfig c;
   c.jwt = jwt();
   Authenticator a(c);

@@ -9,7 +9,7 @@
 using nlohmann::json;
 using namespace smws::auth;
 
-TEST_CASE("identities: verified only via users, jwt and proxy; JSON never carries expiry", "[auth][identity]") {
+TEST_CASE("identities: verified only via users, jwt and proxy, and their JSON never carries expiry", "[auth][identity]") {
   Identity alice{"alice", {"ops"}, "jwt", 1000.0};
   CHECK(alice.verified());
   CHECK(alice.in_group("ops"));

@@ -48,7 +48,7 @@ TEST_CASE("roles off: everyone may decide anything", "[auth][policy]") {
   CHECK(p.may_decide(Identity::shared_token(), {"deploy"}, "token").allowed);
 }
 
-TEST_CASE("the default approvers are the group approvers; others get SPEC's error", "[auth][policy]") {
+TEST_CASE("the default approvers are the group approvers, others get SPEC's error", "[auth][policy]") {
   Policy p;
   p.set_roles_enabled(true);
   CHECK(p.approvers() == std::vector<std::string>{"approvers"});
@@ -58,7 +58,7 @@ TEST_CASE("the default approvers are the group approvers; others get SPEC's erro
   CHECK(c.error == "not allowed: bob may not decide deploy (approvers: approvers)");
 }
 
-TEST_CASE("--approvers GROUP and @NAME", "[auth][policy]") {
+TEST_CASE("approvers by GROUP and by @NAME", "[auth][policy]") {
   Policy p;
   REQUIRE(p.set_approvers({"ops", "@bob"}).ok());
   p.set_roles_enabled(true);
@@ -83,7 +83,7 @@ TEST_CASE("with roles on, an unverified identity only watches", "[auth][policy]"
   CHECK_FALSE(p.may_decide(Identity::anonymous(), {"deploy"}, "").allowed);
 }
 
-TEST_CASE("--policy: the first matching line is the action's policy", "[auth][policy]") {
+TEST_CASE("policy file: the first matching line is the action's policy", "[auth][policy]") {
   Policy p = with_rules("# deploys need two from ops\n"
                         "{\"action\":\"deploy-prod*\",\"approvers\":[\"ops\",\"@alice\"],\"required\":2,\"self_approval\":false}\n"
                         "{\"action\":\"deploy*\",\"approvers\":[\"dev\"]}\n"
@@ -109,7 +109,7 @@ TEST_CASE("--policy: the first matching line is the action's policy", "[auth][po
         "not allowed: dan may not decide deploy-prod-eu (approvers: ops, @alice)");
 }
 
-TEST_CASE("several actions: each action's policy must allow; required is the largest", "[auth][policy]") {
+TEST_CASE("several actions: each action's policy must allow, and required is the largest", "[auth][policy]") {
   Policy p = with_rules("{\"action\":\"deploy\",\"approvers\":[\"ops\"],\"required\":2}\n"
                         "{\"action\":\"notify\",\"approvers\":[\"ops\",\"dev\"],\"self_approval\":false}\n");
   EffectivePolicy e = p.effective({"notify", "deploy"});

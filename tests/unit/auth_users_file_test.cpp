@@ -98,7 +98,7 @@ TEST_CASE("a missing users file is kNotFound naming it", "[auth][users]") {
   CHECK(st.message.find("users file /nonexistent/users: ") == 0);
 }
 
-TEST_CASE("--new-token makes a 256-bit base64url token whose line the file accepts", "[auth][users]") {
+TEST_CASE("new_token makes a 256-bit base64url token whose line the file accepts", "[auth][users]") {
   smws::test::TempDir dir;
   NewToken a, b;
   REQUIRE(new_token("alice", "approvers,ops", &a).ok());
