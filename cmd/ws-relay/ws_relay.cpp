@@ -9,11 +9,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "smws/auth/audit_chain.h"
+#include "smws/auth/users_file.h"
 #include "smws/clock.h"
 #include "smws/exit_code.h"
 #include "smws/hitl.h"
@@ -154,6 +157,46 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
       ->type_name("N")
       ->capture_default_str();
   add_common_flags(app, o.common);
+}
+
+void setup_ws_relay_one_shot(CLI::App& app, RelayOneShot& one) {
+  app.add_option("--new-token", one.new_token,
+                 "Print a new random token on stdout and its users-file line on stderr, then exit "
+                 "(GROUPS: a,b or -)")
+      ->expected(2)
+      ->type_name("NAME GROUPS");
+  app.add_option("--verify-audit", one.verify_audit,
+                 "Check an --audit file's hash chain, then exit: 0 intact, 1 a line changed, "
+                 "removed or inserted")
+      ->type_name("FILE");
+}
+
+int run_ws_relay_one_shot(const RelayOneShot& one) {
+  if (!one.new_token.empty() && !one.verify_audit.empty()) {
+    log::error("--new-token and --verify-audit are separate modes; give one");
+    return kExitUsage;
+  }
+  if (one.new_token.size() == 2) {
+    auth::NewToken t;
+    if (Status st = auth::new_token(one.new_token[0], one.new_token[1], &t); !st.ok()) {
+      log::error("--new-token: " + st.message);
+      return exit_code_for(st);
+    }
+    std::printf("%s\n", t.token.c_str());
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s\n", t.line.c_str());
+    return kExitOk;
+  }
+  if (!one.verify_audit.empty()) {
+    auth::AuditVerdict v;
+    if (Status st = auth::verify_audit(one.verify_audit, &v); !st.ok()) {
+      log::error(st.message);
+      return kExitNoInput;  // missing or unreadable: 66, as the man page says
+    }
+    std::printf("%s\n", v.text().c_str());
+    return v.intact ? kExitOk : kExitNegative;
+  }
+  return -1;
 }
 
 int run_ws_relay(const RelayOptions& o) {
