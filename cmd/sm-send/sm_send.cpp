@@ -718,7 +718,8 @@ void setup_sm_send(CLI::App& app, SmSendOptions& o) {
       "--wait-reply adds an unguessable interrupt_id unless the event has one, and takes only\n"
       "a reply that names it.\n"
       "Exit: 0 sent (or no listener), 1 rejected, 64 usage, 65 bad event (or the relay refused it as\n"
-      "invalid), 69 no listener (--strict, --wait-reply), 73 cannot create the reply socket,\n"
+      "invalid), 66 --replay FILE cannot be read, 69 no listener (--strict, --wait-reply),\n"
+      "73 cannot create the reply socket,\n"
       "74 the relay could not record it (audit), 75 no reply in time (or the relay's table was full),\n"
       "77 permission.");
   app.add_option("TYPE", o.type, "Event type, or - to send NDJSON lines from stdin")
