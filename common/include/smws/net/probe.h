@@ -44,6 +44,10 @@ struct ProbeConfig {
   // After the probe sends a close frame it waits this long for the server's
   // (RFC 6455 §7.1.1); a server on any sane path answers in one RTT.
   double close_wait_s = 2.0;
+  // At most this many timestamp-lag samples and ping round trips are kept
+  // per connection (16 and 8 bytes each); later ones are not analysed. A
+  // held-open watch lowers it so that a connection open for days stays small.
+  size_t max_samples = size_t{1} << 22;
 };
 
 // One frame in or out, as the report and the -vv trace show it.
@@ -63,7 +67,8 @@ struct ProbeResult {
   std::vector<Intermediary> intermediaries;
   std::map<std::string, size_t> types;  // histogram of the messages' "type" field
   size_t bytes_in = 0, bytes_out = 0;   // data message payload bytes
-  std::vector<double> rtt_ms;           // --ping round trips
+  std::vector<double> rtt_ms;           // --ping round trips (the first max_samples)
+  double last_rtt_ms = -1;              // the latest round trip, -1 before the first
   std::deque<FrameEvent> frames;        // the last kFrameLog frames
   size_t frames_total = 0;
   std::string tcp_error;                // errno text when the socket failed otherwise
@@ -124,6 +129,7 @@ struct IdleSearchRun {
   std::vector<Intermediary> intermediaries;  // from the first trial's headers
   double connect_ms = -1, handshake_ms = -1;
   int status = 0;
+  bool out_of_budget = false;  // stopped before a trial that budget_s had no room for
 };
 
 // Measures the path's idle timeout up to max_s: one silent connection per
@@ -131,7 +137,10 @@ struct IdleSearchRun {
 // IdleSearch asks for plus the greeting the previous trial saw.
 // on_trial(n, hold_s) is called before each. Stops early (stopped_by) when a
 // trial measures nothing; returns early, with what it has, on SIGINT/SIGTERM.
+// budget_s (> 0): no trial starts that could end later than budget_s
+// after the call (the exporter's bound on one /probe); the search then
+// reports the bracket it has.
 IdleSearchRun find_idle_timeout(const ProbeConfig& base, double max_s, const ProbeHooks& hooks,
-                                const std::function<void(int, double)>& on_trial);
+                                const std::function<void(int, double)>& on_trial, double budget_s = 0);
 
 }  // namespace smws::net
