@@ -259,8 +259,10 @@ int serve(const ProbeOptions& o) {
     smws::log::error(s.message);
     return smws::exit_code_for(s);
   }
-  smws::log::note(0, "serving on " + (listen.host.find(':') != std::string::npos ? "[" + listen.host + "]" : listen.host) +
-                         ":" + std::to_string(exporter.port()) + ": /probe?target=URL&module=NAME, /metrics (modules: " +
+  const std::string base = "http://" +
+                           (listen.host.find(':') != std::string::npos ? "[" + listen.host + "]" : listen.host) + ":" +
+                           std::to_string(exporter.port());
+  smws::log::note(0, "listening on " + base + "/probe?target=URL&module=NAME and " + base + "/metrics (modules: " +
                          config.module_names() + "; " + std::to_string(config.watch.size()) + " watched)");
   pollfd p{smws::shutdown::fd(), POLLIN, 0};
   while (!smws::shutdown::requested()) ::poll(&p, 1, 60000);
