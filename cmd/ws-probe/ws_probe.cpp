@@ -223,6 +223,10 @@ int serve(const ProbeOptions& o) {
                      "…), not from one-probe flags");
     return smws::kExitUsage;
   }
+  if (o.connect_timeout <= 0) {
+    smws::log::error("--connect-timeout must be more than 0");
+    return smws::kExitUsage;
+  }
   smws::ListenAddress listen;
   if (auto s = smws::parse_listen(o.serve, &listen); !s.ok()) {
     smws::log::error("--serve '" + o.serve + "': " + s.message);

@@ -93,12 +93,16 @@ def test_a_healthy_relay_is_probe_success_1_and_expect_is_checked(relay):
             assert f'probe_websocket_duration_seconds{{phase="{phase}"}}' in m
         assert m["probe_websocket_ping_rtt_seconds"] > 0
         assert not any(k.startswith("probe_websocket_intermediary_info") for k in m)  # nothing in between
+        # debug=true, as with the blackbox exporter: the report, then the metrics.
+        status, _, body = exporter.get(f"/probe?target={relay.url}&module=snapshot&debug=true")
+        assert status == 200 and body.startswith("Probe report (module snapshot):")
+        assert "verdict: healthy" in body and "Metrics that would have been returned:" in body and "probe_success 1" in body
         status, _, body = exporter.probe(relay.url, module="never")
         m = samples(body)
         assert m["probe_success"] == 0 and m["probe_websocket_expect_ok"] == 0
         assert m['probe_websocket_cause_info{cause="healthy",confirmed="false"}'] == 1  # healthy, but not as expected
         own = exporter.metrics()
-        assert own['ws_probe_exporter_probes_total{module="snapshot",success="true"}'] == 1
+        assert own['ws_probe_exporter_probes_total{module="snapshot",success="true"}'] == 2
         assert own['ws_probe_exporter_probes_total{module="never",success="false"}'] == 1
 
 

@@ -464,7 +464,14 @@ Exporter::Reply Exporter::handle(const std::string& method, const std::string& u
 Exporter::Reply Exporter::probe(const std::map<std::string, std::string>& params) {
   const auto text = [](int status, std::string body) { return Reply{status, "text/plain; charset=utf-8", body + "\n"}; };
   for (const auto& [k, v] : params) {
-    if (k != "target" && k != "module") return text(400, "unknown parameter '" + terminal_safe_line(k) + "' (known: target, module)");
+    if (k != "target" && k != "module" && k != "debug")
+      return text(400, "unknown parameter '" + terminal_safe_line(k) + "' (known: target, module, debug)");
+  }
+  // debug=true, as the blackbox exporter: the probe's report, then the metrics.
+  bool debug = false;
+  if (auto d = params.find("debug"); d != params.end()) {
+    if (d->second != "true" && d->second != "false") return text(400, "debug: expected true or false");
+    debug = d->second == "true";
   }
   auto t = params.find("target");
   if (t == params.end() || t->second.empty())
@@ -509,6 +516,13 @@ Exporter::Reply Exporter::probe(const std::map<std::string, std::string>& params
   }
   log::note(1, "probe " + terminal_safe_line(redact_url_token(t->second)) + " (" + m->name + "): " + p.cause() +
                    " in " + duration_text(p.duration_s));
+  if (debug) {
+    const std::string shown = redact_url_token(t->second);
+    const std::string report = p.idle ? idle_search_text(*p.idle, shown) : report_text(p.result, shown, 1);
+    return Reply{200, "text/plain; charset=utf-8",
+                 "Probe report (module " + m->name + "):\n" + terminal_safe(report) +
+                     "\nMetrics that would have been returned:\n" + probe_metrics_text(p)};
+  }
   return Reply{200, kMetricsType, probe_metrics_text(p)};
 }
 
