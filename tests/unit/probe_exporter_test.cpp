@@ -168,6 +168,7 @@ TEST_CASE("/metrics exports each watch's figures", "[probe][exporter]") {
   w.connected_s = 4;
   w.messages = 7;
   w.disconnects["idle_timeout"] = 3;
+  w.pings = true;
   w.rtt_buckets[0] = 1;
   w.rtt_buckets[3] = 2;
   w.rtt_count = 3;
@@ -186,6 +187,8 @@ TEST_CASE("/metrics exports each watch's figures", "[probe][exporter]") {
   CHECK(has(text, "ws_probe_ping_rtt_seconds_count{" + t + "} 3\n"));
   CHECK(has(text, "# TYPE ws_probe_ping_rtt_seconds histogram\n"));
   CHECK_FALSE(has(text, "ws_probe_last_message_age_seconds{"));  // no message yet
+  w.pings = false;  // a watch that sends no pings has no RTT histogram
+  CHECK_FALSE(has(net::exporter_metrics_text(c, {w}), "ws_probe_ping_rtt_seconds"));
 }
 
 TEST_CASE("the watch's backoff doubles from 0.5 s to 30 s on quick failures and restarts after a good one",

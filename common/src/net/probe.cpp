@@ -196,7 +196,7 @@ void Prober::record(Session& s, const FrameEvent& e) {
   ProbeResult& r = s.result;
   ++r.frames_total;
   r.frames.push_back(e);
-  if (r.frames.size() > kFrameLog) r.frames.pop_front();
+  if (r.frames.size() > config_.frame_log) r.frames.pop_front();
   if (hooks_.on_frame) hooks_.on_frame(r, e);
 }
 
@@ -501,11 +501,16 @@ std::vector<ProbeResult> Prober::run(size_t connections) {
     out[0].verdict = decide(out[0].evidence);
     return out;
   }
-  const size_t threads = std::min(connections, kOpeners);
-  openers_running_ = threads;
+  // One connection opens on this thread: nothing else needs serving while it
+  // handshakes (bounded by the connect timeout), and a thread per open would
+  // leave its stack in glibc's cache — per watch of ws-probe --serve, which
+  // opens one connection after another.
+  const size_t threads = connections == 1 ? 0 : std::min(connections, kOpeners);
+  openers_running_ = std::max<size_t>(threads, 1);
   std::vector<std::thread> openers;
   openers.reserve(threads);
   for (size_t i = 0; i < threads; ++i) openers.emplace_back([this, connections] { open_sessions(connections); });
+  if (threads == 0) open_sessions(connections);
   interrupted_ = false;
 
   std::vector<pollfd> fds;

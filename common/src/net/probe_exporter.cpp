@@ -196,6 +196,7 @@ Watch::Watch(WatchEntry entry, WsUrl url, const ProbeModule& module, double conn
       shown_(redact_url_token(entry_.target)),
       stdout_mu_(stdout_mu) {
   counts_.target = shown_;
+  counts_.pings = module_.ping_s > 0;
 }
 
 Watch::~Watch() { join(); }
@@ -229,6 +230,7 @@ void Watch::run() {
       config.duration_s = std::nullopt;  // held until it ends
       config.close_wait_s = 2.0;
       config.max_samples = kWatchSamples;
+      config.frame_log = kWatchFrames;
       ProbeHooks hooks;
       hooks.on_open = [this](const ProbeResult& r) {
         std::lock_guard<std::mutex> lock(mu_);

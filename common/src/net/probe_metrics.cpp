@@ -193,8 +193,14 @@ std::string exporter_metrics_text(const ExporterCounters& c, const std::vector<W
   }
   m.family("ws_probe_messages_total", "counter", "Data messages the watch received.");
   for (const auto& w : watches) m.sample("ws_probe_messages_total", {{"target", w.target}}, static_cast<double>(w.messages));
+  // Only for watches that ping: an all-zero histogram per watch would be
+  // most of the scrape (13 series each).
+  bool any_pings = false;
+  for (const auto& w : watches) any_pings = any_pings || w.pings;
+  if (!any_pings) return m.text();
   m.family("ws_probe_ping_rtt_seconds", "histogram", "Round trips of the watch's pings (its module's ping).");
   for (const auto& w : watches) {
+    if (!w.pings) continue;
     uint64_t cumulative = 0;
     for (size_t i = 0; i < kRttBucketCount; ++i) {
       cumulative += w.rtt_buckets[i];

@@ -612,10 +612,13 @@ ws::FrameReader::Status WsClient::next(ws::Message* out) {
 
 WsClient::Io WsClient::read_some(std::string* error) {
   if (!transport_) return Io::kEof;
-  char buf[65536];
+  // On the heap, not the stack: -fstack-clash-protection probes every page
+  // of a 64 KiB frame, which would make each thread that reads (one per
+  // ws-probe --watch) hold 64 KiB; new char[] leaves untouched pages unbacked.
+  if (!read_buf_) read_buf_.reset(new char[kReadBuf]);
   size_t got = 0;
-  Io io = transport_->read(buf, sizeof buf, &got, error);
-  if (io == Io::kData) reader_.feed(buf, got);
+  Io io = transport_->read(read_buf_.get(), kReadBuf, &got, error);
+  if (io == Io::kData) reader_.feed(read_buf_.get(), got);
   return io;
 }
 

@@ -56,8 +56,10 @@ namespace smws::net {
 // Threads beyond max_concurrent for /metrics, refusals and the index.
 inline constexpr int kSpareThreads = 4;
 inline constexpr int kQueuedConnections = 64;
-// A watch keeps this many lag samples / round trips per connection.
+// A watch keeps this many lag samples / round trips per connection, and
+// this many frames (the NDJSON line of an end does not list frames).
 inline constexpr size_t kWatchSamples = 4096;
+inline constexpr size_t kWatchFrames = 16;
 // The watch's reconnect backoff (SPEC): from 0.5 s, doubling to 30 s while
 // connections fail within 1 s, back to 0.5 s after one that lived 1 s.
 inline constexpr double kBackoffStart = 0.5;

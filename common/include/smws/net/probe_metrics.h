@@ -68,6 +68,7 @@ struct WatchSnapshot {
   uint64_t connects = 0;
   std::map<std::string, uint64_t> disconnects;  // by cause
   uint64_t confirmations = 0;
+  bool pings = false;                      // the watch's module pings: its RTT histogram is exported
   uint64_t rtt_buckets[kRttBucketCount] = {};   // cumulative counts are built when printed
   uint64_t rtt_count = 0;
   double rtt_sum_s = 0;

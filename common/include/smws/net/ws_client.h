@@ -150,6 +150,8 @@ class WsClient {
   size_t max_message_ = 16 << 20;       // options.max_message, for inflated sizes
   uint16_t inflate_error_code_ = 0;
   std::string inflate_error_;
+  static constexpr size_t kReadBuf = 65536;
+  std::unique_ptr<char[]> read_buf_;  // read_some()'s buffer, allocated on first use
   std::string out_;       // queued wire bytes; [out_pos_, end) not yet written
   size_t out_pos_ = 0;
   std::mt19937 mask_rng_;
