@@ -106,6 +106,7 @@ def test_a_healthy_relay_is_probe_success_1_and_expect_is_checked(relay):
         assert own['ws_probe_exporter_probes_total{module="never",success="false"}'] == 1
 
 
+@pytest.mark.tsan
 def test_over_max_concurrent_is_503_with_retry_after(relay):
     with ProbeExporter("--max-concurrent", "1", config={"modules": {"slow": {"duration": 3}}}) as exporter:
         first = {}

@@ -8,12 +8,15 @@ that greets and then drops a silent client (FIN, 1006) after 1.5 s, ws-relay
 behind Debian's nginx with a 2 s proxy_read_timeout, and a closed port."""
 import json
 
+import pytest
+
 from probe_fixtures import FixtureServer
 from probe_monitor import ProbeExporter
 from probe_nginx import Nginx
 from relay_support import Relay
 
 
+@pytest.mark.tsan
 def test_watches_count_each_drop_with_its_cause_and_confirm_once():
     with FixtureServer("idlegreet", 1.5) as silent, Relay() as relay, Nginx(relay.port, read_timeout=2) as proxy:
         behind_nginx = proxy.url(relay.path)
