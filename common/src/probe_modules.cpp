@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "smws/probe_modules.h"
 
+#include <arpa/inet.h>
 #include <fnmatch.h>
+#include <netinet/in.h>
 
 #include <nlohmann/json.hpp>
 
@@ -23,9 +25,16 @@ bool glob(const std::string& pattern, std::string_view text) {
   return ::fnmatch(pattern.c_str(), std::string(text).c_str(), 0) == 0;
 }
 
+// Loopback by its text alone, never by a lookup: "localhost", a dotted IPv4
+// address in 127.0.0.0/8 (all four parts, so "127.0.0.1.evil.com" is not),
+// or ::1.
 bool is_loopback(std::string_view host) {
   const std::string h = ascii_lower(host);
-  return h == "localhost" || h == "::1" || h.rfind("127.", 0) == 0;
+  if (h == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return ::inet_pton(AF_INET6, h.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 Status read_seconds(const json& v, const std::string& where, bool zero_ok, double* out) {

@@ -50,8 +50,9 @@ def test_refusals_are_400_403_404_405_and_name_the_problem(relay):
 
 def test_without_a_config_only_loopback_is_allowed(relay):
     with ProbeExporter() as exporter:
-        status, _, body = exporter.probe("ws://192.0.2.1/ws")
-        assert status == 403 and "no allow_targets" in body and "open proxy" in body
+        for target in ("ws://192.0.2.1/ws", "ws://127.0.0.1.nip.io/ws", "ws://localhost.localdomain/ws"):
+            status, _, body = exporter.probe(target)
+            assert status == 403 and "no allow_targets" in body and "open proxy" in body, (target, body)
 
 
 def test_bad_configs_and_flags_exit_with_a_message(tmp_path):

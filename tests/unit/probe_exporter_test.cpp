@@ -85,6 +85,12 @@ TEST_CASE("without allow_targets only loopback targets are allowed", "[probe][ex
   CHECK(c.allowed(true, "::1", 443, "/"));
   CHECK_FALSE(c.allowed(false, "10.0.0.1", 80, "/"));
   CHECK_FALSE(c.allowed(false, "example.com", 80, "/"));
+  CHECK(c.allowed(false, "127.255.0.9", 80, "/"));
+  CHECK(c.allowed(false, "0:0:0:0:0:0:0:1", 80, "/"));
+  CHECK_FALSE(c.allowed(false, "127.0.0.1.evil.com", 80, "/"));  // a name that starts like loopback
+  CHECK_FALSE(c.allowed(false, "127.evil.com", 80, "/"));
+  CHECK_FALSE(c.allowed(false, "localhost.evil.com", 80, "/"));
+  CHECK_FALSE(c.allowed(false, "::ffff:10.0.0.1", 80, "/"));
 }
 
 TEST_CASE("allow_targets globs match each part of the URL alone", "[probe][exporter]") {
