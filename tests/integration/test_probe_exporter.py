@@ -109,7 +109,7 @@ def test_a_healthy_relay_is_probe_success_1_and_expect_is_checked(relay):
 
 @pytest.mark.tsan
 def test_over_max_concurrent_is_503_with_retry_after(relay):
-    with ProbeExporter("--max-concurrent", "1", config={"modules": {"slow": {"duration": 3}}}) as exporter:
+    with ProbeExporter("--max-concurrent", "1", config={"modules": {"slow": {"duration": 2}}}) as exporter:
         first = {}
         t = threading.Thread(target=lambda: first.update(r=exporter.probe(relay.url, module="slow")))
         t.start()
