@@ -289,7 +289,7 @@ CLI::Validator unlabelled(CLI::Validator v) {
 }  // namespace
 
 void setup_ws_probe(CLI::App& app, ProbeOptions& o) {
-  app.add_option("URL", o.url, "ws:// or wss:// URL of the endpoint (not with --serve)");
+  CLI::Option* url = app.add_option("URL", o.url, "ws:// or wss:// URL of the endpoint (not with --serve)");
   o.duration_option = app.add_option("--duration", o.duration,
                                      "Seconds to hold the connection (default 30; with --cat: until input ends)")
                           ->check(unlabelled(smws::kSeconds))
@@ -330,9 +330,16 @@ void setup_ws_probe(CLI::App& app, ProbeOptions& o) {
                  "Measure the path's idle timeout, up to MAX seconds, with silent connections")
       ->check(unlabelled(smws::kSeconds))
       ->type_name("MAX");
-  app.add_option("--serve", o.serve,
-                 "Run as a Prometheus exporter on HOST:PORT: /probe?target=URL&module=NAME and /metrics")
-      ->type_name("HOST:PORT");
+  CLI::Option* serve = app.add_option("--serve", o.serve,
+                                      "Run as a Prometheus exporter on HOST:PORT: /probe?target=URL&module=NAME and /metrics")
+                           ->type_name("HOST:PORT");
+  // URL is required unless --serve runs the exporter: checked when parsing,
+  // so the usage error is CLI11's ("URL is required", exit 64).
+  // (--watch or --config without --serve get run_ws_probe's own message.)
+  app.callback([url, serve, &o] {
+    if (url->count() == 0 && serve->count() == 0 && o.watch.empty() && o.config_file.empty())
+      throw CLI::RequiredError("URL");
+  });
   app.add_option("--config", o.config_file, "--serve: JSON file with modules, allow_targets and watch")
       ->type_name("FILE");
   app.add_option("--watch", o.watch, "--serve: hold a connection to URL open, export how it ends (repeatable)")
