@@ -21,6 +21,9 @@ DEB_PACKAGES += chromium chromium-driver python3-selenium
 DEB_PACKAGES += redis-server libhiredis-dev
 # ws-probe: zlib for permessage-deflate; nginx as a real proxy in its tests
 DEB_PACKAGES += zlib1g-dev nginx
+# ws-probe --serve's tests and docs/monitoring: a real Prometheus scrapes the
+# exporter, and its promtool checks and tests the alerting rules.
+DEB_PACKAGES += prometheus
 
 # make deb and its tests (tests/integration/test_package.py): dpkg-shlibdeps
 # (dpkg-dev), lintian, systemd-analyze (systemd; its verify looks the unit's

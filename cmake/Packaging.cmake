@@ -2,13 +2,18 @@
 # What `make install` and `make deb` put where (SPEC "Installing and running
 # as a service"; docs/running-as-a-service.md). The binaries are installed by
 # smws_add_tool(); the rest is here. Prefix-dependent files (the unit, its
-# script, /etc/default/smws-relay) and the gzipped man pages are made at
+# script, /etc/default/smws-relay, smws-probe.service and /etc/smws/probe.json)
+# and the gzipped man pages are made at
 # install time by InstallService.cmake.
 install(DIRECTORY completions/bash/ DESTINATION share/bash-completion/completions)
 install(DIRECTORY completions/zsh/ DESTINATION share/zsh/vendor-completions)
 install(DIRECTORY completions/fish/ DESTINATION share/fish/vendor_completions.d)
 install(FILES README.md DESTINATION share/doc/smws)
 install(DIRECTORY docs/ DESTINATION share/doc/smws FILES_MATCHING PATTERN "*.md" PATTERN man EXCLUDE)
+# The Prometheus alerting rules (and their promtool tests) and the Grafana
+# dashboard docs/monitoring.md tells how to load.
+install(DIRECTORY docs/monitoring/ DESTINATION share/doc/smws/monitoring
+        FILES_MATCHING PATTERN "*.yml" PATTERN "*.json")
 install(CODE "
   set(SMWS_SOURCE_DIR \"${CMAKE_SOURCE_DIR}\")
   set(SMWS_STAGE_DIR \"${CMAKE_BINARY_DIR}/install-stage\")
@@ -32,7 +37,8 @@ NDJSON, ws-relay broadcasts NDJSON to WebSocket clients with a live dashboard
 and human-in-the-loop approvals, ws-probe diagnoses why a WebSocket
 connection drops, and hitl-approve answers approval requests from a terminal.
 .
-The smws-relay systemd unit runs sm-listen | ws-relay as user smws.")
+The smws-relay systemd unit runs sm-listen | ws-relay as user smws; the
+smws-probe unit runs ws-probe --serve, WebSocket checks for Prometheus.")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "ws_probe.h"
 
+#include <poll.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -8,15 +9,20 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <sstream>
 
 #include "smws/duration_text.h"
 #include "smws/exit_code.h"
+#include "smws/listen_address.h"
 #include "smws/log.h"
 #include "smws/net/probe.h"
+#include "smws/net/probe_exporter.h"
 #include "smws/net/probe_report.h"
+#include "smws/probe_modules.h"
 #include "smws/probe_verdict.h"
 #include "smws/shutdown.h"
 #include "smws/terminal_text.h"
@@ -102,6 +108,7 @@ smws::net::ProbeConfig make_config(const ProbeOptions& o, const smws::net::WsUrl
     }
   }
   c.client.insecure = o.insecure;
+  c.client.offer_deflate = o.deflate;
   c.client.connect_timeout_s = o.connect_timeout;
   const bool duration_given = o.duration_option && o.duration_option->count() > 0;
   if (o.cat && !duration_given) {
@@ -199,6 +206,75 @@ int find_idle_timeout(const ProbeOptions& o, const std::string& shown_url, const
 }
 
 
+// --- --serve -----------------------------------------------------------------
+
+// The exporter: flags that make sense only for one probe are refused, the
+// config is read and checked, watches are set up, then it serves until
+// SIGINT/SIGTERM.
+int serve(const ProbeOptions& o) {
+  if (!o.url.empty()) {
+    smws::log::error("--serve takes no URL: targets come with each /probe?target=…, or as --watch URL");
+    return smws::kExitUsage;
+  }
+  if (o.cat || o.json || o.connections > 1 || o.repeat > 1 || o.find_idle_timeout > 0 || !o.send.empty() ||
+      o.ping > 0 || o.no_pong || o.app_pong || !o.headers.empty() || !o.origin.empty() || !o.subprotocols.empty() ||
+      o.insecure || o.deflate || o.no_confirm || (o.duration_option && o.duration_option->count() > 0)) {
+    smws::log::error("--serve takes its probe settings from the --config modules (duration, send, headers, ping, "
+                     "…), not from one-probe flags");
+    return smws::kExitUsage;
+  }
+  if (o.connect_timeout <= 0) {
+    smws::log::error("--connect-timeout must be more than 0");
+    return smws::kExitUsage;
+  }
+  smws::ListenAddress listen;
+  if (auto s = smws::parse_listen(o.serve, &listen); !s.ok()) {
+    smws::log::error("--serve '" + o.serve + "': " + s.message);
+    return smws::kExitUsage;
+  }
+  smws::ExporterConfig config = smws::default_exporter_config();
+  if (!o.config_file.empty()) {
+    std::ifstream in(o.config_file);
+    if (!in) {
+      smws::log::error("--config " + o.config_file + ": " + std::strerror(errno));
+      return smws::kExitNoInput;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    if (auto s = smws::parse_exporter_config(text.str(), &config); !s.ok()) {
+      smws::log::error("--config " + o.config_file + ": " + s.message);
+      return smws::kExitDataErr;
+    }
+  }
+  for (const auto& url : o.watch) config.watch.push_back({url, ""});
+  smws::net::ExporterOptions options;
+  options.listen = listen;
+  options.max_concurrent = o.max_concurrent;
+  options.connect_timeout_s = o.connect_timeout;
+  smws::net::Exporter exporter(config, options);
+  for (const auto& w : config.watch) {
+    if (auto s = exporter.add_watch(w); !s.ok()) {
+      smws::log::error(smws::terminal_safe_line(s.message));
+      return smws::kExitUsage;
+    }
+  }
+  raise_fd_limit(o.max_concurrent * 2 + config.watch.size() * 2);
+  if (auto s = exporter.start(); !s.ok()) {
+    smws::log::error(s.message);
+    return smws::exit_code_for(s);
+  }
+  const std::string base = "http://" +
+                           (listen.host.find(':') != std::string::npos ? "[" + listen.host + "]" : listen.host) + ":" +
+                           std::to_string(exporter.port());
+  smws::log::note(0, "listening on " + base + "/probe?target=URL&module=NAME and " + base + "/metrics (modules: " +
+                         config.module_names() + "; " + std::to_string(config.watch.size()) + " watched)");
+  pollfd p{smws::shutdown::fd(), POLLIN, 0};
+  while (!smws::shutdown::requested()) ::poll(&p, 1, 60000);
+  smws::log::note(1, "stopping: closing watches and in-flight probes with 1001");
+  exporter.stop();
+  return smws::kExitOk;
+}
+
 // The help shows each flag's own type name ("SECONDS", "N"), not the
 // validator's label appended to it.
 // --connections/--repeat: at least 1; the top is only there so that a typo
@@ -213,7 +289,7 @@ CLI::Validator unlabelled(CLI::Validator v) {
 }  // namespace
 
 void setup_ws_probe(CLI::App& app, ProbeOptions& o) {
-  app.add_option("URL", o.url, "ws:// or wss:// URL of the endpoint")->required();
+  CLI::Option* url = app.add_option("URL", o.url, "ws:// or wss:// URL of the endpoint (not with --serve)");
   o.duration_option = app.add_option("--duration", o.duration,
                                      "Seconds to hold the connection (default 30; with --cat: until input ends)")
                           ->check(unlabelled(smws::kSeconds))
@@ -234,6 +310,9 @@ void setup_ws_probe(CLI::App& app, ProbeOptions& o) {
       ->allow_extra_args(false)
       ->type_name("NAME");
   app.add_flag("--insecure", o.insecure, "wss: skip certificate and host name checks");
+  app.add_flag("--deflate", o.deflate,
+               "Offer permessage-deflate and inflate compressed messages (without it, a server that forces "
+               "compression is refused)");
   app.add_option("--connect-timeout", o.connect_timeout, "Seconds for DNS + TCP connect + TLS + upgrade (default 10)")
       ->check(unlabelled(smws::kSeconds))
       ->type_name("SECONDS");
@@ -251,11 +330,38 @@ void setup_ws_probe(CLI::App& app, ProbeOptions& o) {
                  "Measure the path's idle timeout, up to MAX seconds, with silent connections")
       ->check(unlabelled(smws::kSeconds))
       ->type_name("MAX");
+  CLI::Option* serve = app.add_option("--serve", o.serve,
+                                      "Run as a Prometheus exporter on HOST:PORT: /probe?target=URL&module=NAME and /metrics")
+                           ->type_name("HOST:PORT");
+  // URL is required unless --serve runs the exporter: checked when parsing,
+  // so the usage error is CLI11's ("URL is required", exit 64).
+  // (--watch or --config without --serve get run_ws_probe's own message.)
+  app.callback([url, serve, &o] {
+    if (url->count() == 0 && serve->count() == 0 && o.watch.empty() && o.config_file.empty())
+      throw CLI::RequiredError("URL");
+  });
+  app.add_option("--config", o.config_file, "--serve: JSON file with modules, allow_targets and watch")
+      ->type_name("FILE");
+  app.add_option("--watch", o.watch, "--serve: hold a connection to URL open, export how it ends (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("URL");
+  app.add_option("--max-concurrent", o.max_concurrent, "--serve: probes at once (default 16; over it, 503)")
+      ->check(unlabelled(CLI::Range(size_t{1}, size_t{1024})))
+      ->type_name("N");
   smws::add_common_flags(app, o.common);
 }
 
 int run_ws_probe(const ProbeOptions& o) {
   smws::log::init("ws-probe", o.common.verbosity());
+  if (!o.serve.empty()) return serve(o);
+  if (!o.config_file.empty() || !o.watch.empty()) {
+    smws::log::error("--config and --watch belong to --serve HOST:PORT");
+    return smws::kExitUsage;
+  }
+  if (o.url.empty()) {
+    smws::log::error("a URL is required (ws://HOST:PORT/PATH), or --serve HOST:PORT to run the exporter");
+    return smws::kExitUsage;
+  }
   if (auto problem = check_options(o)) {
     smws::log::error(*problem);
     return smws::kExitUsage;

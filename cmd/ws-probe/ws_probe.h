@@ -3,7 +3,8 @@
 // CLI::App (tests can parse an argv without running anything), run_ws_probe()
 // checks their combination, probes, prints the report and returns the exit
 // code (smws/exit_code.h). The probing itself is smws/net/probe.h; the
-// judgement is smws/probe_verdict.h.
+// judgement is smws/probe_verdict.h. With --serve it runs the exporter
+// (smws/net/probe_exporter.h) until SIGINT/SIGTERM instead.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -27,6 +28,7 @@ struct ProbeOptions {
   std::string origin;
   std::vector<std::string> subprotocols;  // repeatable, or comma-separated
   bool insecure = false;
+  bool deflate = false;          // offer permessage-deflate
   double connect_timeout = 10;
   size_t connections = 1;
   size_t repeat = 1;
@@ -34,6 +36,11 @@ struct ProbeOptions {
   bool json = false;
   bool no_confirm = false;       // skip the confirming trial
   double find_idle_timeout = 0;  // MAX seconds; 0 = off
+  // The exporter (--serve): smws/net/probe_exporter.h.
+  std::string serve;             // HOST:PORT; "" = one probe of URL
+  std::string config_file;       // --config FILE (JSON modules, allow_targets, watch)
+  std::vector<std::string> watch;  // --watch URL (repeatable)
+  size_t max_concurrent = 16;
   smws::CommonFlags common;
 
   CLI::Option* duration_option = nullptr;  // to tell "given" from the default

@@ -63,6 +63,22 @@ std::string refused_text(const ProbeEvidence& e) {
   return text;
 }
 
+// SPEC, Hostile input at the edges: a 101 naming an extension the probe did
+// not offer fails the connection (RFC 6455 §9.1, RFC 7692 §5).
+std::string unoffered_extension_text(const ProbeEvidence& e) {
+  std::string text = "The server answered 101 with 'Sec-WebSocket-Extensions: " + e.extensions + "'";
+  if (e.deflate_offered) {
+    text += ", which does not accept the probe's permessage-deflate offer as RFC 7692 allows";
+    if (!e.error.empty()) text += " (" + e.error + ")";
+    text += ". The probe failed the connection, as a browser does.";
+    return text;
+  }
+  text += " although the probe offered no extension. RFC 7692 §5 says a client fails such a connection, and "
+          "browsers do: the page sees 1006 right after connecting. The server or a proxy forces compression "
+          "(permessage-deflate) whatever the client asked: make it honour the client's offer.";
+  return text;
+}
+
 bool reason_mentions_keepalive(std::string_view reason) {
   std::string r = ascii_lower(reason);
   return contains(r, "ping") || contains(r, "pong") || contains(r, "keepalive") ||
@@ -71,40 +87,7 @@ bool reason_mentions_keepalive(std::string_view reason) {
 
 const char* const kConfirmPingIntervalText = "0.5";  // kConfirmPingInterval, as typed on a command line
 
-bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
-
 }  // namespace
-
-bool is_in_between(const Intermediary& i) { return !starts_with(i.name, "origin server"); }
-
-std::string idle_setting_of(const Intermediary& i) {
-  // The setting that, by each product's documentation, ends an idle proxied
-  // WebSocket; the default in parentheses.
-  struct Setting {
-    std::string_view name_part;
-    std::string_view setting;
-  };
-  static const Setting kSettings[] = {
-      {"nginx", "nginx's proxy_read_timeout (default 60 s; also proxy_send_timeout)"},
-      {"Cloudflare", "Cloudflare's idle timeout (100 s, fixed): the drop is most likely behind it"},
-      {"AWS Elastic Load Balancer", "the load balancer's idle_timeout.timeout_seconds (default 60 s)"},
-      {"HAProxy", "HAProxy's timeout tunnel (or timeout client/server when no tunnel timeout is set)"},
-      {"Envoy", "Envoy's stream_idle_timeout or the route's idle_timeout (default 5 min)"},
-      {"Caddy", "Caddy's reverse_proxy stream_timeout / transport read_timeout"},
-      {"Apache", "Apache's ProxyWebsocketIdleTimeout (or ProxyTimeout/Timeout, default 60 s)"},
-      {"Traefik", "Traefik's entry point respondingTimeouts.idleTimeout / readTimeout"},
-      {"Varnish", "Varnish's pipe_timeout"},
-      {"Kong", "the Kong service's read_timeout (default 60 s)"},
-      {"Heroku", "the Heroku router's idle timeout (55 s, fixed)"},
-      {"Google", "the backend service timeoutSec (default 30 s)"},
-      {"Azure", "Azure Front Door's idle timeout"},
-      {"Squid", "Squid's read_timeout / client_lifetime"},
-  };
-  for (const auto& s : kSettings) {
-    if (i.name.find(s.name_part) != std::string::npos) return std::string(s.setting);
-  }
-  return "";
-}
 
 namespace {
 
@@ -252,112 +235,6 @@ LagStats analyze_lags(const std::vector<StampedArrival>& arrivals) {
   return stats;
 }
 
-const std::vector<KnownIdleDefault>& known_idle_defaults() {
-  // Sorted by seconds. Sources: each product's documentation of its default.
-  static const std::vector<KnownIdleDefault> kDefaults = {
-      {"Google Cloud load balancer backend service timeout", 30, "raise the backend service timeoutSec"},
-      {"HAProxy sample configuration timeout client/server", 50, "set 'timeout tunnel 1h' for WebSocket backends"},
-      {"Heroku router idle timeout", 55, "send a message or ping at least every 50 s (not configurable)"},
-      {"nginx proxy_read_timeout (also ingress-nginx)", 60, "proxy_read_timeout 3600s; or ping more often than every 60 s"},
-      {"AWS ALB/Classic ELB idle timeout", 60, "raise the load balancer's idle_timeout.timeout_seconds attribute"},
-      {"Apache httpd Timeout (mod_proxy_wstunnel)", 60, "ProxyTimeout / ProxyWebsocketIdleTimeout"},
-      {"Cloudflare proxied WebSocket idle timeout", 100, "send a message or ping at least every 90 s (not configurable on most plans)"},
-      {"Azure Load Balancer idle timeout (4 min)", 240, "raise idleTimeoutInMinutes or ping more often"},
-      {"Envoy/Istio stream_idle_timeout (5 min)", 300, "raise stream_idle_timeout or ping more often"},
-      {"AWS NLB TCP idle timeout", 350, "raise tcp.idle_timeout.seconds or ping more often than every 350 s"},
-      {"AWS API Gateway WebSocket idle timeout (10 min)", 600, "send a message at least every 9 min (not configurable)"},
-  };
-  return kDefaults;
-}
-
-std::vector<KnownIdleDefault> match_idle_default(double silence_s) {
-  std::vector<KnownIdleDefault> out;
-  for (const auto& d : known_idle_defaults()) {
-    double tolerance = std::max(1.0, 0.05 * d.seconds);
-    if (std::fabs(silence_s - d.seconds) <= tolerance) out.push_back(d);
-  }
-  return out;
-}
-
-std::string describe_idle_matches(const std::vector<KnownIdleDefault>& matches) {
-  std::string out;
-  for (size_t i = 0; i < matches.size(); ++i) {
-    if (i > 0) out += i + 1 == matches.size() ? " or " : ", ";
-    out += std::string(matches[i].name) + " (" + std::to_string(static_cast<int>(matches[i].seconds)) + " s)";
-  }
-  return out;
-}
-
-std::vector<Intermediary> fingerprint(const std::vector<std::pair<std::string, std::string>>& headers) {
-  std::vector<Intermediary> out;
-  auto add = [&out](std::string name, std::string evidence) {
-    for (const auto& i : out) {
-      if (i.name == name) return;
-    }
-    out.push_back({std::move(name), std::move(evidence)});
-  };
-  for (const auto& [raw_name, value] : headers) {
-    std::string name = ascii_lower(raw_name);
-    std::string v = ascii_lower(value);
-    std::string evidence = raw_name + ": " + value;
-    if (evidence.size() > 80) evidence = evidence.substr(0, 77) + "...";
-    if (name == "server") {
-      if (contains(v, "cloudflare")) add("Cloudflare", evidence);
-      else if (contains(v, "awselb")) add("AWS Elastic Load Balancer", evidence);
-      else if (contains(v, "openresty")) add("OpenResty (nginx)", evidence);
-      else if (contains(v, "nginx")) add("nginx", evidence);
-      else if (contains(v, "istio-envoy")) add("Istio (Envoy)", evidence);
-      else if (contains(v, "envoy")) add("Envoy", evidence);
-      else if (contains(v, "caddy")) add("Caddy", evidence);
-      else if (contains(v, "apache")) add("Apache httpd", evidence);
-      else if (contains(v, "microsoft-iis")) add("Microsoft IIS", evidence);
-      else if (contains(v, "akamai")) add("Akamai", evidence);
-      else if (contains(v, "haproxy")) add("HAProxy", evidence);
-      else if (contains(v, "traefik")) add("Traefik", evidence);
-      else if (contains(v, "fly/")) add("Fly.io proxy", evidence);
-      else if (contains(v, "vercel")) add("Vercel", evidence);
-      else if (contains(v, "google frontend") || contains(v, "gfe")) add("Google Front End", evidence);
-      else add("origin server " + value, evidence);  // the application server itself
-    } else if (name == "via") {
-      if (contains(v, "cloudfront")) add("Amazon CloudFront", evidence);
-      else if (contains(v, "vegur")) add("Heroku router", evidence);
-      else if (contains(v, "google")) add("Google Cloud load balancer", evidence);
-      else if (contains(v, "varnish")) add("Varnish", evidence);
-      else if (contains(v, "kong")) add("Kong", evidence);
-      else if (contains(v, "squid")) add("Squid", evidence);
-      else add("a proxy (Via)", evidence);
-    } else if (name == "cf-ray" || name == "cf-cache-status") {
-      add("Cloudflare", evidence);
-    } else if (name == "x-amz-cf-id" || name == "x-amz-cf-pop") {
-      add("Amazon CloudFront", evidence);
-    } else if (name == "x-amzn-requestid" || name == "x-amz-apigw-id") {
-      add("AWS API Gateway", evidence);
-    } else if (name.rfind("x-amz", 0) == 0) {
-      add("AWS", evidence);
-    } else if (name == "x-served-by" || name == "x-fastly-request-id" || name == "fastly-debug-digest") {
-      add(contains(v, "cache-") || name != "x-served-by" ? "Fastly" : "a CDN (X-Served-By)", evidence);
-    } else if (name == "x-azure-ref" || name == "x-msedge-ref") {
-      add("Azure Front Door", evidence);
-    } else if (name.rfind("x-envoy-", 0) == 0) {
-      add("Envoy", evidence);
-    } else if (name.rfind("x-kong-", 0) == 0) {
-      add("Kong", evidence);
-    } else if (name == "x-varnish") {
-      add("Varnish", evidence);
-    } else if (name.rfind("x-akamai", 0) == 0) {
-      add("Akamai", evidence);
-    } else if (name == "x-vercel-id") {
-      add("Vercel", evidence);
-    } else if (name == "fly-request-id") {
-      add("Fly.io proxy", evidence);
-    } else if (name == "x-render-origin-server") {
-      add("Render", evidence);
-    } else if (name == "x-cache") {
-      add("a caching proxy (X-Cache)", evidence);
-    }
-  }
-  return out;
-}
 
 std::string explain_close_code(uint16_t code) {
   switch (code) {
@@ -413,7 +290,7 @@ Verdict decide(const ProbeEvidence& e) {
     case Ending::kRefused:
       v.cause = "handshake_refused";
       v.exit_code = kExitNegative;
-      v.text = refused_text(e);
+      v.text = e.status == 101 && !e.extensions.empty() ? unoffered_extension_text(e) : refused_text(e);
       if (!proxies(e).empty()) {
         // A proxy's own error page (nginx's 502) is its answer, not the application's.
         v.text += " The answer came through " + in_between_list(e) +
@@ -428,9 +305,10 @@ Verdict decide(const ProbeEvidence& e) {
 
   // Secondary observations, whatever the main cause.
   if (!e.extensions.empty()) {
-    v.findings.push_back("The server answered with Sec-WebSocket-Extensions: " + e.extensions +
-                         " although the probe offered none (RFC 6455 §9.1 forbids this; browsers fail such a "
-                         "connection). The server or a proxy forces compression: make it honour the client's offer." +
+    // Open with an extension: only when the probe offered it (--deflate);
+    // an unoffered one is refused in the handshake (unoffered_extension_text).
+    v.findings.push_back("The server accepted the probe's permessage-deflate offer (Sec-WebSocket-Extensions: " +
+                         e.extensions + ")." +
                          std::string(e.inflated ? " The probe inflated its compressed frames, so the counts, types "
                                                   "and timestamps above are the real messages."
                                                 : ""));

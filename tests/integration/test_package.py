@@ -31,6 +31,8 @@ RELEASE_DIR = os.environ.get("SMWS_RELEASE_DIR") or os.path.join(SOURCE_DIR, "bu
 UNIT = "lib/systemd/system/smws-relay.service"
 RUN_SCRIPT = "usr/libexec/smws/smws-relay-run"
 DEFAULTS = "etc/default/smws-relay"
+PROBE_UNIT = "lib/systemd/system/smws-probe.service"
+PROBE_CONFIG = "etc/smws/probe.json"
 # Stand-ins for the package's user and group (the test does not create users):
 # the service runs as nobody:nogroup, a producer as another uid in that group.
 SERVICE_UID, SERVICE_GID, PRODUCER_UID = 65534, 65534, 65533
@@ -85,6 +87,9 @@ def test_the_deb_holds_binaries_man_pages_completions_unit_docs_and_conffile(deb
     expected += [f"/usr/share/bash-completion/completions/{t}" for t in TOOLS]
     expected += [f"/usr/share/zsh/vendor-completions/_{t}" for t in TOOLS]
     expected += [f"/usr/share/fish/vendor_completions.d/{t}.fish" for t in TOOLS]
+    expected += ["/" + PROBE_UNIT, "/" + PROBE_CONFIG, "/usr/share/doc/smws/monitoring.md",
+                 "/usr/share/doc/smws/monitoring/alerts.yml", "/usr/share/doc/smws/monitoring/alerts_test.yml",
+                 "/usr/share/doc/smws/monitoring/grafana-smws.json"]
     expected += ["/" + UNIT, "/" + RUN_SCRIPT, "/" + DEFAULTS,
                  "/usr/share/doc/smws/copyright", "/usr/share/doc/smws/changelog.gz",
                  "/usr/share/doc/smws/README.md", "/usr/share/doc/smws/running-as-a-service.md",
@@ -96,12 +101,13 @@ def test_the_deb_holds_binaries_man_pages_completions_unit_docs_and_conffile(deb
     assert listed["/" + RUN_SCRIPT] == "-rwxr-xr-x"
     # It may hold the token: root only (systemd reads it before dropping privileges).
     assert listed["/" + DEFAULTS] == "-rw-------"
+    assert listed["/" + PROBE_CONFIG] == "-rw-r--r--"  # names token files, holds no secret
 
     with tempfile.TemporaryDirectory() as ctrl:
         r = run(["dpkg-deb", "-e", deb, ctrl])
         assert r.returncode == 0, r.stderr
         with open(os.path.join(ctrl, "conffiles"), encoding="utf-8") as f:
-            assert f.read().split() == ["/" + DEFAULTS]
+            assert f.read().split() == ["/" + DEFAULTS, "/" + PROBE_CONFIG]
         for script in ("postinst", "prerm", "postrm"):
             assert os.access(os.path.join(ctrl, script), os.X_OK), script
 
@@ -208,21 +214,59 @@ def offline_root(root, tmp):
     return offline
 
 
-def test_systemd_analyze_verifies_the_unit(root, tmp):
+@pytest.mark.parametrize("unit", [UNIT, PROBE_UNIT])
+def test_systemd_analyze_verifies_the_unit(root, tmp, unit):
     offline = offline_root(root, tmp)
     # MANPATH: verify checks that the Documentation= man pages exist.
-    r = run(["systemd-analyze", "verify", f"--root={offline}", "/" + UNIT], timeout=60,
+    r = run(["systemd-analyze", "verify", f"--root={offline}", "/" + unit], timeout=60,
             env={"MANPATH": os.path.join(offline, "usr/share/man")})
     assert r.returncode == 0 and not r.stdout and not r.stderr, r.stdout + r.stderr
 
 
-def test_systemd_analyze_rates_the_units_exposure_under_5(root):
-    r = run(["systemd-analyze", "security", "--offline=yes", os.path.join(root, UNIT)], timeout=60)
+@pytest.mark.parametrize("unit", [UNIT, PROBE_UNIT])
+def test_systemd_analyze_rates_the_units_exposure_under_5(root, unit):
+    r = run(["systemd-analyze", "security", "--offline=yes", os.path.join(root, unit)], timeout=60)
     assert r.returncode == 0, r.stderr
-    m = re.search(r"Overall exposure level for smws-relay\.service: (\d+\.\d+)", r.stdout)
+    name = os.path.basename(unit)
+    m = re.search(rf"Overall exposure level for {re.escape(name)}: (\d+\.\d+)", r.stdout)
     assert m, r.stdout
-    print(f"exposure {m.group(1)}")
+    print(f"{name} exposure {m.group(1)}")
     assert float(m.group(1)) < 5.0, r.stdout
+
+
+def test_the_probe_units_exec_start_serves_with_the_packaged_config(root, tmp):
+    """smws-probe.service's ExecStart by hand, as user smws would run it:
+    the packaged ws-probe and /etc/smws/probe.json, port 0 for the unit's
+    9116; a loopback /probe answers, a foreign target is refused, SIGTERM
+    ends it with 0."""
+    with open(os.path.join(root, PROBE_UNIT), encoding="utf-8") as f:
+        unit = f.read()
+    assert "User=smws\n" in unit and "Environment=SMWS_PROBE_LISTEN=127.0.0.1:9116\n" in unit
+    exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M).group(1).split()
+    assert exec_start == ["/usr/bin/ws-probe", "--serve", "${SMWS_PROBE_LISTEN}", "--config", "/" + PROBE_CONFIG]
+    argv = [os.path.join(root, exec_start[0].lstrip("/")), "--serve", "127.0.0.1:0",
+            "--config", os.path.join(root, PROBE_CONFIG)]
+    with Proc(as_user(SERVICE_UID, SERVICE_GID) + argv) as proc:
+        line = proc.p.stderr.readline().decode()
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/probe", line)
+        assert m, line
+        port = int(m.group(1))
+        import urllib.error
+        import urllib.request
+
+        def get(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        status, body = get("/probe?module=ws_1s&target=ws://127.0.0.1:9/ws")
+        assert status == 200 and 'probe_websocket_cause_info{cause="unreachable"' in body, body
+        status, body = get("/probe?target=ws://192.0.2.1/ws")
+        assert status == 403, body
+        proc.p.send_signal(signal.SIGTERM)
+        assert proc.p.wait(timeout=20) == 0
 
 
 def test_every_man_page_renders_without_groff_warnings(root):
@@ -252,6 +296,11 @@ def test_make_install_puts_completions_where_bash_zsh_and_fish_load_them(tmp):
         unit = f.read()
     assert "ExecStart=/usr/local/libexec/smws/smws-relay-run\n" in unit
     assert "EnvironmentFile=-/usr/local/etc/default/smws-relay\n" in unit
+    with open(os.path.join(dest, "usr/local/lib/systemd/system/smws-probe.service"), encoding="utf-8") as f:
+        probe_unit = f.read()
+    assert "--config /usr/local/etc/smws/probe.json\n" in probe_unit
+    assert "ExecStart=/usr/local/bin/ws-probe --serve" in probe_unit
+    assert os.path.isfile(os.path.join(dest, "usr/local/etc/smws/probe.json"))
     assert os.path.isfile(os.path.join(dest, "usr/local/etc/default/smws-relay"))
 
     bash_dir = os.path.join(share, "bash-completion/completions")

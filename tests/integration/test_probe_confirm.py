@@ -3,7 +3,7 @@
 fixture servers (tests/support/probe_fixtures.py): the confirming trial that
 tells a server waiting for input from an idle timeout, --no-confirm naming both,
 an RST after data inside the greeting window, close.by for a server's FIN, the
-permessage-deflate frames a server forces, and the timeline strip."""
+permessage-deflate (refused when forced, inflated when offered), and the timeline strip."""
 import json
 
 from probe_fixtures import FixtureServer
@@ -85,10 +85,19 @@ def test_close_by_names_the_side_that_ended_it_first():
     assert code == 69 and failed["close"]["by"] == "none"
 
 
-def test_forced_deflate_frames_are_decompressed_counted_and_typed():
+def test_forced_deflate_is_refused_and_offered_deflate_is_decompressed_counted_and_typed():
+    # SPEC, Hostile input at the edges: ws-probe refuses a permessage-deflate
+    # it did not offer (this test used to expect it to be inflated and only
+    # noted); with --deflate the probe offers it, and accepting stays.
     with FixtureServer("deflate") as server:
-        report, code, _ = probe(server.url, "--duration", "1.1")
-    assert code == 0, report["verdict"]
+        refused, code, _ = probe(server.url, "--duration", "1.1")
+        report, offered_code, _ = probe(server.url, "--duration", "1.1", "--deflate")
+    assert code == 1
+    assert refused["verdict"]["cause"] == "handshake_refused"
+    assert "permessage-deflate" in refused["verdict"]["text"]
+    assert refused["extensions"].startswith("permessage-deflate")
+    assert refused["inflated"] is False and refused["messages"] == 0
+    assert offered_code == 0, report["verdict"]
     assert report["verdict"]["cause"] == "healthy"
     assert report["extensions"].startswith("permessage-deflate")
     assert report["inflated"] is True

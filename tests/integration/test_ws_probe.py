@@ -245,13 +245,21 @@ def test_stalled_sender_is_stalled_server_with_gap_and_lag():
     assert report["close"]["by"] == "client"
 
 
-def test_proxies_and_forced_deflate_are_named():
+def test_proxies_are_named_and_a_forced_deflate_is_refused():
+    # SPEC, Hostile input at the edges: a permessage-deflate the probe did not
+    # offer fails the connection (RFC 7692 §5) and the verdict names it. (This
+    # test used to expect the forced deflate to be accepted and only noted.)
     with FixtureServer("proxied") as server:
         report, code, _ = probe_checked(server.url, "--duration", "0.3")
     names = [i["name"] for i in report["intermediaries"]]
     assert names == ["nginx", "Varnish", "Cloudflare"]
+    assert code == 1
+    assert report["status"] == 101
     assert report["extensions"] == "permessage-deflate"
-    assert any("permessage-deflate" in f for f in report["verdict"]["findings"])
+    assert report["verdict"]["cause"] == "handshake_refused"
+    assert "permessage-deflate" in report["verdict"]["text"]
+    assert "did not offer" in report["verdict"]["text"] or "offered no extension" in report["verdict"]["text"]
+    assert report["messages"] == 0 and report["close"]["by"] == "none"
 
 
 def test_ping_measures_rtt():

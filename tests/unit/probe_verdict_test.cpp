@@ -324,9 +324,25 @@ TEST_CASE("a stall on a connection that then dropped is a finding, the drop is t
   CHECK(mentions(v.findings[0], "stalled"));
 }
 
-TEST_CASE("a forced permessage-deflate is reported as a finding", "[probe]") {
+TEST_CASE("an unoffered permessage-deflate fails the handshake and the verdict names it", "[probe]") {
+  // SPEC, Hostile input at the edges (this case used to accept it with a finding).
+  ProbeEvidence e;
+  e.ending = Ending::kRefused;
+  e.status = 101;
+  e.extensions = "permessage-deflate";
+  e.error = "the server's 101 names 'Sec-WebSocket-Extensions: permessage-deflate', which the client did not offer";
+  auto v = decide(e);
+  CHECK(v.cause == "handshake_refused");
+  CHECK(v.exit_code == 1);
+  CHECK(mentions(v.text, "permessage-deflate"));
+  CHECK(mentions(v.text, "offered no extension"));
+}
+
+TEST_CASE("an offered permessage-deflate that the server accepted is a finding", "[probe]") {
   auto e = open_connection();
   e.extensions = "permessage-deflate";
+  e.deflate_offered = true;
+  e.inflated = true;
   e.ending = Ending::kStillOpen;
   e.end_s = 1;
   auto v = decide(e);

@@ -2,9 +2,9 @@
 // ws-probe's judgement, kept apart from sockets so every rule can be unit
 // tested: what a probe saw on one connection (ProbeEvidence) goes in, a
 // verdict with a stable cause identifier and plain-words text comes out.
-// Also pure: naming proxies/CDNs from response headers, matching a silence
-// to the idle timeouts of well-known proxies, and the "stalled server"
-// analysis of timestamped messages.
+// Also pure: the "stalled server" analysis of timestamped messages. What
+// the verdict knows of proxies, CDNs and their idle timeouts is a table of
+// its own, smws/probe_knowledge.h.
 //
 // Every rule and threshold here is written down in docs/troubleshooting-1006.md;
 // change both together. The causes are the SPEC's (Edge rules): healthy,
@@ -19,6 +19,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "smws/probe_knowledge.h"
 
 namespace smws {
 
@@ -78,19 +80,6 @@ struct LagStats {
 };
 LagStats analyze_lags(const std::vector<StampedArrival>& arrivals);
 
-// Something standing between the probe and the application, named from the
-// response headers.
-struct Intermediary {
-  std::string name;      // "Cloudflare", "nginx", "AWS Application Load Balancer"
-  std::string evidence;  // "cf-ray: 8a1b…", "Server: nginx/1.24.0"
-};
-// The application server itself (an unknown Server header) is named too, as
-// "origin server …": it does not stand in between.
-bool is_in_between(const Intermediary& i);
-// The setting of an intermediary that most likely drops idle connections, in
-// words ("nginx's proxy_read_timeout (default 60 s)"), or "" when unknown.
-std::string idle_setting_of(const Intermediary& i);
-
 // Everything the verdict rests on. Times are seconds since the TCP connect
 // started; optional times are unset when the thing never happened.
 struct ProbeEvidence {
@@ -127,7 +116,8 @@ struct ProbeEvidence {
   bool server_answered_close = true;  // when the probe closed first
   std::string protocol_error;          // kProtocolError: what the server did wrong
 
-  std::string extensions;     // Sec-WebSocket-Extensions the server sent unasked
+  std::string extensions;     // Sec-WebSocket-Extensions of the server's 101
+  bool deflate_offered = false;  // --deflate: the probe offered permessage-deflate
   bool inflated = false;      // the probe decompressed permessage-deflate frames
   double duration_s = 0;      // the planned --duration (0: unlimited)
   std::vector<Intermediary> intermediaries;  // fingerprint() of the response headers
@@ -139,23 +129,6 @@ struct ProbeEvidence {
   // Seconds without any frame in either direction before the end.
   double silence_before_end_s() const;
 };
-
-// A well-known idle timeout of a proxy, load balancer or platform.
-struct KnownIdleDefault {
-  std::string_view name;     // "nginx proxy_read_timeout"
-  double seconds;
-  std::string_view fix;      // the setting to change
-};
-const std::vector<KnownIdleDefault>& known_idle_defaults();
-// Defaults within tolerance of a measured silence: |silence - d| <= max(1 s, 5% of d).
-// A proxy's timer starts at its own last activity, a little before the probe
-// saw the last frame, hence the symmetric tolerance.
-std::vector<KnownIdleDefault> match_idle_default(double silence_s);
-// "nginx proxy_read_timeout (60 s) or AWS ALB idle timeout (60 s)", or "".
-std::string describe_idle_matches(const std::vector<KnownIdleDefault>& matches);
-
-// headers: as received (names in any case). Each product is named once.
-std::vector<Intermediary> fingerprint(const std::vector<std::pair<std::string, std::string>>& headers);
 
 // What an idle timeout of silence_s seconds likely is and what to change: the
 // known default it matches, else the intermediary in between and its

@@ -129,6 +129,8 @@ void Prober::handshake(Session& s, size_t index) const {
   e.duration_s = config_.duration_s.value_or(0);
   e.status = r.handshake.status;
   e.error = r.handshake.error;
+  e.extensions = r.handshake.extensions;  // a refused 101 names the extension too
+  e.deflate_offered = config_.client.offer_deflate;
   r.intermediaries = fingerprint(r.handshake.headers);
   e.intermediaries = r.intermediaries;
   // Only shown (the confirm command in the verdict): never with the token.
@@ -145,7 +147,6 @@ void Prober::handshake(Session& s, size_t index) const {
     s.state = Session::State::kDone;
     return;
   }
-  e.extensions = r.handshake.extensions;
   e.inflated = s.client.inflating();
   e.handshake_done_s = (r.handshake.connect_ms + r.handshake.handshake_ms) / 1000.0;
   s.last_in_s = e.handshake_done_s;
@@ -195,7 +196,7 @@ void Prober::record(Session& s, const FrameEvent& e) {
   ProbeResult& r = s.result;
   ++r.frames_total;
   r.frames.push_back(e);
-  if (r.frames.size() > kFrameLog) r.frames.pop_front();
+  if (r.frames.size() > config_.frame_log) r.frames.pop_front();
   if (hooks_.on_frame) hooks_.on_frame(r, e);
 }
 
@@ -273,7 +274,8 @@ void Prober::on_message(Session& s, ws::Message& m, double t) {
       auto it = s.pings_in_flight.find(m.payload);
       if (it != s.pings_in_flight.end()) {
         double rtt = std::chrono::duration<double, std::milli>(Clock::now() - it->second).count();
-        r.rtt_ms.push_back(rtt);
+        if (r.rtt_ms.size() < config_.max_samples) r.rtt_ms.push_back(rtt);
+        r.last_rtt_ms = rtt;
         char buf[32];
         std::snprintf(buf, sizeof buf, "rtt %.2f ms", rtt);
         detail = buf;
@@ -329,7 +331,8 @@ void Prober::on_data(Session& s, ws::Message& m, double t) {
       if (ts != json.end() && ts->is_number()) {
         double stamp = ts->get<double>();
         if (stamp > kMillisecondStamp) stamp /= 1000.0;
-        if (stamp > kMinEpochStamp && s.stamps.size() < kMaxStamps) s.stamps.push_back({t, wall_seconds() - stamp});
+        if (stamp > kMinEpochStamp && s.stamps.size() < std::min(kMaxStamps, config_.max_samples))
+          s.stamps.push_back({t, wall_seconds() - stamp});
       }
     }
   }
@@ -498,11 +501,16 @@ std::vector<ProbeResult> Prober::run(size_t connections) {
     out[0].verdict = decide(out[0].evidence);
     return out;
   }
-  const size_t threads = std::min(connections, kOpeners);
-  openers_running_ = threads;
+  // One connection opens on this thread: nothing else needs serving while it
+  // handshakes (bounded by the connect timeout), and a thread per open would
+  // leave its stack in glibc's cache — per watch of ws-probe --serve, which
+  // opens one connection after another.
+  const size_t threads = connections == 1 ? 0 : std::min(connections, kOpeners);
+  openers_running_ = std::max<size_t>(threads, 1);
   std::vector<std::thread> openers;
   openers.reserve(threads);
   for (size_t i = 0; i < threads; ++i) openers.emplace_back([this, connections] { open_sessions(connections); });
+  if (threads == 0) open_sessions(connections);
   interrupted_ = false;
 
   std::vector<pollfd> fds;
@@ -614,13 +622,18 @@ void confirm(const ProbeConfig& config, ProbeResult& first, bool run_trial, cons
 }
 
 IdleSearchRun find_idle_timeout(const ProbeConfig& base, double max_s, const ProbeHooks& hooks,
-                                const std::function<void(int, double)>& on_trial) {
+                                const std::function<void(int, double)>& on_trial, double budget_s) {
+  const auto deadline = Clock::now() + seconds(budget_s);
   IdleSearchRun run;
   run.max_s = max_s;
   run.search = IdleSearch(max_s);
   double greeting = 0;  // how long after its handshake the last trial's server went quiet
   while (!run.search.done() && !shutdown::requested()) {
     const double hold = run.search.next_silence_s() + greeting;
+    if (budget_s > 0 && Clock::now() + seconds(hold + base.client.connect_timeout_s + base.close_wait_s) > deadline) {
+      run.out_of_budget = true;
+      break;
+    }
     if (on_trial) on_trial(run.search.trials() + 1, hold);
     ProbeConfig config = base;
     config.duration_s = hold;

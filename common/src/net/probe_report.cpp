@@ -289,7 +289,7 @@ std::string report_text(const ProbeResult& r, const std::string& url, int verbos
   }
   if (was_open(r)) {
     line(out, "subprotocol", h.subprotocol.empty() ? "(none)" : h.subprotocol);
-    if (!h.extensions.empty()) line(out, "extensions", h.extensions + "  (forced by the server: none offered)");
+    if (!h.extensions.empty()) line(out, "extensions", h.extensions + "  (accepted the --deflate offer)");
   }
   if (!r.intermediaries.empty()) {
     std::string text;

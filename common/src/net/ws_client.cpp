@@ -23,6 +23,7 @@
 #include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
+#include <Poco/Net/X509Certificate.h>
 
 #include <algorithm>
 #include <cctype>
@@ -363,6 +364,7 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
   info.peer = address.toString();
 
   started_ = Clock::now();
+  info.resolve_ms = ms_between(dns_start, started_);
   // The lookup's time counts against the limit: DNS + TCP + TLS + upgrade
   // together take at most --connect-timeout.
   const auto deadline = dns_start + timeout;
@@ -402,6 +404,11 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
       if (options.insecure) context->enableExtendedCertificateVerification(false);
       auto secure = Poco::Net::SecureStreamSocket::attach(socket, url.host, context);
       info.tls_ms = ms_between(connected, Clock::now());
+      try {
+        // The server certificate's notAfter (for probe_ssl_earliest_cert_expiry).
+        info.cert_expiry_unix = static_cast<double>(secure.peerCertificate().expiresOn().timestamp().epochTime());
+      } catch (const Poco::Exception&) {
+      }
       auto owned = std::make_unique<TlsTransport>(std::move(secure));
       tls = owned.get();
       transport = std::move(owned);
@@ -427,6 +434,9 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
   request.set("Sec-WebSocket-Version", "13");
   request.set("User-Agent", "ws-probe");
   if (!options.origin.empty()) request.set("Origin", options.origin);
+  // permessage-deflate without parameters: the server may compress what it
+  // sends; the client sends uncompressed messages, which RFC 7692 allows.
+  if (options.offer_deflate) request.set("Sec-WebSocket-Extensions", "permessage-deflate");
   if (!options.subprotocols.empty()) {
     std::string list;
     for (const auto& p : options.subprotocols) list += (list.empty() ? "" : ", ") + p;
@@ -553,13 +563,24 @@ HandshakeInfo WsClient::open(const WsUrl& url, const WsClientOptions& options) {
   }
   if (parsed.has("Sec-WebSocket-Extensions")) info.extensions = parsed.get("Sec-WebSocket-Extensions");
   if (!info.extensions.empty()) {
-    // Offered nothing, got permessage-deflate: inflate rather than fail every
-    // compressed frame (malformed parameters leave RSV1 a protocol error).
-    std::string ignored;
-    if (auto params = parse_permessage_deflate(info.extensions, &ignored)) {
-      inflater_ = std::make_unique<Inflater>(*params);
-      reader_.allow_compressed(true);
+    // RFC 6455 §9.1 and RFC 7692 §5: an extension the client did not offer,
+    // or a permessage-deflate response it cannot accept, fails the
+    // connection. Browsers do the same (the page sees 1006).
+    if (!options.offer_deflate) {
+      return fail(HandshakeInfo::Outcome::kRefused,
+                  "the server's 101 names 'Sec-WebSocket-Extensions: " + info.extensions +
+                      "', which the client did not offer (RFC 7692 §5: the client fails the connection)");
     }
+    std::string why;
+    auto params = parse_permessage_deflate(info.extensions, &why);
+    if (!params) {
+      return fail(HandshakeInfo::Outcome::kRefused, "the server's 101 answers the permessage-deflate offer with '" +
+                                                        info.extensions + "': " +
+                                                        (why.empty() ? std::string("not permessage-deflate") : why) +
+                                                        " (RFC 7692 §5: the client fails the connection)");
+    }
+    inflater_ = std::make_unique<Inflater>(*params);
+    reader_.allow_compressed(true);
   }
 
   if (tls) tls->set_timeouts(kTlsRecordWaitMs);
@@ -591,10 +612,13 @@ ws::FrameReader::Status WsClient::next(ws::Message* out) {
 
 WsClient::Io WsClient::read_some(std::string* error) {
   if (!transport_) return Io::kEof;
-  char buf[65536];
+  // On the heap, not the stack: -fstack-clash-protection probes every page
+  // of a 64 KiB frame, which would make each thread that reads (one per
+  // ws-probe --watch) hold 64 KiB; new char[] leaves untouched pages unbacked.
+  if (!read_buf_) read_buf_.reset(new char[kReadBuf]);
   size_t got = 0;
-  Io io = transport_->read(buf, sizeof buf, &got, error);
-  if (io == Io::kData) reader_.feed(buf, got);
+  Io io = transport_->read(read_buf_.get(), kReadBuf, &got, error);
+  if (io == Io::kData) reader_.feed(read_buf_.get(), got);
   return io;
 }
 

@@ -6,10 +6,12 @@
 // evidence (smws/probe_verdict.h) the verdict is built from.
 //
 // Threads: run_probe() runs its loop on the caller's thread, which owns every
-// open connection; hooks are called from that thread only. Handshakes run on
-// up to 16 short-lived opener threads (so N connections to a distant endpoint
-// open in parallel), each touching only the session it opens and handing it
-// to the loop under a mutex; all are joined before run_probe() returns. It
+// open connection; hooks are called from that thread only. With several
+// connections, handshakes run on up to 16 short-lived opener threads (so N
+// connections to a distant endpoint open in parallel), each touching only the
+// session it opens and handing it to the loop under a mutex; all are joined
+// before run_probe() returns. One connection handshakes on the caller's
+// thread before the loop starts. It
 // returns when every connection has ended, the duration is over, or shutdown
 // was requested (SIGINT/SIGTERM, see smws/shutdown.h), in which case open
 // connections are closed with 1001.
@@ -32,6 +34,10 @@
 
 namespace smws::net {
 
+// How many frames each result keeps for the report by default (the last
+// ones matter most): ProbeConfig::frame_log.
+inline constexpr size_t kFrameLog = 500;
+
 struct ProbeConfig {
   WsUrl url;
   WsClientOptions client;
@@ -44,6 +50,12 @@ struct ProbeConfig {
   // After the probe sends a close frame it waits this long for the server's
   // (RFC 6455 §7.1.1); a server on any sane path answers in one RTT.
   double close_wait_s = 2.0;
+  // At most this many timestamp-lag samples and ping round trips are kept
+  // per connection (16 and 8 bytes each); later ones are not analysed. A
+  // held-open watch lowers it so that a connection open for days stays small.
+  size_t max_samples = size_t{1} << 22;
+  // Frames kept for the report (the last ones); a watch keeps fewer.
+  size_t frame_log = kFrameLog;
 };
 
 // One frame in or out, as the report and the -vv trace show it.
@@ -63,16 +75,15 @@ struct ProbeResult {
   std::vector<Intermediary> intermediaries;
   std::map<std::string, size_t> types;  // histogram of the messages' "type" field
   size_t bytes_in = 0, bytes_out = 0;   // data message payload bytes
-  std::vector<double> rtt_ms;           // --ping round trips
-  std::deque<FrameEvent> frames;        // the last kFrameLog frames
+  std::vector<double> rtt_ms;           // --ping round trips (the first max_samples)
+  double last_rtt_ms = -1;              // the latest round trip, -1 before the first
+  std::deque<FrameEvent> frames;        // the last ProbeConfig::frame_log frames
   size_t frames_total = 0;
   std::string tcp_error;                // errno text when the socket failed otherwise
   std::optional<ConfirmReport> confirm;  // set when the evidence fitted two causes
   size_t bad_input_lines = 0;           // --cat: stdin lines that were not UTF-8
 };
 
-// How many frames each result keeps for the report (the last ones matter most).
-inline constexpr size_t kFrameLog = 500;
 
 struct ProbeHooks {
   // After each handshake, open or not.
@@ -124,6 +135,7 @@ struct IdleSearchRun {
   std::vector<Intermediary> intermediaries;  // from the first trial's headers
   double connect_ms = -1, handshake_ms = -1;
   int status = 0;
+  bool out_of_budget = false;  // stopped before a trial that budget_s had no room for
 };
 
 // Measures the path's idle timeout up to max_s: one silent connection per
@@ -131,7 +143,10 @@ struct IdleSearchRun {
 // IdleSearch asks for plus the greeting the previous trial saw.
 // on_trial(n, hold_s) is called before each. Stops early (stopped_by) when a
 // trial measures nothing; returns early, with what it has, on SIGINT/SIGTERM.
+// budget_s (> 0): no trial starts that could end later than budget_s
+// after the call (the exporter's bound on one /probe); the search then
+// reports the bracket it has.
 IdleSearchRun find_idle_timeout(const ProbeConfig& base, double max_s, const ProbeHooks& hooks,
-                                const std::function<void(int, double)>& on_trial);
+                                const std::function<void(int, double)>& on_trial, double budget_s = 0);
 
 }  // namespace smws::net

@@ -55,6 +55,10 @@ struct WsClientOptions {
   bool insecure = false;               // TLS without certificate or host checks
   double connect_timeout_s = 10;       // TCP connect + TLS + HTTP upgrade together
   size_t max_message = 16 << 20;       // largest message accepted from the server
+  // Offer permessage-deflate (RFC 7692) and inflate what the server
+  // compresses. Without the offer, a 101 that names any extension is
+  // refused (kRefused): the client fails the connection as the RFC says.
+  bool offer_deflate = false;
 };
 
 struct HandshakeInfo {
@@ -67,16 +71,18 @@ struct HandshakeInfo {
   Outcome outcome = Outcome::kUnreachable;
   std::string error;            // why it is not open, in words a user can act on
   std::string peer;             // "ip:port" that was connected to
+  double resolve_ms = -1;       // DNS lookup (0 for a numeric host)
   double connect_ms = -1;       // TCP connect (DNS excluded)
   double handshake_ms = -1;     // from TCP connected to the end of the response head
   double tls_ms = -1;           // the TLS part of handshake_ms (wss:// only)
+  double cert_expiry_unix = 0;  // wss://: the server certificate's notAfter (epoch seconds), 0 if unknown
   int status = 0;               // HTTP status, 0 when none was parsed
   std::string reason_phrase;
   std::string status_line;      // "HTTP/1.1 101 Switching Protocols"
   std::string request_head;     // what was sent, for -v
   Headers headers;              // response headers in order
   std::string subprotocol;      // Sec-WebSocket-Protocol chosen by the server
-  std::string extensions;       // Sec-WebSocket-Extensions (none are offered)
+  std::string extensions;       // Sec-WebSocket-Extensions of the 101 (offered or not)
   std::string body;             // the start of a refusal's body (<= 512 bytes)
 };
 
@@ -107,9 +113,9 @@ class WsClient {
   // TLS may hold decrypted bytes that poll() cannot see: read_some() again.
   bool has_pending() const;
 
-  // Decoded frames; see ws::FrameReader (client role). When the server's
-  // 101 named permessage-deflate (forced: the client offers none), its
-  // compressed messages come out inflated (smws/net/permessage_deflate.h).
+  // Decoded frames; see ws::FrameReader (client role). When the client
+  // offered permessage-deflate and the server accepted it, compressed
+  // messages come out inflated (smws/net/permessage_deflate.h).
   ws::FrameReader::Status next(ws::Message* out);
   const ws::FrameReader& reader() const { return reader_; }
   // After next() said kError: the close code and reason, the reader's or the
@@ -140,10 +146,12 @@ class WsClient {
 
   std::unique_ptr<Transport> transport_;
   ws::FrameReader reader_;
-  std::unique_ptr<Inflater> inflater_;  // set when the server forced permessage-deflate
+  std::unique_ptr<Inflater> inflater_;  // set when permessage-deflate was offered and accepted
   size_t max_message_ = 16 << 20;       // options.max_message, for inflated sizes
   uint16_t inflate_error_code_ = 0;
   std::string inflate_error_;
+  static constexpr size_t kReadBuf = 65536;
+  std::unique_ptr<char[]> read_buf_;  // read_some()'s buffer, allocated on first use
   std::string out_;       // queued wire bytes; [out_pos_, end) not yet written
   size_t out_pos_ = 0;
   std::mt19937 mask_rng_;
