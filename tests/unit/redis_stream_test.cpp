@@ -365,16 +365,15 @@ TEST_CASE("a host name resolves off the loop thread, and a slow lookup does not 
   Recorder rb;
   StreamOptions o = options_for(server, "B");
   REQUIRE(parse_url("redis://slow.invalid:" + std::to_string(server.port()), &o.url).ok());
-  o.lookup = [&](const std::string& host, std::string* address, std::string* error) {
+  o.lookup = [&](const std::string& host, std::string* address) {
     std::unique_lock<std::mutex> lock(mu);
     lookup_thread = std::this_thread::get_id();
     if (!cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; })) {
-      *error = "never released";
-      return false;
+      return smws::Status::Error(smws::Status::kUnavailable, "never released");
     }
     CHECK(host == "slow.invalid");
     *address = "127.0.0.1";
-    return true;
+    return smws::Status::Ok();
   };
   RedisStream b(o, &rb);
   b.start(now_s());
@@ -396,9 +395,8 @@ TEST_CASE("a name that does not resolve takes the link down with the reason", "[
   REQUIRE(parse_url("redis://nowhere.invalid:6379", &o.url).ok());
   o.relay_id = "A";
   o.epoch_candidate = "e";
-  o.lookup = [](const std::string&, std::string*, std::string* error) {
-    *error = "Name or service not known";
-    return false;
+  o.lookup = [](const std::string& host, std::string*) {
+    return smws::Status::Error(smws::Status::kUnavailable, "cannot resolve " + host + ": Name or service not known");
   };
   RedisStream a(o, &ra);
   a.start(now_s());

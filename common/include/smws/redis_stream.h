@@ -19,18 +19,27 @@
 //   - decide(): the atomic "still pending? then mark decided and append the
 //     decision" of the group, for HITL decisions and timeouts.
 //
+// Files: this header and redis_stream.cpp are the link's state machine;
+// redis_connection.h the hiredis/epoll adapter it drives; redis_reply.h the
+// pure decoding of the replies; redis_scripts.h the Lua scripts (embedded
+// from common/src/redis/scripts/); redis_buffer.cpp the AppendBuffer and
+// the flow control's arithmetic.
+//
 // Threads: ONE thread (ws-relay's epoll loop) calls everything. The class
 // has no lock. It never blocks: hiredis's async API drives non-blocking
 // sockets registered in an epoll set of our own, whose descriptor (fd()) the
 // loop watches for readability; on_readable() then does the I/O that is
-// ready. on_tick() runs the timers (reconnect backoff, reply deadlines).
+// ready. on_tick() runs the timers (reconnect backoff, reply deadlines) on
+// the caller's `now` (monotonic seconds, clock.h's monotonic_seconds());
+// on_readable(), which has no `now`, reads that clock once on entry.
 // hiredis would resolve a host name with getaddrinfo(3) inside
 // redisAsyncConnect, on the loop thread, where a slow DNS server would stall
 // every client's pings: a name is resolved on a short-lived lookup thread
-// instead (one at a time; it owns only a shared Lookup), the loop learns
-// of the answer through an eventfd in our epoll set and connects to the
-// address. A lookup without an answer after kResolveTimeout takes the link
-// down like a failed connect; it is re-resolved at every reconnect.
+// instead (smws::AsyncLookup, shared with net::resolve_host; one at a time),
+// the loop learns of the answer through its eventfd in our epoll set and
+// connects to the address. A lookup without an answer after kResolveTimeout
+// takes the link down like a failed connect; it is re-resolved at every
+// reconnect.
 //
 // Failure model: any connection failure, refused AUTH, error reply or a
 // reply that is late (Redis paused by SIGSTOP, a dead network path) drops
@@ -49,10 +58,10 @@
 #include <string_view>
 #include <vector>
 
+#include "smws/async_lookup.h"
 #include "smws/redis_url.h"
 
-// hiredis's types, declared here so the header does not pull hiredis in.
-struct redisAsyncContext;
+// hiredis's type, declared here so the header does not pull hiredis in.
 struct redisReply;
 
 namespace smws::redis {
@@ -78,11 +87,10 @@ constexpr size_t kTailCount = 1000;
 // A host name that has not resolved after this long is a failed connect.
 constexpr double kResolveTimeout = 5.0;
 
-// Resolves host to a numeric address (the seam a test replaces). Runs on
-// the lookup thread. false: *error says why.
-using LookupFn = std::function<bool(const std::string& host, std::string* address, std::string* error)>;
-// lookup_host_address() (host_address.h): getaddrinfo(3), IPv4 preferred, TCP.
-bool system_lookup(const std::string& host, std::string* address, std::string* error);
+// Resolves host to a numeric address (the seam a test replaces), on the
+// lookup thread; system_lookup is getaddrinfo(3) (async_lookup.h).
+using ::smws::LookupFn;
+using ::smws::system_lookup;
 
 // One event to append. kind: 'e' any event; 'm' a state_change with a string
 // machine_id (key = the id, state = the raw JSON text of its "state" or
@@ -216,6 +224,8 @@ struct StreamOptions {
 
 enum class DecideOutcome { kWon, kNotPending, kUnavailable };
 
+class Connection;
+
 class RedisStream {
  public:
   class Listener {
@@ -239,11 +249,12 @@ class RedisStream {
 
   // The descriptor to watch for readability (an epoll set of our own).
   int fd() const { return epoll_fd_; }
-  // Starts the first connection attempt.
+  // Starts the first connection attempt; now: monotonic seconds.
   void start(double now);
   // I/O that is ready; call when fd() is readable.
   void on_readable();
-  // Timers; call every few hundred milliseconds with a monotonic now.
+  // Timers; call every few hundred milliseconds with monotonic seconds
+  // (clock.h's monotonic_seconds(), the clock on_readable() reads).
   void on_tick(double now);
 
   // Buffers one event (false: the buffer was full, its oldest was dropped).
@@ -270,29 +281,27 @@ class RedisStream {
   static const char* load_script();
 
  private:
-  struct Conn;
-  struct Request;
-  struct Lookup;
   enum class State { kDown, kConnecting, kUp };
-
-  static void on_reply_cb(::redisAsyncContext* ac, void* reply, void* privdata);
-  static void on_connect_cb(const ::redisAsyncContext* ac, int status);
-  static void on_disconnect_cb(const ::redisAsyncContext* ac, int status);
+  enum class Kind { kHandshake, kLoadMeta, kLoadFull, kTail, kAppend, kDecide, kReport };
 
   void connect(double now);
   void connect_to(const std::string& address);
   void start_lookup();
   void on_lookup_done();
-  bool open_conn(Conn* c, const std::string& address);
-  void send(Conn* c, Request* req, const std::vector<std::string>& argv);
-  void handle_reply(Request* req, ::redisReply* reply);
+  // Sends argv on c; the reply (null: the connection went first) goes to
+  // handle_reply, with done for a decide and the tail generation for XREAD.
+  void send(Connection* c, Kind kind, const std::vector<std::string>& argv,
+            std::function<void(DecideOutcome)> done = {});
+  void handle_reply(Kind kind, redisReply* reply, const std::function<void(DecideOutcome)>& done,
+                    uint64_t generation);
+  void on_lost(const Connection& c, bool connecting, const std::string& why);
   void fail(const std::string& why);
   void drop_now();
   void request_load(bool full);
-  void on_load_reply(::redisReply* reply, bool full);
+  void on_load_reply(redisReply* reply, bool full);
   void tail();
-  void on_tail_reply(::redisReply* reply);
-  void on_append_reply(::redisReply* reply);
+  void on_tail_reply(redisReply* reply);
+  void on_append_reply(redisReply* reply);
   void became_up();
   void report_tail(bool now = false);
   void arm_timer(double seconds);
@@ -305,21 +314,20 @@ class RedisStream {
   int epoll_fd_ = -1;
   int timer_fd_ = -1;         // one-shot: the next report (in epoll_fd_)
   bool timer_armed_ = false;
-  std::unique_ptr<Conn> cmd_;   // appends, loads, decides
-  std::unique_ptr<Conn> tail_;  // XREAD BLOCK only
-  // The host name's lookup in flight (null: none). Shared with its thread,
-  // which may outlive this object; the loop thread owns this pointer.
-  std::shared_ptr<Lookup> lookup_;
+  std::unique_ptr<Connection> cmd_;   // appends, loads, decides, reports
+  std::unique_ptr<Connection> tail_;  // XREAD BLOCK only
+  // The host name's lookup in flight (inactive: none); its thread may
+  // outlive this object (it owns only the shared state).
+  AsyncLookup lookup_;
   double lookup_started_ = 0;
   bool awaiting_lookup_ = false;  // the current connect attempt waits for lookup_
   State state_ = State::kDown;
   bool loaded_once_ = false;
-  bool drop_requested_ = false;
-  bool in_callback_ = false;
+  bool drop_requested_ = false;  // fail() inside a callback: drop_now() after it
   bool destroying_ = false;
   std::string down_reason_ = "not connected yet";
   bool down_logged_ = false;
-  double now_ = 0;
+  double now_ = 0;  // monotonic seconds of the current entry point (start, on_tick, on_readable)
   double next_attempt_ = 0;
   double backoff_ = kFirstBackoff;
   std::string epoch_;          // "" until the first load
