@@ -143,9 +143,53 @@ TEST_CASE("the append, decide and report replies", "[redis][reply]") {
   CHECK_FALSE(won);
   REQUIRE(decode_decide(parse("*2\r\n" + bulk("E") + ":8\r\n").get(), &won).ok());
   CHECK(won);
-  CHECK(decode_report(parse(":4\r\n").get()) == 4);
-  CHECK(decode_report(parse(":-1\r\n").get()) == -1);
-  CHECK(decode_report(parse(bulk("4")).get()) == -1);
+  CHECK(decode_report(parse(":4\r\n").get()).slowest == 4);
+  CHECK(decode_report(parse(":-1\r\n").get()).slowest == -1);
+  CHECK(decode_report(parse(bulk("4")).get()).slowest == -1);
+  ReportReply rep = decode_report(parse("*3\r\n:7\r\n" + bulk("E") + bulk("12")).get());
+  CHECK(rep.slowest == 7);
+  CHECK(rep.has_epoch);
+  CHECK(rep.epoch == "E");
+  CHECK(rep.start == 12);
+  CHECK_FALSE(decode_report(parse("*3\r\n:-1\r\n" + bulk("") + bulk("0")).get()).has_epoch);
+  CHECK(decode_wait(parse(":2\r\n").get()) == 2);
+  CHECK(decode_wait(parse("-ERR x\r\n").get()) == 0);
+}
+
+TEST_CASE("the load script's reply carries the epoch's start", "[redis][reply]") {
+  GroupSnapshot meta;
+  REQUIRE(decode_load(parse("*3\r\n" + bulk("E") + bulk("12") + bulk("9")).get(), false, &meta).ok());
+  CHECK(meta.start == 9);
+  GroupSnapshot old;  // a script of before the start: 0
+  REQUIRE(decode_load(parse("*2\r\n" + bulk("E") + bulk("12")).get(), false, &old).ok());
+  CHECK(old.start == 0);
+  GroupSnapshot full;
+  REQUIRE(decode_load(parse("*7\r\n" + bulk("E") + bulk("12") + "*0\r\n*0\r\n*0\r\n" + bulk("1") + bulk("5")).get(),
+                      true, &full)
+              .ok());
+  CHECK(full.start == 5);
+}
+
+TEST_CASE("Sentinel's answers: the master's address, +switch-master, ROLE", "[redis][reply][sentinel]") {
+  std::string host;
+  int port = 0;
+  REQUIRE(decode_master_addr(parse("*2\r\n" + bulk("10.0.0.5") + bulk("6380")).get(), &host, &port));
+  CHECK(host == "10.0.0.5");
+  CHECK(port == 6380);
+  CHECK_FALSE(decode_master_addr(parse("*-1\r\n").get(), &host, &port));  // no such master
+  CHECK_FALSE(decode_master_addr(parse("*2\r\n" + bulk("h") + bulk("99999")).get(), &host, &port));
+  const std::string msg = "*3\r\n" + bulk("message") + bulk("+switch-master") +
+                          bulk("mymaster 127.0.0.1 6379 127.0.0.1 6390");
+  REQUIRE(decode_switch_master(parse(msg).get(), "mymaster", &host, &port));
+  CHECK(host == "127.0.0.1");
+  CHECK(port == 6390);
+  CHECK_FALSE(decode_switch_master(parse(msg).get(), "other", &host, &port));
+  CHECK_FALSE(decode_switch_master(parse("*3\r\n" + bulk("subscribe") + bulk("+switch-master") + ":1\r\n").get(),
+                                   "mymaster", &host, &port));
+  CHECK(decode_role(parse("*3\r\n" + bulk("master") + ":10\r\n*0\r\n").get()) == "master");
+  CHECK(decode_role(parse("*5\r\n" + bulk("slave") + bulk("h") + ":1\r\n" + bulk("connected") + ":1\r\n").get()) ==
+        "slave");
+  CHECK(decode_role(parse("+OK\r\n").get()).empty());
 }
 
 TEST_CASE("refusals of credentials are told from other refusals", "[redis][reply]") {

@@ -32,7 +32,8 @@ bool split_seq(const std::string& value, uint64_t* seq, std::string* rest);
 // field "e" → seq and event. false for anything else.
 bool decode_entry(const redisReply* e, GroupSnapshot::Entry* out);
 
-// The load script's reply. Always *epoch and out->last_seq; when full also
+// The load script's reply. Always the epoch, its start and out->last_seq
+// (start: 0 from a script without it); when full also
 // the machines, the pending interrupts (in seq order, aged on Redis's clock)
 // and the recent entries (oldest first, none above the seq).
 Status decode_load(const redisReply* reply, bool full, GroupSnapshot* out);
@@ -54,9 +55,30 @@ Status decode_append(const redisReply* reply, AppendReply* out);
 // The decide script's reply: *won when this decision was appended.
 Status decode_decide(const redisReply* reply, bool* won);
 
-// The report script's reply: the slowest fresh tail, -1 for none (or an
-// answer of another shape).
-int64_t decode_report(const redisReply* reply);
+// The report script's reply: the slowest fresh tail (-1: none, or an answer
+// of another shape) and the epoch with its start, when Redis has one.
+struct ReportReply {
+  int64_t slowest = -1;
+  bool has_epoch = false;
+  std::string epoch;
+  uint64_t start = 0;
+};
+ReportReply decode_report(const redisReply* reply);
+
+// WAIT's reply: the replicas that acknowledged (0 for another shape).
+uint64_t decode_wait(const redisReply* reply);
+
+// Sentinel: SENTINEL get-master-addr-by-name's [host, port]. false: nil (the
+// Sentinel knows no such master) or another shape.
+bool decode_master_addr(const redisReply* reply, std::string* host, int* port);
+
+// Sentinel: a +switch-master message ["message", "+switch-master",
+// "<name> <old host> <old port> <new host> <new port>"] for master `name`:
+// the new address. false: another message, another master, or a confirmation.
+bool decode_switch_master(const redisReply* reply, const std::string& name, std::string* host, int* port);
+
+// ROLE's first element: "master", "slave", "sentinel" ("" for another shape).
+std::string decode_role(const redisReply* reply);
 
 // An error reply that means the credentials were refused (WRONGPASS,
 // NOAUTH, "invalid password", ...), as opposed to any other refusal.

@@ -60,8 +60,12 @@ Status decode_load(const redisReply* reply, bool full, GroupSnapshot* out) {
   if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) return bad;
   out->epoch = reply_str(reply->element[0]);
   out->last_seq = reply_u64(reply->element[1]);
-  if (!full) return Status::Ok();
+  if (!full) {
+    if (reply->elements >= 3) out->start = reply_u64(reply->element[2]);
+    return Status::Ok();
+  }
   if (reply->elements < 5) return bad;
+  if (reply->elements >= 7) out->start = reply_u64(reply->element[6]);
   const redisReply* machines = reply->element[2];
   for (size_t i = 0; machines && i + 1 < machines->elements; i += 2) {
     std::string value = reply_str(machines->element[i + 1]);
@@ -145,8 +149,74 @@ Status decode_decide(const redisReply* reply, bool* won) {
   return Status::Ok();
 }
 
-int64_t decode_report(const redisReply* reply) {
-  return reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+ReportReply decode_report(const redisReply* reply) {
+  ReportReply out;
+  if (reply && reply->type == REDIS_REPLY_INTEGER) out.slowest = reply->integer;
+  if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 3) {
+    if (reply->element[0]->type == REDIS_REPLY_INTEGER) out.slowest = reply->element[0]->integer;
+    out.epoch = reply_str(reply->element[1]);
+    out.has_epoch = !out.epoch.empty();
+    out.start = reply_u64(reply->element[2]);
+  }
+  return out;
+}
+
+uint64_t decode_wait(const redisReply* reply) {
+  return reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0 ? static_cast<uint64_t>(reply->integer)
+                                                                          : 0;
+}
+
+namespace {
+
+bool parse_port(const std::string& text, int* port) {
+  if (text.empty() || text.size() > 5) return false;
+  int v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  if (v < 1 || v > 65535) return false;
+  *port = v;
+  return true;
+}
+
+}  // namespace
+
+bool decode_master_addr(const redisReply* reply, std::string* host, int* port) {
+  if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) return false;
+  if (reply->element[0]->type != REDIS_REPLY_STRING) return false;
+  std::string h = reply_str(reply->element[0]);
+  int p = 0;
+  if (h.empty() || !parse_port(reply_str(reply->element[1]), &p)) return false;
+  *host = std::move(h);
+  *port = p;
+  return true;
+}
+
+bool decode_switch_master(const redisReply* reply, const std::string& name, std::string* host, int* port) {
+  if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) return false;
+  if (reply_str(reply->element[0]) != "message" || reply_str(reply->element[1]) != "+switch-master") return false;
+  // "<name> <old host> <old port> <new host> <new port>"
+  std::vector<std::string> words;
+  const std::string text = reply_str(reply->element[2]);
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find(' ', pos);
+    if (end == std::string::npos) end = text.size();
+    if (end > pos) words.push_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  if (words.size() != 5 || words[0] != name) return false;
+  int p = 0;
+  if (!parse_port(words[4], &p)) return false;
+  *host = words[3];
+  *port = p;
+  return true;
+}
+
+std::string decode_role(const redisReply* reply) {
+  if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1) return {};
+  return reply_str(reply->element[0]);
 }
 
 bool is_auth_refusal(std::string_view msg) {

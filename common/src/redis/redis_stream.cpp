@@ -51,6 +51,21 @@ RedisStream::RedisStream(StreamOptions options, Listener* listener)
   };
   cmd_ = std::make_unique<Connection>(epoll_fd_, "commands", lost);
   tail_ = std::make_unique<Connection>(epoll_fd_, "tail", lost);
+  sentinel_ask_ = std::make_unique<Connection>(
+      epoll_fd_, "sentinel", [this](const Connection&, bool connecting, const std::string& why) {
+        on_sentinel_lost(connecting, why);
+      });
+  sentinel_sub_ = std::make_unique<Connection>(
+      epoll_fd_, "sentinel subscription", [this](const Connection&, bool, const std::string& why) {
+        if (destroying_) return;
+        sentinel_subscribed_ = false;
+        sentinel_sub_retry_ = now_ + 1.0;
+        log::note(1, "redis: the Sentinel subscription was lost: " + why);
+      });
+  if (options_.sentinels.empty()) {
+    master_host_ = options_.url.host;
+    master_port_ = options_.url.port;
+  }
   timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (timer_fd_ >= 0) {
     epoll_event ev{};
@@ -65,6 +80,8 @@ RedisStream::~RedisStream() {
   // A lookup thread still running keeps its state (and eventfd) alive.
   if (lookup_.active()) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lookup_.event_fd(), nullptr);
   drop_now();
+  sentinel_ask_->close();
+  sentinel_sub_->close();
   if (timer_fd_ >= 0) ::close(timer_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
 }
@@ -93,6 +110,10 @@ StreamStats RedisStream::stats() const {
   StreamStats s = stats_;
   s.buffer_dropped = buffer_.dropped_total();
   s.buffered = buffer_.size() + (in_flight_ ? in_flight_->events.size() : 0);
+  if (!master_host_.empty()) {
+    s.master = (master_host_.find(':') != std::string::npos ? "[" + master_host_ + "]" : master_host_) + ":" +
+               std::to_string(redis_port());
+  }
   return s;
 }
 
@@ -107,18 +128,47 @@ void RedisStream::connect(double now) {
   now_ = now;
   state_ = State::kConnecting;
   drop_requested_ = false;
-  if (is_numeric_host(options_.url.host)) {
-    connect_to(options_.url.host);
+  if (!options_.sentinels.empty()) {
+    // Every attempt asks the Sentinels: the one that answers names the
+    // master as it is now (a failover may be under way or done).
+    sentinel_tries_ = 0;
+    sentinel_error_.clear();
+    ask_next_sentinel();
     return;
   }
-  // A name: resolved off the loop thread (on_lookup_done connects). One
+  resolve_then(options_.url.host, /*sentinel=*/false);
+}
+
+std::string RedisStream::where() const {
+  if (options_.sentinels.empty()) return options_.url.display();
+  RedisUrl u = options_.url;
+  u.host = master_host_;
+  u.port = static_cast<uint16_t>(master_port_);
+  return u.display() + " (master " + options_.master_name + ")";
+}
+
+int RedisStream::redis_port() const { return options_.sentinels.empty() ? options_.url.port : master_port_; }
+
+void RedisStream::resolve_then(const std::string& host, bool sentinel) {
+  if (is_numeric_host(host)) {
+    if (sentinel) {
+      ask_sentinel_at(host);
+    } else {
+      connect_to(host);
+    }
+    return;
+  }
+  // A name: resolved off the loop thread (on_lookup_done goes on). One
   // lookup at a time: a reconnect while an old one hangs waits for it.
   awaiting_lookup_ = true;
+  wanted_host_ = host;
+  lookup_for_sentinel_ = sentinel;
   if (!lookup_.active()) start_lookup();
 }
 
 void RedisStream::start_lookup() {
-  Status started = lookup_.start(options_.url.host, options_.lookup ? options_.lookup : LookupFn(&system_lookup));
+  lookup_host_ = wanted_host_;
+  Status started = lookup_.start(lookup_host_, options_.lookup ? options_.lookup : LookupFn(&system_lookup));
   if (!started.ok()) {
     lookup_.reset();
     awaiting_lookup_ = false;
@@ -132,7 +182,7 @@ void RedisStream::start_lookup() {
     const int err = errno;
     lookup_.reset();
     awaiting_lookup_ = false;
-    fail("cannot resolve " + options_.url.host + ": epoll: " + std::strerror(err));
+    fail("cannot resolve " + lookup_host_ + ": epoll: " + std::strerror(err));
     return;
   }
   lookup_started_ = now_;
@@ -147,20 +197,148 @@ void RedisStream::on_lookup_done() {
   // A lookup that outlived its attempt (timed out, link down since): the
   // next attempt starts a fresh one, as DNS may have changed meanwhile.
   if (!awaiting_lookup_ || state_ != State::kConnecting) return;
+  if (lookup_host_ != wanted_host_) {
+    // The answer for an older attempt's name (another Sentinel): ask anew.
+    start_lookup();
+    return;
+  }
   awaiting_lookup_ = false;
   if (!result.ok()) {
+    if (lookup_for_sentinel_) {
+      on_sentinel_lost(/*connecting=*/true, result.message);
+      return;
+    }
     fail(result.message);
     return;
   }
-  connect_to(address);
+  if (lookup_for_sentinel_) {
+    ask_sentinel_at(address);
+  } else {
+    connect_to(address);
+  }
+}
+
+// ------------------------------------------------------------ Sentinel
+
+void RedisStream::ask_next_sentinel() {
+  if (sentinel_tries_ >= options_.sentinels.size()) {
+    fail("no Sentinel named the master " + options_.master_name + " (last: " + sentinel_error_ + ")");
+    return;
+  }
+  ++sentinel_tries_;
+  sentinel_asking_ = true;
+  resolve_then(options_.sentinels[sentinel_next_ % options_.sentinels.size()].host, /*sentinel=*/true);
+}
+
+void RedisStream::ask_sentinel_at(const std::string& address) {
+  const HostPort& s = options_.sentinels[sentinel_next_ % options_.sentinels.size()];
+  ask_address_ = address;
+  ask_port_ = s.port;
+  Status opened = sentinel_ask_->open(address, s.port);
+  if (!opened.ok()) {
+    on_sentinel_lost(/*connecting=*/true, opened.message);
+    return;
+  }
+  sentinel_ask_->command({"SENTINEL", "get-master-addr-by-name", options_.master_name}, now_, kReplyTimeout,
+                         [this](redisReply* reply) {
+                           if (!destroying_) on_sentinel_answer(reply);
+                         });
+}
+
+void RedisStream::on_sentinel_lost(bool connecting, const std::string& why) {
+  if (destroying_ || !sentinel_asking_) return;
+  const HostPort& s = options_.sentinels[sentinel_next_ % options_.sentinels.size()];
+  sentinel_error_ = "Sentinel " + s.display() + ": " + (connecting ? "cannot connect: " : "") + why;
+  log::note(1, "redis: " + sentinel_error_);
+  // The next one in turn, once out of this connection's callback.
+  ++sentinel_next_;
+  sentinel_retry_ = true;
+}
+
+void RedisStream::on_sentinel_answer(redisReply* reply) {
+  if (!reply || !sentinel_asking_) return;  // gone first: on_sentinel_lost
+  std::string host;
+  int port = 0;
+  if (!decode_master_addr(reply, &host, &port)) {
+    on_sentinel_lost(/*connecting=*/false, reply->type == REDIS_REPLY_ERROR
+                                               ? "refused: " + reply_str(reply)
+                                               : "knows no master named " + options_.master_name);
+    return;
+  }
+  sentinel_asking_ = false;
+  sentinel_ask_done_ = true;  // closed once out of its callback
+  if (sub_address_ != ask_address_ || sub_port_ != ask_port_) {
+    sub_address_ = ask_address_;
+    sub_port_ = ask_port_;
+    if (!sentinel_subscribed_) sentinel_sub_retry_ = 0;
+  }
+  use_master(host, port);
+  if (!sentinel_subscribed_ && now_ >= sentinel_sub_retry_) subscribe_sentinel();
+  if (state_ != State::kConnecting) return;
+  if (!is_numeric_host(host)) {
+    fail("Sentinel named the master " + options_.master_name + " by a name (" + host +
+         "): set its announce-ip to an address");
+    return;
+  }
+  connect_to(host);
+}
+
+void RedisStream::subscribe_sentinel() {
+  if (sub_address_.empty()) return;
+  Status opened = sentinel_sub_->open(sub_address_, sub_port_);
+  if (!opened.ok()) {
+    sentinel_sub_retry_ = now_ + 1.0;
+    return;
+  }
+  sentinel_subscribed_ = true;
+  sentinel_sub_->subscribe({"SUBSCRIBE", "+switch-master"}, [this](redisReply* reply) {
+    if (!destroying_) on_switch_message(reply);
+  });
+}
+
+void RedisStream::on_switch_message(redisReply* reply) {
+  if (!reply) return;  // the subscription went: its LostFn
+  std::string host;
+  int port = 0;
+  if (!decode_switch_master(reply, options_.master_name, &host, &port)) return;
+  if (have_master_ && host == master_host_ && port == master_port_) return;
+  use_master(host, port);
+  // Follow it now: the link moves to the promoted replica at the next tick.
+  backoff_ = kFirstBackoff;
+  if (state_ != State::kDown) fail("the master moved (Sentinel failover)");
+  next_attempt_ = now_;
+}
+
+void RedisStream::use_master(const std::string& host, int port) {
+  if (have_master_ && (host != master_host_ || port != master_port_)) {
+    ++stats_.failovers;
+    log::warn("redis: following the failover of " + options_.master_name + ": the master is now " + host + ":" +
+              std::to_string(port));
+  }
+  master_host_ = host;
+  master_port_ = port;
+  have_master_ = true;
+}
+
+void RedisStream::run_deferred() {
+  if (drop_requested_) drop_now();
+  if (sentinel_ask_done_) {
+    sentinel_ask_done_ = false;
+    sentinel_ask_->close();
+  }
+  if (sentinel_retry_) {
+    sentinel_retry_ = false;
+    sentinel_ask_->close();
+    if (state_ == State::kConnecting && sentinel_asking_) ask_next_sentinel();
+  }
 }
 
 void RedisStream::connect_to(const std::string& address) {
   for (Connection* c : {cmd_.get(), tail_.get()}) {
-    Status opened = c->open(address, options_.url.port);
+    Status opened = c->open(address, redis_port());
     if (!opened.ok()) {
       fail(opened.code == Status::kSystem ? opened.message
-                                          : "cannot connect to " + options_.url.display() + ": " + opened.message);
+                                          : "cannot connect to " + where() + ": " + opened.message);
       return;
     }
   }
@@ -176,15 +354,17 @@ void RedisStream::connect_to(const std::string& address) {
     if (options_.url.db != 0) send(c, Kind::kHandshake, {"SELECT", std::to_string(options_.url.db)});
     send(c, Kind::kHandshake, {"PING"});
   }
+  // An address from a Sentinel may be a master demoted since: ROLE says.
+  if (!options_.sentinels.empty()) send(cmd_.get(), Kind::kRole, {"ROLE"});
   request_load(/*full=*/!loaded_once_);
 }
 
 // ------------------------------------------------------------ commands and replies
 
 void RedisStream::send(Connection* c, Kind kind, const std::vector<std::string>& argv,
-                       std::function<void(DecideOutcome)> done) {
+                       std::function<void(DecideOutcome)> done, double allowed) {
   // The tail's XREAD BLOCK answers within kTailBlockMs when idle.
-  const double allowed = c == tail_.get() ? kTailBlockMs / 1000.0 + kReplyTimeout : kReplyTimeout;
+  if (allowed < 0) allowed = c == tail_.get() ? kTailBlockMs / 1000.0 + kReplyTimeout : kReplyTimeout;
   const uint64_t generation = tail_generation_;
   c->command(argv, now_, allowed, [this, kind, done = std::move(done), generation](redisReply* reply) {
     if (destroying_) {
@@ -202,15 +382,17 @@ void RedisStream::handle_reply(Kind kind, redisReply* reply, const std::function
     // have been applied: the tail shows it if it was.
     if (done) done(DecideOutcome::kUnavailable);
     if (kind == Kind::kTail) tail_in_flight_ = false;
-    if (kind == Kind::kAppend) append_outstanding_ = false;  // resent on reconnect
+    if (kind == Kind::kAppend || kind == Kind::kAppendWait) append_outstanding_ = false;  // resent on reconnect
     if (kind == Kind::kReport) report_in_flight_ = false;
+    if (kind == Kind::kGateWait) gate_in_flight_ = false;  // read again on reconnect
+    if (kind == Kind::kLoadMeta || kind == Kind::kLoadFull) load_in_flight_ = false;
     return;
   }
   if (reply->type == REDIS_REPLY_ERROR && kind != Kind::kDecide) {
     std::string msg = reply_str(reply);
     if (kind == Kind::kHandshake && is_auth_refusal(msg)) {
       ++stats_.auth_failures;
-      if (!down_logged_) log::error("redis: authentication failed at " + options_.url.display() + ": " + msg +
+      if (!down_logged_) log::error("redis: authentication failed at " + where() + ": " + msg +
                                     "; retrying");
       down_logged_ = true;
       fail("authentication failed: " + msg);
@@ -222,6 +404,62 @@ void RedisStream::handle_reply(Kind kind, redisReply* reply, const std::function
   switch (kind) {
     case Kind::kHandshake:
       return;
+    case Kind::kRole: {
+      const std::string role = decode_role(reply);
+      if (role != "master") {
+        fail(stats().master + " is not the master (ROLE: " + (role.empty() ? "?" : role) +
+             "); asking the Sentinels again");
+      }
+      return;
+    }
+    case Kind::kAppendWait: {
+      const uint64_t acks = decode_wait(reply);
+      if (acks < static_cast<uint64_t>(options_.replicas)) {
+        ++stats_.wait_timeouts;
+        if (!wait_short_logged_) {
+          log::warn("redis: WAIT: " + std::to_string(acks) + " of " + std::to_string(options_.replicas) +
+                    " replicas acknowledged within " + std::to_string(options_.wait_timeout) +
+                    " s (--redis-replicas); appends wait and WAIT is asked again");
+          wait_short_logged_ = true;
+        }
+        // The connection's last write is still the append: wait for it again.
+        send_wait(Kind::kAppendWait);
+        return;
+      }
+      wait_short_logged_ = false;
+      append_outstanding_ = false;
+      acknowledge_append();
+      return;
+    }
+    case Kind::kGateReport:
+      slowest_tail_ = decode_report(reply).slowest;
+      return;
+    case Kind::kGateWait: {
+      if (gate_generation_ != tail_generation_) {
+        // A load moved the position since: these entries are stale.
+        gate_in_flight_ = false;
+        gated_.clear();
+        tail();
+        return;
+      }
+      const uint64_t acks = decode_wait(reply);
+      if (acks < static_cast<uint64_t>(options_.replicas)) {
+        ++stats_.wait_timeouts;
+        if (!wait_short_logged_) {
+          log::warn("redis: WAIT: " + std::to_string(acks) + " of " + std::to_string(options_.replicas) +
+                    " replicas hold what the tail read (--redis-replicas); it is delivered once they do");
+          wait_short_logged_ = true;
+        }
+        send_wait(Kind::kGateWait);
+        return;
+      }
+      wait_short_logged_ = false;
+      gate_in_flight_ = false;
+      std::vector<GroupSnapshot::Entry> entries;
+      entries.swap(gated_);
+      deliver(std::move(entries), gated_hole_);
+      return;
+    }
     case Kind::kLoadMeta:
     case Kind::kLoadFull:
       on_load_reply(reply, kind == Kind::kLoadFull);
@@ -237,12 +475,23 @@ void RedisStream::handle_reply(Kind kind, redisReply* reply, const std::function
       on_tail_reply(reply);
       return;
     case Kind::kAppend:
-      append_outstanding_ = false;
+      // With --redis-replicas the batch stays outstanding until its WAIT.
+      if (options_.replicas == 0) append_outstanding_ = false;
       on_append_reply(reply);
       return;
-    case Kind::kReport:
+    case Kind::kReport: {
       report_in_flight_ = false;
-      slowest_tail_ = decode_report(reply);
+      const ReportReply r = decode_report(reply);
+      slowest_tail_ = r.slowest;
+      // A relay that only tails learns here of a new epoch, or of a start
+      // raised by another relay (load.lua): the whole state again.
+      if (r.has_epoch && loaded_once_ && !load_in_flight_ && (r.epoch != epoch_ || r.start != epoch_start_)) {
+        ++stats_.resyncs;
+        log::warn("redis: stream " + options_.stream + " is in epoch " + r.epoch + " from seq " +
+                  std::to_string(r.start) + ": reloading the group's state");
+        request_load(true);
+        return;
+      }
       if (append_waiting_) flush();
       // Still waiting for a slower relay: ask again at once for a while
       // (it is usually a read or two behind), then every kWaitPoll.
@@ -254,6 +503,7 @@ void RedisStream::handle_reply(Kind kind, redisReply* reply, const std::function
         report_tail();
       }
       return;
+    }
     case Kind::kDecide: {
       if (reply->type == REDIS_REPLY_ERROR) {
         log::warn("redis: decide refused: " + reply_str(reply));
@@ -272,13 +522,22 @@ void RedisStream::handle_reply(Kind kind, redisReply* reply, const std::function
 
 void RedisStream::request_load(bool full) {
   if (full) ++tail_generation_;
+  load_in_flight_ = true;
   const std::string& s = options_.stream;
+  // The epoch rule (load.lua): the caller's epoch and, at a reconnect, the
+  // last entry it saw, which the Redis it reached must hold for the seq to
+  // go on (a failover may have lost it): the last it read, or the last it
+  // appended if that is later (acknowledged, maybe never read by anyone).
+  const bool own = appended_seq_ > tail_pos_;
+  const uint64_t floor = own ? appended_seq_ : tail_pos_;
   send(cmd_.get(), full ? Kind::kLoadFull : Kind::kLoadMeta,
        {"EVAL", load_lua(), "4", s, s + ":meta", s + ":machines", s + ":pending", next_epoch_candidate(),
-        std::to_string(tail_pos_), full ? "1" : "0", std::to_string(options_.load_recent)});
+        std::to_string(floor), full ? "1" : "0", std::to_string(options_.load_recent), epoch_,
+        full ? std::string() : own ? appended_last_event_ : last_event_});
 }
 
 void RedisStream::on_load_reply(redisReply* reply, bool full) {
+  load_in_flight_ = false;
   GroupSnapshot snap;
   Status decoded = decode_load(reply, full, &snap);
   if (!decoded.ok()) {
@@ -289,8 +548,11 @@ void RedisStream::on_load_reply(redisReply* reply, bool full) {
     // A reconnect: the same epoch means the tail resumes where it was (a
     // hole, if entries were trimmed meanwhile, makes it resync); another
     // epoch needs the whole state.
-    if (snap.epoch != epoch_) {
+    if (snap.epoch != epoch_ || snap.start != epoch_start_) {
       ++stats_.resyncs;
+      log::warn("redis: stream " + options_.stream + " is in epoch " + snap.epoch + " from seq " +
+                std::to_string(snap.start) + " (this relay saw " + std::to_string(tail_pos_) + " in epoch " +
+                epoch_ + "): reloading the group's state");
       request_load(true);
       return;
     }
@@ -302,7 +564,10 @@ void RedisStream::on_load_reply(redisReply* reply, bool full) {
   if (!first) ++stats_.resyncs;
   loaded_once_ = true;
   epoch_ = snap.epoch;
+  epoch_start_ = snap.start;
   tail_pos_ = snap.last_seq;
+  last_event_ = !snap.recent.empty() && snap.recent.back().seq == snap.last_seq ? snap.recent.back().event
+                                                                                : std::string();
   // Our acknowledged appends are in this state (same epoch: seq only
   // grows) or gone with the old epoch: none is left for the tail to read.
   appended_seq_ = 0;
@@ -314,7 +579,7 @@ void RedisStream::on_load_reply(redisReply* reply, bool full) {
 void RedisStream::became_up() {
   if (state_ != State::kUp) {
     if (state_ == State::kConnecting && down_logged_) log::note(0, "redis: connected again to " +
-                                                                       options_.url.display());
+                                                                       where());
     state_ = State::kUp;
     down_reason_.clear();
     down_logged_ = false;
@@ -329,7 +594,7 @@ void RedisStream::became_up() {
 // ------------------------------------------------------------ the tail
 
 void RedisStream::tail() {
-  if (state_ != State::kUp || tail_in_flight_ || !tail_->is_open()) return;
+  if (state_ != State::kUp || tail_in_flight_ || gate_in_flight_ || !tail_->is_open()) return;
   tail_in_flight_ = true;
   send(tail_.get(), Kind::kTail,
        {"XREAD", "COUNT", std::to_string(kTailCount), "BLOCK", std::to_string(kTailBlockMs), "STREAMS",
@@ -357,8 +622,33 @@ void RedisStream::on_tail_reply(redisReply* reply) {
     }
   }
   read.resize(dense);
+  if (options_.replicas > 0 && !read.empty()) {
+    // Delivered once N replicas hold it, so no client sees an entry a
+    // failover could lose: a write of ours (the report) after the read,
+    // then WAIT for the replication offset it reached.
+    gated_ = std::move(read);
+    gated_hole_ = hole;
+    gate_in_flight_ = true;
+    gate_generation_ = tail_generation_;
+    send(cmd_.get(), Kind::kGateReport,
+         {"EVAL", report_lua(), "2", options_.stream + ":tails", options_.stream + ":meta", options_.relay_id,
+          std::to_string(tail_pos_)});
+    send_wait(Kind::kGateWait);
+    return;
+  }
+  deliver(std::move(read), hole);
+}
+
+void RedisStream::send_wait(Kind kind) {
+  const long ms = std::max(1L, static_cast<long>(options_.wait_timeout * 1000));
+  send(cmd_.get(), kind, {"WAIT", std::to_string(options_.replicas), std::to_string(ms)}, {},
+       options_.wait_timeout + kReplyTimeout);
+}
+
+void RedisStream::deliver(std::vector<GroupSnapshot::Entry> read, bool hole) {
   if (!read.empty()) {
     tail_pos_ = read.back().seq;
+    last_event_ = read.back().event;
     stats_.tailed += read.size();
     listener_->on_entries(read);
     report_tail();
@@ -392,7 +682,8 @@ void RedisStream::report_tail(bool now) {
   report_in_flight_ = true;
   last_report_ = t;
   send(cmd_.get(), Kind::kReport,
-       {"EVAL", report_lua(), "1", options_.stream + ":tails", options_.relay_id, std::to_string(tail_pos_)});
+       {"EVAL", report_lua(), "2", options_.stream + ":tails", options_.stream + ":meta", options_.relay_id,
+        std::to_string(tail_pos_)});
 }
 
 // ------------------------------------------------------------ appends and decides
@@ -450,6 +741,7 @@ void RedisStream::flush() {
   }
   append_outstanding_ = true;
   send(cmd_.get(), Kind::kAppend, argv);
+  if (options_.replicas > 0) send_wait(Kind::kAppendWait);
 }
 
 void RedisStream::on_append_reply(redisReply* reply) {
@@ -459,16 +751,34 @@ void RedisStream::on_append_reply(redisReply* reply) {
     fail("unexpected reply to the append script");
     return;
   }
-  if (a.duplicate) {
+  // A resend after a lost reply may find the batch appended: the first
+  // answer that appended it is the one to keep.
+  if (!append_answered_ || !a.duplicate) {
+    append_answered_ = true;
+    append_was_duplicate_ = a.duplicate;
+    answered_last_ = a.last;
+    answered_has_slowest_ = a.has_slowest;
+    answered_slowest_ = a.slowest;
+    answered_epoch_ = a.epoch;
+  }
+  if (options_.replicas == 0) acknowledge_append();
+  // else: acknowledged when its WAIT says enough replicas hold it.
+}
+
+void RedisStream::acknowledge_append() {
+  if (!in_flight_ || !append_answered_) return;
+  append_answered_ = false;
+  if (append_was_duplicate_) {
     ++stats_.duplicates;
   } else {
     stats_.appended += in_flight_->events.size();
-    appended_seq_ = a.last;
-    if (a.has_slowest) slowest_tail_ = a.slowest;
+    appended_seq_ = answered_last_;
+    if (!in_flight_->events.empty()) appended_last_event_ = in_flight_->events.back().event;
+    if (answered_has_slowest_) slowest_tail_ = answered_slowest_;
   }
   ++stats_.append_batches;
   in_flight_.reset();
-  if (a.epoch != epoch_) {
+  if (answered_epoch_ != epoch_) {
     // Redis lost its data since our load; the tail would wait at our old
     // position for ever if the new numbers started below it.
     ++stats_.resyncs;
@@ -496,7 +806,7 @@ void RedisStream::decide(const std::string& interrupt_id, const std::string& dec
 void RedisStream::on_lost(const Connection& c, bool connecting, const std::string& why) {
   if (destroying_) return;
   if (connecting) {
-    fail("cannot connect to " + options_.url.display() + ": " + why);
+    fail("cannot connect to " + where() + ": " + why);
   } else {
     fail(std::string("connection lost (") + c.name() + "): " + why);
   }
@@ -519,6 +829,10 @@ void RedisStream::fail(const std::string& why) {
     backoff_ = std::min(backoff_ * 2, kMaxBackoff);
     if (was_up) listener_->on_link(false);
   }
+  if (sentinel_asking_) {
+    sentinel_asking_ = false;
+    sentinel_ask_done_ = true;
+  }
   drop_requested_ = true;
 }
 
@@ -526,6 +840,8 @@ void RedisStream::drop_now() {
   drop_requested_ = false;
   tail_in_flight_ = false;
   append_outstanding_ = false;
+  gate_in_flight_ = false;
+  gated_.clear();
   cmd_->close();
   tail_->close();
 }
@@ -547,22 +863,37 @@ void RedisStream::on_readable() {
     }
     static_cast<Connection*>(events[i].data.ptr)->handle_events(events[i].events);
   }
-  if (drop_requested_) drop_now();
+  run_deferred();
 }
 
 void RedisStream::on_tick(double now) {
   now_ = now;
-  if (drop_requested_) drop_now();
+  run_deferred();
   if (awaiting_lookup_ && state_ == State::kConnecting && now - lookup_started_ > kResolveTimeout) {
     awaiting_lookup_ = false;
-    fail("cannot resolve " + options_.url.host + ": no answer within " +
-         std::to_string(static_cast<int>(kResolveTimeout)) + " s");
+    const std::string why = "cannot resolve " + wanted_host_ + ": no answer within " +
+                            std::to_string(static_cast<int>(kResolveTimeout)) + " s";
+    if (lookup_for_sentinel_) {
+      on_sentinel_lost(/*connecting=*/true, why);
+    } else {
+      fail(why);
+    }
   }
+  if (sentinel_asking_ && sentinel_ask_->late(now)) {
+    on_sentinel_lost(/*connecting=*/false, "no reply within " + std::to_string(static_cast<int>(kReplyTimeout)) +
+                                               " s");
+  }
+  // Sentinel: the subscription kept beside the link, again after a loss.
+  if (!options_.sentinels.empty() && !sentinel_subscribed_ && !sub_address_.empty() &&
+      now >= sentinel_sub_retry_) {
+    subscribe_sentinel();
+  }
+  run_deferred();
   if (state_ == State::kDown) {
     if (now >= next_attempt_) {
       ++stats_.reconnects;
       connect(now);
-      if (drop_requested_) drop_now();
+      run_deferred();
     }
     return;
   }

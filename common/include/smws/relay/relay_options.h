@@ -43,6 +43,13 @@ struct RelayOptions {
   std::string redis_stream = "smws";
   size_t redis_history = 10000;
   size_t redis_buffer = 100000;
+  // Redis that fails over (docs/scale-out.md, "Sentinel"): --redis-sentinel
+  // HOST:PORT (repeatable) with --redis-master NAME; --redis-replicas N and
+  // --redis-wait-timeout SECONDS for WAIT.
+  std::vector<std::string> redis_sentinels;
+  std::string redis_master;
+  int redis_replicas = 0;
+  double redis_wait_timeout = 1.0;
   CommonFlags common;
 };
 

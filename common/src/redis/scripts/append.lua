@@ -2,7 +2,8 @@
 -- append: one batch of a relay's stdin events (docs/scale-out.md).
 -- KEYS: S, S:meta, S:machines, S:mstate, S:pending, S:relays, S:morder, S:tails
 -- ARGV: epoch candidate, floor seq, maxlen, relay id, batch counter, max
---       machines, then (kind, key, state, event) per event.
+--       machines, then (kind, key, state, event) per event. A Redis without
+-- our meta gets a new epoch starting at the floor (as in load.lua).
 -- Returns {epoch, first seq, last seq, duplicate 0|1, slowest tail}.
 -- A counter not above the one recorded in S:relays is a resend after a lost
 -- reply: dropped, reported as a duplicate. S:morder (machine_id -> seq of its
@@ -11,7 +12,7 @@
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
   epoch = ARGV[1]
-  redis.call('HSET', KEYS[2], 'epoch', epoch, 'seq', ARGV[2])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'seq', ARGV[2], 'start', ARGV[2])
 end
 local done = tonumber(redis.call('HGET', KEYS[6], ARGV[4]) or '0')
 if tonumber(ARGV[5]) <= done then return {epoch, 0, 0, 1} end
