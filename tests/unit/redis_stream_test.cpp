@@ -576,8 +576,8 @@ TEST_CASE("a relay that only tails learns of a raised start from its report and 
   redisFree(c);
 }
 
-TEST_CASE("with --redis-replicas and no replica, an append is neither acknowledged nor delivered; "
-          "each WAIT timeout is counted",
+TEST_CASE("with --redis-replicas and no replica, an append is neither acknowledged nor delivered, "
+          "and each WAIT timeout is counted",
           "[redis][wait]") {
   RedisServer server;
   Recorder ra;

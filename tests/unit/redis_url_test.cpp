@@ -62,7 +62,7 @@ TEST_CASE("a malformed redis URL is a usage error naming the URL and the problem
   }
 }
 
-TEST_CASE("a --redis-sentinel value is HOST[:PORT], 26379 by default", "[redis][sentinel]") {
+TEST_CASE("a --redis-sentinel value is a host and an optional port, 26379 by default", "[redis][sentinel]") {
   smws::redis::HostPort s;
   REQUIRE(smws::redis::parse_sentinel("10.0.0.1:26380", &s).ok());
   CHECK(s.host == "10.0.0.1");
