@@ -287,3 +287,36 @@ def test_a_relay_stopped_before_a_wipe_and_back_first_cannot_reuse_numbers_seen(
         a.send({"type": "tick", "n": 101})
         got = until_n(wb, 101)
         assert got[-1]["seq"] > 6
+
+
+def test_a_promoted_replica_without_the_last_entries_is_a_gap_for_every_relay():
+    """What a failover without --redis-replicas can lose, made certain: the
+    Redis the relays reconnect to lacks the last entries they saw (as a
+    replica that had not received them would). Not a silent loss: a new
+    epoch, the resync gap and a fresh snapshot on both relays, numbers going
+    on above what they had seen, and an old ?since= gets a gap or snapshot."""
+    with RedisServer() as redis, Relay("--redis", redis.url) as a, Relay("--redis", redis.url) as b:
+        wa, wb = client(a), client(b)
+        initial(wa)
+        initial(wb)
+        a.send(*[{"type": "tick", "n": n} for n in range(1, 6)])
+        until_n(wa, 5)
+        until_n(wb, 5)
+        epoch = redis.cli("HGET", "smws:meta", "epoch")
+        # The "promoted replica" had only up to seq 3.
+        redis.cli("XDEL", "smws", "4-0", "5-0")
+        redis.cli("HSET", "smws:meta", "seq", "3")
+        redis.cli("CLIENT", "KILL", "TYPE", "normal")
+        for ws in (wa, wb):
+            gap = ws.recv_json(timeout=20)
+            while gap.get("type") == "ping":
+                gap = ws.recv_json(timeout=20)
+            assert gap["type"] == "gap" and gap["reason"] == "resync" and gap["epoch"] != epoch, gap
+            assert ws.recv_json(timeout=20)["type"] == "initial"
+        assert redis.cli("HGET", "smws:meta", "start") == "5"
+        a.send({"type": "tick", "n": 6})
+        assert until_n(wb, 6)[-1]["seq"] == 6
+        for relay in (a, b):
+            late = client(relay, "?since=4")
+            first = late.recv_json(timeout=20)
+            assert first == {"type": "gap", "from": 5, "to": 5} or first["type"] == "initial", first
