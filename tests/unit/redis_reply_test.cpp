@@ -184,6 +184,12 @@ TEST_CASE("Sentinel's answers: the master's address, +switch-master, ROLE", "[re
   CHECK(host == "127.0.0.1");
   CHECK(port == 6390);
   CHECK_FALSE(decode_switch_master(parse(msg).get(), "other", &host, &port));
+  const std::string promoted = "*3\r\n" + bulk("message") + bulk("+promoted-slave") +
+                               bulk("slave 127.0.0.1:6391 127.0.0.1 6391 @ mymaster 127.0.0.1 6379");
+  REQUIRE(decode_switch_master(parse(promoted).get(), "mymaster", &host, &port));
+  CHECK(host == "127.0.0.1");
+  CHECK(port == 6391);
+  CHECK_FALSE(decode_switch_master(parse(promoted).get(), "other", &host, &port));
   CHECK_FALSE(decode_switch_master(parse("*3\r\n" + bulk("subscribe") + bulk("+switch-master") + ":1\r\n").get(),
                                    "mymaster", &host, &port));
   CHECK(decode_role(parse("*3\r\n" + bulk("master") + ":10\r\n*0\r\n").get()) == "master");

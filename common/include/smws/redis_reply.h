@@ -73,8 +73,12 @@ uint64_t decode_wait(const redisReply* reply);
 bool decode_master_addr(const redisReply* reply, std::string* host, int* port);
 
 // Sentinel: a +switch-master message ["message", "+switch-master",
-// "<name> <old host> <old port> <new host> <new port>"] for master `name`:
-// the new address. false: another message, another master, or a confirmation.
+// "<name> <old host> <old port> <new host> <new port>"], or the earlier
+// +promoted-slave ["message", "+promoted-slave", "slave <ip:port> <ip>
+// <port> @ <name> <master ip> <master port>"] (the replica is the master
+// from then on; +switch-master follows once the other replicas are
+// reconfigured), for master `name`: the new address. false: another
+// message, another master, or a confirmation.
 bool decode_switch_master(const redisReply* reply, const std::string& name, std::string* host, int* port);
 
 // ROLE's first element: "master", "slave", "sentinel" ("" for another shape).

@@ -69,6 +69,9 @@ namespace smws::redis {
 
 // SPEC: "reconnects with backoff (at most 5 s apart)".
 constexpr double kMaxBackoff = 5.0;
+// With --redis-sentinel: every attempt asks a Sentinel, which names the
+// promoted replica as soon as a failover has one.
+constexpr double kSentinelMaxBackoff = 0.5;
 constexpr double kFirstBackoff = 0.1;
 // A command without a reply for this long means the link is gone (a paused
 // or partitioned Redis answers nothing and TCP says nothing for minutes).
@@ -146,9 +149,10 @@ enum class TailStep { kDeliver, kResync };
 TailStep next_tail_step(uint64_t last_delivered, uint64_t first_seq);
 
 // Every relay reports the position of its tail to Redis (S:tails) after
-// reads that moved it (at most one report per 5 ms, the last of a burst at
-// the next tick) and at least every kReportInterval; a position older than
-// 3 s (a relay gone or stopped) does not count.
+// reads that moved it (at most one report per 5 ms, the last of a burst
+// sent by the stream's timer) and at least every kReportInterval; a
+// position older than 3 s (a relay gone or stopped) does not count. The
+// report's answer also names the epoch and its start (report.lua).
 constexpr double kReportInterval = 1.0;
 
 // Flow control of the appends against the tails. The stream is
@@ -231,8 +235,9 @@ struct StreamOptions {
   LookupFn lookup;              // empty: system_lookup
   // Redis Sentinel (--redis-sentinel, --redis-master): non-empty, the master
   // is the address the Sentinels give for master_name, asked in turn at
-  // every connect, and a +switch-master moves the link at once; url then
-  // gives only the credentials and the database.
+  // every connect (at most kSentinelMaxBackoff apart), and a +switch-master
+  // or +promoted-slave moves the link at once; url then gives only the
+  // credentials and the database.
   std::vector<HostPort> sentinels;
   std::string master_name;
   // --redis-replicas, --redis-wait-timeout: > 0, an append is acknowledged

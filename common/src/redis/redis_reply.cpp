@@ -195,8 +195,9 @@ bool decode_master_addr(const redisReply* reply, std::string* host, int* port) {
 
 bool decode_switch_master(const redisReply* reply, const std::string& name, std::string* host, int* port) {
   if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) return false;
-  if (reply_str(reply->element[0]) != "message" || reply_str(reply->element[1]) != "+switch-master") return false;
-  // "<name> <old host> <old port> <new host> <new port>"
+  if (reply_str(reply->element[0]) != "message") return false;
+  const std::string channel = reply_str(reply->element[1]);
+  if (channel != "+switch-master" && channel != "+promoted-slave") return false;
   std::vector<std::string> words;
   const std::string text = reply_str(reply->element[2]);
   size_t pos = 0;
@@ -206,8 +207,17 @@ bool decode_switch_master(const redisReply* reply, const std::string& name, std:
     if (end > pos) words.push_back(text.substr(pos, end - pos));
     pos = end + 1;
   }
-  if (words.size() != 5 || words[0] != name) return false;
   int p = 0;
+  if (channel == "+promoted-slave") {
+    // "slave <ip:port> <ip> <port> @ <master name> <master ip> <master port>"
+    if (words.size() != 8 || words[0] != "slave" || words[4] != "@" || words[5] != name) return false;
+    if (!parse_port(words[3], &p)) return false;
+    *host = words[2];
+    *port = p;
+    return true;
+  }
+  // "<name> <old host> <old port> <new host> <new port>"
+  if (words.size() != 5 || words[0] != name) return false;
   if (!parse_port(words[4], &p)) return false;
   *host = words[3];
   *port = p;

@@ -28,8 +28,8 @@ namespace {
 // An appender waiting for the tails polls the slowest position at once for
 // this long, then every kWaitPoll (the stream's timerfd).
 constexpr double kEagerWait = 0.05;
-// The least time between two reports of a moving tail (the tick sends
-// the last one of a burst).
+// The least time between two reports of a moving tail (the stream's
+// timerfd sends the last one of a burst).
 constexpr double kReportSpacing = 0.005;
 // How often an appender still waiting after kEagerWait asks again.
 constexpr double kWaitPoll = 0.002;
@@ -291,9 +291,13 @@ void RedisStream::subscribe_sentinel() {
     return;
   }
   sentinel_subscribed_ = true;
-  sentinel_sub_->subscribe({"SUBSCRIBE", "+switch-master"}, [this](redisReply* reply) {
-    if (!destroying_) on_switch_message(reply);
-  });
+  // One SUBSCRIBE per channel: hiredis calls a subscription's callback once
+  // per channel when the connection goes, and each owns its own.
+  for (const char* channel : {"+switch-master", "+promoted-slave"}) {
+    sentinel_sub_->subscribe({"SUBSCRIBE", channel}, [this](redisReply* reply) {
+      if (!destroying_) on_switch_message(reply);
+    });
+  }
 }
 
 void RedisStream::on_switch_message(redisReply* reply) {
@@ -826,7 +830,10 @@ void RedisStream::fail(const std::string& why) {
     state_ = State::kDown;
     down_reason_ = why;
     next_attempt_ = now_ + backoff_;
-    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+    // With Sentinels an attempt is cheap (ask, connect) and its answer is
+    // the promoted replica as soon as the failover has one: at most
+    // kSentinelMaxBackoff apart, so a lost +switch-master costs little.
+    backoff_ = std::min(backoff_ * 2, options_.sentinels.empty() ? kMaxBackoff : kSentinelMaxBackoff);
     if (was_up) listener_->on_link(false);
   }
   if (sentinel_asking_) {
