@@ -17,8 +17,9 @@ DEB_PACKAGES := cmake make g++ pkg-config libpoco-dev libssl-dev libcli11-dev \
 	python3-pytest-timeout node-ws socat hyperfine tmux openssl
 # The dashboard's tests and bench: headless Chromium driven by chromium-driver and Selenium.
 DEB_PACKAGES += chromium chromium-driver python3-selenium
-# ws-relay --redis: the client library, and the server the tests start themselves
-DEB_PACKAGES += redis-server libhiredis-dev
+# ws-relay --redis: the client library, and the server (master, replicas) and
+# Sentinel the tests start themselves
+DEB_PACKAGES += redis-server redis-sentinel libhiredis-dev
 # ws-probe: zlib for permessage-deflate; nginx as a real proxy in its tests
 DEB_PACKAGES += zlib1g-dev nginx
 # ws-probe --serve's tests and docs/monitoring: a real Prometheus scrapes the

@@ -17,13 +17,22 @@ same load client (bench/relay_load_client.cpp) and a redis-server of its own:
   client      the tail's reading (XREAD COUNT 1000, events copied out)
               through hiredis and through POCO's Redis client, one thread
               each (bench/redis_client_compare.cpp): docs/architecture.md
+  replicas    the group's throughput and latency with a replica and
+              --redis-replicas 0 and 1 (WAIT before an append counts and
+              before a tailed entry is delivered), as ratios to the group
+              on a single Redis in the same run (issue 22)
+  failover    a master with two replicas and a Sentinel (down after 1 s):
+              the time from the master's SIGKILL to the first event a
+              client of relay B receives after it, with events flowing into
+              relay A's stdin every 5 ms
 
 Goals (issue 11): group appends >= 0.5x the XADD ceiling with zero loss;
 p99 added <= 2 ms on a quiet machine. The machine is shared (2 cores for
 Redis, two relays, the load clients and this driver), so read the ratios.
 
 Env: SMWS_BIN_DIR (ws-relay), SMWS_BENCH_DIR (relay_load_client).
-Options: --quick (smaller counts).
+Options: --quick (smaller counts); --only-failover (the replicas and
+failover parts only).
 """
 import contextlib
 import os
@@ -37,7 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "support"))
 import bench_relay  # noqa: E402  (Server, Load, event_line, Lines)
-from redis_support import RedisServer  # noqa: E402
+from redis_support import RedisServer, Sentinel, start_replica  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 RELAY_ARGS = ["--max-queue", "1000000"]
@@ -108,17 +117,20 @@ def results_once_numbered(relays, loads, n, grace=10.0, timeout=300.0):
 
 
 @contextlib.contextmanager
-def relays_for(group):
+def relays_for(group, replicas=None):
     """Relays A and B in a group on a Redis of their own (each healthy), or
-    one single relay; all stopped, and Redis closed, on exit."""
+    one single relay; all stopped, and Redis closed, on exit. replicas: a
+    replica beside the Redis and --redis-replicas that many."""
     redis = RedisServer() if group else None
+    replica = start_replica(redis) if group and replicas is not None else None
+    extra = ["--redis-replicas", str(replicas)] if replica else []
     relays = []
     try:
         if group:
             # The default --redis-history (10,000): a burst of n events is
             # far longer, so A's appends wait for the tails (flow control)
             # rather than let Redis trim entries no relay has read yet.
-            relays = [Relay("--redis", redis.url), Relay("--redis", redis.url)]
+            relays = [Relay("--redis", redis.url, *extra), Relay("--redis", redis.url, *extra)]
             for r in relays:
                 wait_healthy(r)
         else:
@@ -127,13 +139,15 @@ def relays_for(group):
     finally:
         for r in relays:
             r.stop()
+        if replica:
+            replica.close()
         if redis:
             redis.close()
 
 
-def throughput(n, group):
+def throughput(n, group, replicas=None):
     """events/s from A's stdin until every client (10 per relay) has all n."""
-    with relays_for(group) as relays:
+    with relays_for(group, replicas) as relays:
         loads = [bench_relay.Load(r, 10, expect=n, timeout=300) for r in relays]
         for load in loads:
             load.ready()
@@ -180,8 +194,8 @@ def client_compare(n):
     return json.loads(out)
 
 
-def latency(group, rate=10000, seconds=3.0):
-    with relays_for(group) as relays:
+def latency(group, rate=10000, seconds=3.0, replicas=None):
+    with relays_for(group, replicas) as relays:
         # In a group, A's stdin and B's clients: the whole round trip.
         target = relays[1] if group else relays[0]
         total = int(rate * seconds)
@@ -200,6 +214,87 @@ def latency(group, rate=10000, seconds=3.0):
                 "complete": r["complete"]}
 
 
+def failover_gap(interval=0.005):
+    """Seconds from the master's SIGKILL to the first event a client of relay
+    B receives after it (events into A's stdin every `interval`)."""
+    import json
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "support"))
+    from relay_support import RawWs  # noqa: E402
+    master = RedisServer()
+    reps = [start_replica(master) for _ in range(2)]
+    sentinel = Sentinel(master.port)
+    for _ in reps:
+        sentinel.wait_line("+slave slave", timeout=15)
+    args = ["--redis-sentinel", sentinel.address, "--redis-master", sentinel.name]
+    relays = []
+    try:
+        relays = [Relay(*args), Relay(*args)]
+        for r in relays:
+            wait_healthy(r)
+        ws = RawWs(relays[1].port, timeout=30)
+        ws.recv_json()  # initial
+        stop = threading.Event()
+
+        def feed():
+            n = 0
+            while not stop.is_set():
+                n += 1
+                os.write(relays[0].fd, (json.dumps({"type": "tick", "n": n}) + "\n").encode())
+                time.sleep(interval)
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        time.sleep(0.5)
+        while ws.recv_json().get("type") != "tick":
+            pass
+        mark = len(sentinel.lines)
+        killed = time.monotonic()
+        master.kill()
+        # Drain what was in flight, then wait for the first event after a pause.
+        last = time.monotonic()
+        while True:
+            msg = ws.recv_json(timeout=60)
+            now = time.monotonic()
+            if msg.get("type") == "ping":
+                continue
+            # The first message (an event, or a resync's gap) after the pause.
+            if now - last > 0.5:
+                first_after = now
+                break
+            last = now
+        sentinel.wait_line("+switch-master", timeout=30, after=mark)
+        stop.set()
+        writer.join(5)
+        return first_after - killed
+    finally:
+        for r in relays:
+            r.stop()
+        sentinel.close()
+        for r in reps:
+            r.close()
+        master.close()
+
+
+def replicas_and_failover(n):
+    print("with a replica: --redis-replicas 0 and 1 against the group on a single Redis", flush=True)
+    base = throughput(n, group=True)
+    r0 = throughput(n, group=True, replicas=0)
+    r1 = throughput(n, group=True, replicas=1)
+    for name, r in (("single Redis", base), ("replica, --redis-replicas 0", r0), ("replica, --redis-replicas 1", r1)):
+        print(f"  {name:28s} {r['rate']:,.0f} events/s ({r['rate'] / base['rate']:.2f}x; "
+              f"{r['complete']}/{r['clients']} clients complete, {r['resyncs']:.0f} resyncs)", flush=True)
+    secs = 1.0 if QUICK else 3.0
+    lb = latency(True, seconds=secs)
+    l0 = latency(True, seconds=secs, replicas=0)
+    l1 = latency(True, seconds=secs, replicas=1)
+    for name, r in (("single Redis", lb), ("replica, --redis-replicas 0", l0), ("replica, --redis-replicas 1", l1)):
+        print(f"  A->Redis->B {name:28s} p50 {r['p50_us']:.0f} us  p99 {r['p99_us']:.0f} us "
+              f"({r['p99_us'] / lb['p99_us']:.2f}x p99; {r['complete']}/10 complete)", flush=True)
+    gap = failover_gap()
+    print(f"failover (Sentinel, down-after 1000 ms): master killed -> first event at a client of B "
+          f"after {gap:.2f} s (goal: within detection + 1 s = 2 s: {bench_relay.verdict(gap <= 2.0)})",
+          flush=True)
+
+
 def main():
     for path in (bench_relay.RELAY, bench_relay.LOAD):
         if not os.path.exists(path):
@@ -208,6 +303,9 @@ def main():
     n = 20000 if QUICK else 100000
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f}", flush=True)
+    if "--only-failover" in sys.argv:
+        replicas_and_failover(n)
+        return 0
     print(f"throughput: {n} events of 100 bytes into relay A's stdin", flush=True)
     single = throughput(n, group=False)
     grp = throughput(n, group=True)
@@ -243,6 +341,7 @@ def main():
     print(f"      added: p50 {g['p50_us'] - s['p50_us']:.0f} us, p99 {added99:.0f} us "
           f"({g['p99_us'] / s['p99_us']:.2f}x single; goal p99 added <= 2 ms: "
           f"{bench_relay.verdict(added99 <= 2000)})", flush=True)
+    replicas_and_failover(n)
     return 0
 
 

@@ -26,6 +26,7 @@
 #include "smws/protocol.h"
 #include "smws/protocol_messages.h"
 #include "smws/redis_stream.h"
+#include "smws/relay/redis_flags.h"
 #include "smws/relay/relay.h"
 #include "smws/relay/routes.h"
 #include "smws/status.h"
@@ -156,6 +157,22 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
       ->check(CLI::Range(size_t{1}, size_t{1} << 24).description(""))
       ->type_name("N")
       ->capture_default_str();
+  app.add_option("--redis-sentinel", o.redis_sentinels,
+                 "Find the group's Redis through this Sentinel and follow its failovers "
+                 "(repeatable; needs --redis-master)")
+      ->type_name("HOST:PORT")
+      ->allow_extra_args(false);  // one HOST:PORT per --redis-sentinel
+  app.add_option("--redis-master", o.redis_master, "The master's name in the Sentinels' configuration")
+      ->type_name("NAME");
+  app.add_option("--redis-replicas", o.redis_replicas,
+                 "Replicas that must hold an event (WAIT) before it counts and is broadcast")
+      ->check(CLI::Range(0, 100).description(""))
+      ->type_name("N")
+      ->capture_default_str();
+  app.add_option("--redis-wait-timeout", o.redis_wait_timeout,
+                 "Seconds one WAIT of --redis-replicas may take before it is counted and asked again")
+      ->check(kSeconds)
+      ->capture_default_str();
   add_common_flags(app, o.common);
 }
 
@@ -242,16 +259,22 @@ int run_ws_relay(const RelayOptions& o) {
   so.tls_key = o.tls_key;
   so.close_timeout = protocol::kSlowClientCloseGrace;
   redis::RedisUrl redis_url;
+  const bool group = !o.redis.empty() || !o.redis_sentinels.empty();
   if (!o.redis.empty()) {
     Status st = redis::parse_url(o.redis, &redis_url);
     if (!st.ok()) {
       log::error(st.message);
       return exit_code_for(st);
     }
-    if (o.redis_stream.empty()) {
-      log::error("--redis-stream: must not be empty");
-      return kExitUsage;
-    }
+  }
+  redis::StreamOptions checked;  // the Relay builds its own from o
+  if (Status st = relay::group_stream_options(o, &checked); !st.ok()) {
+    log::error(st.message);
+    return exit_code_for(st);
+  }
+  if (group && o.redis_stream.empty()) {
+    log::error("--redis-stream: must not be empty");
+    return kExitUsage;
   }
 
   AuditLog audit;
@@ -269,7 +292,7 @@ int run_ws_relay(const RelayOptions& o) {
     return exit_code_for(st);
   }
   const bool names_connections = identities.roles();
-  relay::Relay relay(o, &audit, o.redis.empty() ? nullptr : &redis_url);
+  relay::Relay relay(o, &audit, group ? &redis_url : nullptr);
   relay.set_routes(std::move(routes));
   relay.set_identities(std::move(identities));
   if (names_connections) {

@@ -28,7 +28,17 @@ void PrometheusText::add(std::string_view name, std::string_view type, std::stri
 
 void PrometheusText::counter(std::string_view name, std::string_view help, std::string_view label,
                              const Samples& samples) {
-  head(name, "counter", help);
+  labeled(name, "counter", help, label, samples);
+}
+
+void PrometheusText::gauge(std::string_view name, std::string_view help, std::string_view label,
+                           const Samples& samples) {
+  labeled(name, "gauge", help, label, samples);
+}
+
+void PrometheusText::labeled(std::string_view name, std::string_view type, std::string_view help,
+                             std::string_view label, const Samples& samples) {
+  head(name, type, help);
   for (const auto& [value, count] : samples) {
     out_.append(name).append("{").append(label).append("=\"");
     for (char c : value) {

@@ -420,6 +420,17 @@ std::vector<Payload> RelayHub::on_connect(std::optional<uint64_t> since, double 
                                           const Filter* filter) const {
   std::vector<Payload> out;
   const uint64_t last = last_seq();
+  if (since && options_.seq && *since <= last && since_floor_ > 0 && *since <= since_floor_) {
+    // From before the group's epoch: what came after it there may be lost.
+    const uint64_t n = *since;
+    if (n < since_floor_) {
+      out.push_back(std::make_shared<const std::string>("{\"type\":\"gap\",\"from\":" + std::to_string(n + 1) +
+                                                        ",\"to\":" + std::to_string(since_floor_) + "}"));
+    }
+    out.push_back(snapshot(now, filter));
+    replay(filter, since_floor_, &out);
+    return out;
+  }
   if (since && options_.seq && *since <= last) {
     const uint64_t n = *since;
     if (n == last) return out;

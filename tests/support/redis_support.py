@@ -103,3 +103,88 @@ def wait_health(relay, status, timeout=15.0):
         if time.monotonic() > deadline:
             raise TimeoutError(f"/healthz never answered {status}; last {last}")
         time.sleep(0.05)
+
+
+class Sentinel:
+    """Debian's redis-sentinel watching one master (`name`) on a free port,
+    with a config file in a temp dir of its own (Sentinel rewrites it), and
+    fast settings so a test's failover takes seconds: the master is down
+    after `down_after_ms` without a reply, and a failover that stalls is
+    retried after `failover_timeout_ms`. Stopped by PID. start() waits for
+    its "+monitor master" line. Context manager."""
+
+    def __init__(self, master_port, name="mymaster", down_after_ms=1000, failover_timeout_ms=3000):
+        self.port = free_port()
+        self.name = name
+        self.dir = short_tmpdir()
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\ndaemonize no\n"
+                    f"sentinel monitor {name} 127.0.0.1 {master_port} 1\n"
+                    f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
+                    f"sentinel failover-timeout {name} {failover_timeout_ms}\n"
+                    f"sentinel parallel-syncs {name} 2\n")
+        self.lines = []
+        self._cv = threading.Condition()
+        self.proc = subprocess.Popen(["redis-sentinel", self.conf], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        try:
+            self.wait_line("+monitor master", timeout=15)
+        except TimeoutError:
+            self.close()
+            raise
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            with self._cv:
+                self.lines.append(raw.decode("utf-8", "replace"))
+                self._cv.notify_all()
+
+    def wait_line(self, text, timeout=15.0, after=0):
+        """Waits for a log line containing text (from line index `after` on);
+        returns the number of lines seen so far."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                if any(text in line for line in self.lines[after:]):
+                    return len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"redis-sentinel never logged {text!r}:\n" + "".join(self.lines[-20:]))
+                self._cv.wait(left)
+
+    def master(self):
+        """(host, port) the Sentinel names as the master now."""
+        r = subprocess.run(["redis-cli", "-p", str(self.port), "SENTINEL", "get-master-addr-by-name",
+                            self.name], capture_output=True, text=True, timeout=10)
+        host, port = r.stdout.split()
+        return host, int(port)
+
+    def close(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        rmtree(self.dir)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def start_replica(master):
+    """A redis-server replicating `master`, returned once its link is up."""
+    replica = RedisServer("--replicaof", "127.0.0.1", str(master.port))
+    deadline = time.monotonic() + 15
+    while "master_link_status:up" not in replica.cli("INFO", "replication"):
+        if time.monotonic() > deadline:
+            replica.close()
+            raise TimeoutError("the replica never synced with its master")
+        time.sleep(0.05)
+    return replica

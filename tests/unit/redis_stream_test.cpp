@@ -219,7 +219,7 @@ TEST_CASE("the load script sets a new epoch on an empty Redis, starting at the c
   std::vector<std::string> keys{"s", "s:meta", "s:machines", "s:pending"};
   auto* r = eval(c, RedisStream::load_script(), keys, {"NEW", "57", "1", "10"});
   REQUIRE(r->type == REDIS_REPLY_ARRAY);
-  REQUIRE(r->elements == 6);  // ... machines, pending, recent, Redis's clock in ms
+  REQUIRE(r->elements == 7);  // ... machines, pending, recent, Redis's clock in ms, the epoch's start
   CHECK(std::string(r->element[0]->str) == "NEW");
   CHECK(std::string(r->element[1]->str) == "57");
   freeReplyObject(r);
@@ -365,16 +365,15 @@ TEST_CASE("a host name resolves off the loop thread, and a slow lookup does not 
   Recorder rb;
   StreamOptions o = options_for(server, "B");
   REQUIRE(parse_url("redis://slow.invalid:" + std::to_string(server.port()), &o.url).ok());
-  o.lookup = [&](const std::string& host, std::string* address, std::string* error) {
+  o.lookup = [&](const std::string& host, std::string* address) {
     std::unique_lock<std::mutex> lock(mu);
     lookup_thread = std::this_thread::get_id();
     if (!cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; })) {
-      *error = "never released";
-      return false;
+      return smws::Status::Error(smws::Status::kUnavailable, "never released");
     }
     CHECK(host == "slow.invalid");
     *address = "127.0.0.1";
-    return true;
+    return smws::Status::Ok();
   };
   RedisStream b(o, &rb);
   b.start(now_s());
@@ -396,9 +395,8 @@ TEST_CASE("a name that does not resolve takes the link down with the reason", "[
   REQUIRE(parse_url("redis://nowhere.invalid:6379", &o.url).ok());
   o.relay_id = "A";
   o.epoch_candidate = "e";
-  o.lookup = [](const std::string&, std::string*, std::string* error) {
-    *error = "Name or service not known";
-    return false;
+  o.lookup = [](const std::string& host, std::string*) {
+    return smws::Status::Error(smws::Status::kUnavailable, "cannot resolve " + host + ": Name or service not known");
   };
   RedisStream a(o, &ra);
   a.start(now_s());
@@ -456,4 +454,153 @@ TEST_CASE("an appender waits for the slowest relay's tail, so no relay misses tr
   REQUIRE(drive({&a, &b}, [&] { return rb.entries.size() >= 300 && ra.entries.size() >= 300; }, 20));
   CHECK(b.stats().resyncs == 0);
   for (size_t i = 0; i < rb.entries.size(); ++i) CHECK(rb.entries[i].seq == i + 1);
+}
+
+// ------------------------------------------------------------ the epoch rule (issue 22)
+
+namespace {
+
+std::vector<std::string> load_keys() { return {"s", "s:meta", "s:machines", "s:pending"}; }
+
+std::string meta(redisContext* c, const char* field) { return cmd_str(c, "HGET s:meta %s", field); }
+
+}  // namespace
+
+TEST_CASE("the load script keeps the epoch when Redis holds the caller's last entry", "[redis][epoch]") {
+  RedisServer server;
+  redisContext* c = server.client();
+  freeReplyObject(redisCommand(c, "HSET s:meta epoch E seq 3 start 0"));
+  freeReplyObject(redisCommand(c, "XADD s 3-0 e %s", "{\"n\":3}"));
+  auto* r = eval(c, RedisStream::load_script(), load_keys(), {"NEW", "3", "0", "0", "E", "{\"n\":3}"});
+  REQUIRE(r->type == REDIS_REPLY_ARRAY);
+  CHECK(std::string(r->element[0]->str) == "E");
+  CHECK(std::string(r->element[1]->str) == "3");
+  freeReplyObject(r);
+  // Trimmed past the caller (no entry with its number, the seq beyond it):
+  // not lost, the same epoch (the tail's hole reloads).
+  freeReplyObject(redisCommand(c, "HSET s:meta seq 50"));
+  r = eval(c, RedisStream::load_script(), load_keys(), {"NEW", "2", "0", "0", "E", "{\"n\":2}"});
+  CHECK(std::string(r->element[0]->str) == "E");
+  freeReplyObject(r);
+  redisFree(c);
+}
+
+TEST_CASE("a Redis without the caller's last entry (a failover lost it) is a new epoch from the higher seq",
+          "[redis][epoch]") {
+  RedisServer server;
+  redisContext* c = server.client();
+  // The promoted replica had only up to seq 2; the caller saw 3.
+  freeReplyObject(redisCommand(c, "HSET s:meta epoch E seq 2 start 0"));
+  freeReplyObject(redisCommand(c, "XADD s 2-0 e %s", "{\"n\":2}"));
+  auto* r = eval(c, RedisStream::load_script(), load_keys(), {"NEW1", "3", "0", "0", "E", "{\"n\":3}"});
+  CHECK(std::string(r->element[0]->str) == "NEW1");
+  CHECK(std::string(r->element[1]->str) == "3");
+  CHECK(std::string(r->element[2]->str) == "3");  // start: a since <= 3 is from before
+  freeReplyObject(r);
+  // Another relay went on past it on the promoted replica: seq 5, but its
+  // entry 3 is another event than the one the caller saw as 3.
+  freeReplyObject(redisCommand(c, "DEL s"));
+  freeReplyObject(redisCommand(c, "HSET s:meta epoch E seq 5 start 0"));
+  freeReplyObject(redisCommand(c, "XADD s 3-0 e %s", "{\"other\":3}"));
+  r = eval(c, RedisStream::load_script(), load_keys(), {"NEW2", "3", "0", "0", "E", "{\"n\":3}"});
+  CHECK(std::string(r->element[0]->str) == "NEW2");
+  CHECK(std::string(r->element[1]->str) == "5");
+  CHECK(std::string(r->element[2]->str) == "5");
+  freeReplyObject(r);
+  CHECK(meta(c, "epoch") == "NEW2");
+  CHECK(meta(c, "start") == "5");
+  redisFree(c);
+}
+
+TEST_CASE("a caller from another epoch raises the seq and the start to what it saw", "[redis][epoch]") {
+  RedisServer server;
+  redisContext* c = server.client();
+  // A relay that had seen only 3 started this epoch after a wipe and
+  // appended 4; this caller had seen 6 of the old one.
+  freeReplyObject(redisCommand(c, "HSET s:meta epoch NEW seq 4 start 3"));
+  auto* r = eval(c, RedisStream::load_script(), load_keys(), {"X", "6", "0", "0", "OLD", ""});
+  CHECK(std::string(r->element[0]->str) == "NEW");
+  CHECK(std::string(r->element[1]->str) == "6");
+  CHECK(std::string(r->element[2]->str) == "6");
+  freeReplyObject(r);
+  // Never lowered by a caller that had seen less.
+  r = eval(c, RedisStream::load_script(), load_keys(), {"X", "2", "0", "0", "OLD", ""});
+  CHECK(std::string(r->element[1]->str) == "6");
+  CHECK(std::string(r->element[2]->str) == "6");
+  freeReplyObject(r);
+  redisFree(c);
+}
+
+TEST_CASE("a relay that reconnects to a Redis that lost its last entries reloads into a new epoch",
+          "[redis][epoch]") {
+  RedisServer server;
+  Recorder ra;
+  RedisStream a(options_for(server, "A"), &ra);
+  a.start(now_s());
+  REQUIRE(drive({&a}, [&] { return ra.up; }, 10));
+  for (int i = 1; i <= 3; ++i) a.append(plain("{\"n\":" + std::to_string(i) + "}"));
+  a.flush();
+  REQUIRE(drive({&a}, [&] { return ra.entries.size() == 3; }, 10));
+  const std::string old_epoch = a.epoch();
+  // What a failover to a replica that had only seq 2 looks like: the entry
+  // and the counter gone, the connections cut.
+  redisContext* c = server.client();
+  freeReplyObject(redisCommand(c, "XDEL g 3-0"));
+  freeReplyObject(redisCommand(c, "HSET g:meta seq 2"));
+  freeReplyObject(redisCommand(c, "CLIENT KILL TYPE normal"));
+  REQUIRE(drive({&a}, [&] { return ra.loads.size() == 2 && ra.up; }, 10));
+  CHECK(a.epoch() != old_epoch);
+  CHECK(a.epoch_start() == 3);
+  CHECK(ra.loads.back().start == 3);
+  CHECK(cmd_str(c, "HGET g:meta %s", "start") == "3");
+  // Numbers go on above what the relay saw.
+  a.append(plain("{\"n\":4}"));
+  a.flush();
+  REQUIRE(drive({&a}, [&] { return ra.entries.size() == 4; }, 10));
+  CHECK(ra.entries.back().seq == 4);
+  redisFree(c);
+}
+
+TEST_CASE("a relay that only tails learns of a raised start from its report and reloads", "[redis][epoch]") {
+  RedisServer server;
+  Recorder ra;
+  RedisStream a(options_for(server, "A"), &ra);
+  a.start(now_s());
+  REQUIRE(drive({&a}, [&] { return ra.up; }, 10));
+  redisContext* c = server.client();
+  // Another relay raises the start (it had seen more of an older epoch).
+  freeReplyObject(redisCommand(c, "HSET g:meta seq 9 start 9"));
+  REQUIRE(drive({&a}, [&] { return ra.loads.size() == 2; }, 5));
+  CHECK(a.epoch_start() == 9);
+  CHECK(a.last_seq() == 9);
+  redisFree(c);
+}
+
+TEST_CASE("with --redis-replicas and no replica, an append is neither acknowledged nor delivered, "
+          "and each WAIT timeout is counted",
+          "[redis][wait]") {
+  RedisServer server;
+  Recorder ra;
+  StreamOptions o = options_for(server, "A");
+  o.replicas = 1;
+  o.wait_timeout = 0.05;
+  RedisStream a(o, &ra);
+  a.start(now_s());
+  REQUIRE(drive({&a}, [&] { return ra.up; }, 10));
+  a.append(plain("{\"n\":1}"));
+  a.flush();
+  REQUIRE(drive({&a}, [&] { return a.stats().wait_timeouts >= 3; }, 10));
+  CHECK(ra.entries.empty());
+  CHECK(a.stats().appended == 0);
+  CHECK(a.stats().buffered == 1);
+  // A replica attaches: both WAITs are satisfied, the entry is delivered once.
+  RedisServer replica({"--replicaof", "127.0.0.1", std::to_string(server.port())});
+  REQUIRE(drive({&a}, [&] { return ra.entries.size() == 1 && a.stats().appended == 1; }, 20));
+  CHECK(ra.entries[0].seq == 1);
+  CHECK(a.stats().buffered == 0);
+  a.append(plain("{\"n\":2}"));
+  a.flush();
+  REQUIRE(drive({&a}, [&] { return ra.entries.size() == 2; }, 10));
+  CHECK(ra.entries[1].seq == 2);
+  CHECK(a.stats().duplicates == 0);
 }

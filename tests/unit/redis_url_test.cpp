@@ -61,3 +61,23 @@ TEST_CASE("a malformed redis URL is a usage error naming the URL and the problem
     CHECK(s.message.find(c.problem) != std::string::npos);
   }
 }
+
+TEST_CASE("a --redis-sentinel value is a host and an optional port, 26379 by default", "[redis][sentinel]") {
+  smws::redis::HostPort s;
+  REQUIRE(smws::redis::parse_sentinel("10.0.0.1:26380", &s).ok());
+  CHECK(s.host == "10.0.0.1");
+  CHECK(s.port == 26380);
+  REQUIRE(smws::redis::parse_sentinel("sentinel.internal", &s).ok());
+  CHECK(s.host == "sentinel.internal");
+  CHECK(s.port == 26379);
+  REQUIRE(smws::redis::parse_sentinel("[::1]:5000", &s).ok());
+  CHECK(s.host == "::1");
+  CHECK(s.port == 5000);
+  CHECK(s.display() == "[::1]:5000");
+  smws::Status bad = smws::redis::parse_sentinel("h:0", &s);
+  CHECK(bad.code == smws::Status::kUsage);
+  CHECK(bad.message == "--redis-sentinel 'h:0': port must be 1-65535 (expected HOST[:PORT])");
+  CHECK(smws::redis::parse_sentinel("redis://h:1", &s).message ==
+        "--redis-sentinel 'redis://h:1': a Sentinel is HOST:PORT, not a URL (expected HOST[:PORT])");
+  CHECK_FALSE(smws::redis::parse_sentinel("", &s).ok());
+}

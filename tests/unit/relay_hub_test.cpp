@@ -750,3 +750,28 @@ TEST_CASE("since=-1 wraps to the largest value, which on_connect treats as no si
   // Pins the behaviour ws-relay always had (std::stoull accepts a sign).
   CHECK(RelayHub::parse_since("-1") == UINT64_MAX);
 }
+
+TEST_CASE("a ?since= at or below the since floor gets a gap or a fresh snapshot, not the next events",
+          "[relay_hub][epoch]") {
+  HubOptions o;
+  o.seq = true;
+  o.history = 10;
+  RelayHub hub(o);
+  // A group's new epoch from seq 6 (Redis lost its data); 7 and 8 are new.
+  hub.set_last_seq(6);
+  hub.set_since_floor(6);
+  hub.apply(7, "{\"type\":\"x\",\"n\":7}", 1000.0);
+  hub.apply(8, "{\"type\":\"x\",\"n\":8}", 1000.0);
+  auto at_floor = hub.on_connect(6, 1000.0);
+  REQUIRE(at_floor.size() == 3);
+  CHECK(at_floor[0]->find("\"type\":\"initial\"") != std::string::npos);
+  CHECK(at_floor[1]->find("\"seq\":7") != std::string::npos);
+  auto below = hub.on_connect(4, 1000.0);
+  REQUIRE(below.size() == 4);
+  CHECK(*below[0] == "{\"type\":\"gap\",\"from\":5,\"to\":6}");
+  CHECK(below[1]->find("\"type\":\"initial\"") != std::string::npos);
+  // After the floor: as before, exactly the events after N.
+  auto after = hub.on_connect(7, 1000.0);
+  REQUIRE(after.size() == 1);
+  CHECK(after[0]->find("\"seq\":8") != std::string::npos);
+}

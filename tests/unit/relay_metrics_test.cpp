@@ -93,3 +93,24 @@ TEST_CASE("refusals and HTTP answers are labelled by reason and status", "[relay
   CHECK_THAT(text, Catch::Contains("ws_relay_http_requests_total{status=\"101\"} 6\n"));
   CHECK_THAT(text, Catch::Contains("ws_relay_http_requests_total{status=\"403\"} 4\n"));
 }
+
+TEST_CASE("healthz and metrics name the Redis in use, failovers followed and WAIT timeouts", "[relay]") {
+  RelayCounters c;
+  c.group = GroupCounters{};
+  c.group->up = true;
+  c.group->stream.master = "10.0.0.22:6379";
+  c.group->stream.failovers = 2;
+  c.group->stream.wait_timeouts = 5;
+  json j = json::parse(healthz_text(ServerStats{}, c));
+  CHECK(j["redis_master"] == "10.0.0.22:6379");
+  CHECK(j["redis_failovers"] == 2);
+  std::string m = metrics_text(ServerStats{}, c);
+  CHECK_THAT(m, Catch::Contains("\nws_relay_redis_failovers_total 2\n"));
+  CHECK_THAT(m, Catch::Contains("\nws_relay_redis_wait_timeouts_total 5\n"));
+  CHECK_THAT(m, Catch::Contains("# TYPE ws_relay_redis_master_info gauge\n"
+                                "ws_relay_redis_master_info{address=\"10.0.0.22:6379\"} 1\n"));
+  // Before the first answer (a Sentinel not asked yet): no address.
+  c.group->stream.master.clear();
+  CHECK_FALSE(json::parse(healthz_text(ServerStats{}, c)).contains("redis_master"));
+  CHECK_THAT(metrics_text(ServerStats{}, c), !Catch::Contains("ws_relay_redis_master_info{"));
+}

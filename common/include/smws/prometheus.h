@@ -32,12 +32,16 @@ class PrometheusText {
   using Samples = std::vector<std::pair<std::string, double>>;
   void counter(std::string_view name, std::string_view help, std::string_view label,
                const Samples& samples);
+  // A gauge with one label, the same way.
+  void gauge(std::string_view name, std::string_view help, std::string_view label, const Samples& samples);
 
   const std::string& text() const { return out_; }
 
  private:
   void add(std::string_view name, std::string_view type, std::string_view help, double value);
   void head(std::string_view name, std::string_view type, std::string_view help);
+  void labeled(std::string_view name, std::string_view type, std::string_view help, std::string_view label,
+               const Samples& samples);
   std::string out_;
 };
 

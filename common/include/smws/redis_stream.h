@@ -19,18 +19,27 @@
 //   - decide(): the atomic "still pending? then mark decided and append the
 //     decision" of the group, for HITL decisions and timeouts.
 //
+// Files: this header and redis_stream.cpp are the link's state machine;
+// redis_connection.h the hiredis/epoll adapter it drives; redis_reply.h the
+// pure decoding of the replies; redis_scripts.h the Lua scripts (embedded
+// from common/src/redis/scripts/); redis_buffer.cpp the AppendBuffer and
+// the flow control's arithmetic.
+//
 // Threads: ONE thread (ws-relay's epoll loop) calls everything. The class
 // has no lock. It never blocks: hiredis's async API drives non-blocking
 // sockets registered in an epoll set of our own, whose descriptor (fd()) the
 // loop watches for readability; on_readable() then does the I/O that is
-// ready. on_tick() runs the timers (reconnect backoff, reply deadlines).
+// ready. on_tick() runs the timers (reconnect backoff, reply deadlines) on
+// the caller's `now` (monotonic seconds, clock.h's monotonic_seconds());
+// on_readable(), which has no `now`, reads that clock once on entry.
 // hiredis would resolve a host name with getaddrinfo(3) inside
 // redisAsyncConnect, on the loop thread, where a slow DNS server would stall
 // every client's pings: a name is resolved on a short-lived lookup thread
-// instead (one at a time; it owns only a shared Lookup), the loop learns
-// of the answer through an eventfd in our epoll set and connects to the
-// address. A lookup without an answer after kResolveTimeout takes the link
-// down like a failed connect; it is re-resolved at every reconnect.
+// instead (smws::AsyncLookup, shared with net::resolve_host; one at a time),
+// the loop learns of the answer through its eventfd in our epoll set and
+// connects to the address. A lookup without an answer after kResolveTimeout
+// takes the link down like a failed connect; it is re-resolved at every
+// reconnect.
 //
 // Failure model: any connection failure, refused AUTH, error reply or a
 // reply that is late (Redis paused by SIGSTOP, a dead network path) drops
@@ -49,16 +58,20 @@
 #include <string_view>
 #include <vector>
 
+#include "smws/async_lookup.h"
 #include "smws/redis_url.h"
 
-// hiredis's types, declared here so the header does not pull hiredis in.
-struct redisAsyncContext;
+
+// hiredis's type, declared here so the header does not pull hiredis in.
 struct redisReply;
 
 namespace smws::redis {
 
 // SPEC: "reconnects with backoff (at most 5 s apart)".
 constexpr double kMaxBackoff = 5.0;
+// With --redis-sentinel: every attempt asks a Sentinel, which names the
+// promoted replica as soon as a failover has one.
+constexpr double kSentinelMaxBackoff = 0.5;
 constexpr double kFirstBackoff = 0.1;
 // A command without a reply for this long means the link is gone (a paused
 // or partitioned Redis answers nothing and TCP says nothing for minutes).
@@ -78,11 +91,10 @@ constexpr size_t kTailCount = 1000;
 // A host name that has not resolved after this long is a failed connect.
 constexpr double kResolveTimeout = 5.0;
 
-// Resolves host to a numeric address (the seam a test replaces). Runs on
-// the lookup thread. false: *error says why.
-using LookupFn = std::function<bool(const std::string& host, std::string* address, std::string* error)>;
-// lookup_host_address() (host_address.h): getaddrinfo(3), IPv4 preferred, TCP.
-bool system_lookup(const std::string& host, std::string* address, std::string* error);
+// Resolves host to a numeric address (the seam a test replaces), on the
+// lookup thread; system_lookup is getaddrinfo(3) (async_lookup.h).
+using ::smws::LookupFn;
+using ::smws::system_lookup;
 
 // One event to append. kind: 'e' any event; 'm' a state_change with a string
 // machine_id (key = the id, state = the raw JSON text of its "state" or
@@ -137,9 +149,10 @@ enum class TailStep { kDeliver, kResync };
 TailStep next_tail_step(uint64_t last_delivered, uint64_t first_seq);
 
 // Every relay reports the position of its tail to Redis (S:tails) after
-// reads that moved it (at most one report per 5 ms, the last of a burst at
-// the next tick) and at least every kReportInterval; a position older than
-// 3 s (a relay gone or stopped) does not count.
+// reads that moved it (at most one report per 5 ms, the last of a burst
+// sent by the stream's timer) and at least every kReportInterval; a
+// position older than 3 s (a relay gone or stopped) does not count. The
+// report's answer also names the epoch and its start (report.lua).
 constexpr double kReportInterval = 1.0;
 
 // Flow control of the appends against the tails. The stream is
@@ -167,6 +180,11 @@ struct StoredMachine {
 struct GroupSnapshot {
   std::string epoch;
   uint64_t last_seq = 0;
+  // The seq before the epoch's first event: a `?since=` at or below it was
+  // given before this epoch (another Redis, or one that lost entries), so it
+  // gets a gap or a fresh snapshot, never the next events as if nothing
+  // happened (SPEC's epoch rule). 0 for the group's first epoch.
+  uint64_t start = 0;
   std::vector<StoredMachine> machines;    // any order
   struct Pending {
     std::string event;  // the interrupt as broadcast
@@ -199,6 +217,9 @@ struct StreamStats {
   uint64_t buffer_dropped = 0;    // events dropped: the buffer was full
   uint64_t auth_failures = 0;
   size_t buffered = 0;            // events waiting (not yet acknowledged)
+  uint64_t failovers = 0;         // masters followed after the first (Sentinel)
+  uint64_t wait_timeouts = 0;     // WAITs (--redis-replicas) answered by fewer replicas
+  std::string master;             // "HOST:PORT" of the Redis in use ("" before the first)
 };
 
 struct StreamOptions {
@@ -212,9 +233,24 @@ struct StreamOptions {
   std::string epoch_candidate;  // random per relay: the epoch it sets when Redis has none
                                 // (with ".N" appended, new for every script call)
   LookupFn lookup;              // empty: system_lookup
+  // Redis Sentinel (--redis-sentinel, --redis-master): non-empty, the master
+  // is the address the Sentinels give for master_name, asked in turn at
+  // every connect (at most kSentinelMaxBackoff apart), and a +switch-master
+  // or +promoted-slave moves the link at once; url then gives only the
+  // credentials and the database.
+  std::vector<HostPort> sentinels;
+  std::string master_name;
+  // --redis-replicas, --redis-wait-timeout: > 0, an append is acknowledged
+  // (leaves the buffer) and a tailed entry is delivered only once WAIT says
+  // this many replicas hold it; a WAIT answered by fewer after wait_timeout
+  // seconds is counted and asked again.
+  int replicas = 0;
+  double wait_timeout = 1.0;
 };
 
 enum class DecideOutcome { kWon, kNotPending, kUnavailable };
+
+class Connection;
 
 class RedisStream {
  public:
@@ -239,11 +275,12 @@ class RedisStream {
 
   // The descriptor to watch for readability (an epoll set of our own).
   int fd() const { return epoll_fd_; }
-  // Starts the first connection attempt.
+  // Starts the first connection attempt; now: monotonic seconds.
   void start(double now);
   // I/O that is ready; call when fd() is readable.
   void on_readable();
-  // Timers; call every few hundred milliseconds with a monotonic now.
+  // Timers; call every few hundred milliseconds with monotonic seconds
+  // (clock.h's monotonic_seconds(), the clock on_readable() reads).
   void on_tick(double now);
 
   // Buffers one event (false: the buffer was full, its oldest was dropped).
@@ -259,6 +296,8 @@ class RedisStream {
 
   bool up() const { return state_ == State::kUp; }
   const std::string& epoch() const { return epoch_; }
+  // The epoch's start (GroupSnapshot::start) as last loaded.
+  uint64_t epoch_start() const { return epoch_start_; }
   uint64_t last_seq() const { return tail_pos_; }
   // Why the link is down, for /healthz and logs ("" while up).
   const std::string& down_reason() const { return down_reason_; }
@@ -270,29 +309,49 @@ class RedisStream {
   static const char* load_script();
 
  private:
-  struct Conn;
-  struct Request;
-  struct Lookup;
   enum class State { kDown, kConnecting, kUp };
-
-  static void on_reply_cb(::redisAsyncContext* ac, void* reply, void* privdata);
-  static void on_connect_cb(const ::redisAsyncContext* ac, int status);
-  static void on_disconnect_cb(const ::redisAsyncContext* ac, int status);
+  enum class Kind {
+    kHandshake, kRole, kLoadMeta, kLoadFull, kTail, kAppend, kAppendWait, kDecide, kReport,
+    kGateReport, kGateWait
+  };
 
   void connect(double now);
+  // Numeric host: at once; a name: through the lookup thread first. Then
+  // ask_sentinel_at (a Sentinel's host) or connect_to (Redis's).
+  void resolve_then(const std::string& host, bool sentinel);
   void connect_to(const std::string& address);
   void start_lookup();
   void on_lookup_done();
-  bool open_conn(Conn* c, const std::string& address);
-  void send(Conn* c, Request* req, const std::vector<std::string>& argv);
-  void handle_reply(Request* req, ::redisReply* reply);
+  // Sentinel: the next one in turn (sentinel_tries_ of this attempt), its
+  // answer, a +switch-master, and the subscription kept beside the link.
+  void ask_next_sentinel();
+  void ask_sentinel_at(const std::string& address);
+  void on_sentinel_answer(redisReply* reply);
+  void on_sentinel_lost(bool connecting, const std::string& why);
+  void subscribe_sentinel();
+  void on_switch_message(redisReply* reply);
+  void use_master(const std::string& host, int port);
+  void run_deferred();
+  int redis_port() const;
+  std::string where() const;  // the Redis in use, for messages (never the password)
+  // Sends argv on c; the reply (null: the connection went first) goes to
+  // handle_reply, with done for a decide and the tail generation for XREAD.
+  // allowed: seconds the reply may take (< 0: the connection's default).
+  void send(Connection* c, Kind kind, const std::vector<std::string>& argv,
+            std::function<void(DecideOutcome)> done = {}, double allowed = -1);
+  void send_wait(Kind kind);
+  void acknowledge_append();
+  void deliver(std::vector<GroupSnapshot::Entry> entries, bool hole);
+  void handle_reply(Kind kind, redisReply* reply, const std::function<void(DecideOutcome)>& done,
+                    uint64_t generation);
+  void on_lost(const Connection& c, bool connecting, const std::string& why);
   void fail(const std::string& why);
   void drop_now();
   void request_load(bool full);
-  void on_load_reply(::redisReply* reply, bool full);
+  void on_load_reply(redisReply* reply, bool full);
   void tail();
-  void on_tail_reply(::redisReply* reply);
-  void on_append_reply(::redisReply* reply);
+  void on_tail_reply(redisReply* reply);
+  void on_append_reply(redisReply* reply);
   void became_up();
   void report_tail(bool now = false);
   void arm_timer(double seconds);
@@ -305,24 +364,49 @@ class RedisStream {
   int epoll_fd_ = -1;
   int timer_fd_ = -1;         // one-shot: the next report (in epoll_fd_)
   bool timer_armed_ = false;
-  std::unique_ptr<Conn> cmd_;   // appends, loads, decides
-  std::unique_ptr<Conn> tail_;  // XREAD BLOCK only
-  // The host name's lookup in flight (null: none). Shared with its thread,
-  // which may outlive this object; the loop thread owns this pointer.
-  std::shared_ptr<Lookup> lookup_;
+  std::unique_ptr<Connection> cmd_;   // appends, loads, decides, reports
+  std::unique_ptr<Connection> tail_;  // XREAD BLOCK only
+  // Sentinel mode: the connection that asks for the master (one attempt,
+  // then closed) and the one subscribed to +switch-master, kept across the
+  // link's ups and downs so a failover is followed at once.
+  std::unique_ptr<Connection> sentinel_ask_;
+  std::unique_ptr<Connection> sentinel_sub_;
+  size_t sentinel_next_ = 0;        // the Sentinel to ask next (rotates)
+  size_t sentinel_tries_ = 0;       // Sentinels asked in this attempt
+  std::string sentinel_error_;      // why the last one did not answer
+  bool sentinel_asking_ = false;    // an ask is in flight (connect attempt)
+  bool sentinel_retry_ = false;     // ask the next one (deferred out of a callback)
+  bool sentinel_ask_done_ = false;  // close sentinel_ask_ (deferred out of its callback)
+  std::string ask_address_;         // numeric address of the Sentinel being asked
+  int ask_port_ = 0;
+  bool sentinel_subscribed_ = false;
+  std::string sub_address_;         // the last Sentinel that answered: where to subscribe
+  int sub_port_ = 0;
+  double sentinel_sub_retry_ = 0;   // when to subscribe again after a loss
+  std::string master_host_;         // the Redis in use (Sentinel: its answer)
+  int master_port_ = 0;
+  bool have_master_ = false;        // master_host_ was ever set (failovers count after)
+  // The host name's lookup in flight (inactive: none); its thread may
+  // outlive this object (it owns only the shared state).
+  AsyncLookup lookup_;
   double lookup_started_ = 0;
   bool awaiting_lookup_ = false;  // the current connect attempt waits for lookup_
+  std::string lookup_host_;       // what lookup_ resolves
+  std::string wanted_host_;       // what the current attempt waits for
+  bool lookup_for_sentinel_ = false;
   State state_ = State::kDown;
   bool loaded_once_ = false;
-  bool drop_requested_ = false;
-  bool in_callback_ = false;
+  bool drop_requested_ = false;  // fail() inside a callback: drop_now() after it
   bool destroying_ = false;
   std::string down_reason_ = "not connected yet";
   bool down_logged_ = false;
-  double now_ = 0;
+  double now_ = 0;  // monotonic seconds of the current entry point (start, on_tick, on_readable)
   double next_attempt_ = 0;
   double backoff_ = kFirstBackoff;
   std::string epoch_;          // "" until the first load
+  uint64_t epoch_start_ = 0;   // GroupSnapshot::start of the last load
+  std::string last_event_;     // the event of the entry at tail_pos_ ("": unknown)
+  bool load_in_flight_ = false;
   uint64_t tail_pos_ = 0;      // the last seq delivered (or loaded)
   bool tail_in_flight_ = false;
   uint64_t tail_generation_ = 0;  // bumped by every full load
@@ -330,7 +414,23 @@ class RedisStream {
   AppendBuffer buffer_;
   std::unique_ptr<AppendBuffer::Batch> in_flight_;  // taken, not yet acknowledged
   bool append_outstanding_ = false;  // in_flight_ sent on this connection
+  // --redis-replicas: the append script's answer for in_flight_, kept until
+  // WAIT says enough replicas hold it.
+  bool append_answered_ = false;
+  bool append_was_duplicate_ = false;
+  uint64_t answered_last_ = 0;
+  int64_t answered_slowest_ = -1;
+  bool answered_has_slowest_ = false;
+  std::string answered_epoch_;
+  // --redis-replicas: entries the tail read, delivered once WAIT says
+  // enough replicas hold them (the tail waits meanwhile).
+  std::vector<GroupSnapshot::Entry> gated_;
+  bool gated_hole_ = false;
+  bool gate_in_flight_ = false;
+  uint64_t gate_generation_ = 0;
+  bool wait_short_logged_ = false;
   uint64_t appended_seq_ = 0;        // last seq of our last acknowledged batch
+  std::string appended_last_event_;  // its last event (the epoch rule's check)
   int64_t slowest_tail_ = -1;        // the slowest fresh tail in S:tails (-1: unknown)
   bool report_in_flight_ = false;    // a kReport sent, not answered
   bool report_again_ = false;        // the tail moved while one was in flight

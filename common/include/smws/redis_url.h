@@ -28,4 +28,15 @@ struct RedisUrl {
 // brackets: redis://[::1]:6379.
 Status parse_url(const std::string& text, RedisUrl* out);
 
+// A Sentinel's address (--redis-sentinel HOST:PORT).
+struct HostPort {
+  std::string host;
+  uint16_t port = 26379;
+  std::string display() const;  // host:port, IPv6 in brackets
+};
+
+// "HOST[:PORT]" (IPv6 in brackets; default port 26379, Sentinel's) into
+// *out. Malformed: Status::kUsage naming the flag, the value and the fault.
+Status parse_sentinel(const std::string& text, HostPort* out);
+
 }  // namespace smws::redis

@@ -155,6 +155,11 @@ class RelayHub {
   void table(std::string_view json_object, double now);
   // The last seq given becomes `seq` (the group's, after a load).
   void set_last_seq(uint64_t seq) { next_seq_ = seq + 1; }
+  // A `?since=` at or below `seq` was given before the group's epoch began
+  // (Redis lost entries or its data): on_connect answers it with a gap (when
+  // below) and a fresh snapshot, never with the events after it as if
+  // nothing happened. 0: none (a single relay, the group's first epoch).
+  void set_since_floor(uint64_t seq) { since_floor_ = seq; }
 
   // Hook for events of one `type` (HITL: "interrupt"): called on a valid
   // stdin event before it is stamped. One interceptor per type; setting
@@ -191,6 +196,8 @@ class RelayHub {
   //   all events > N held:  those events, no snapshot
   //   some already gone:    {"type":"gap","from":N+1,"to":M} (M = newest seq
   //                         no longer held), snapshot, held events after M
+  //   N <= the since floor: {"type":"gap","from":N+1,"to":F} when N < F (F =
+  //                         the floor), snapshot, held events after F
   // An N larger than the last seq given (a client of an earlier run) is
   // answered like no since: a fresh snapshot.
   //
@@ -264,6 +271,7 @@ class RelayHub {
 
   HubOptions options_;
   uint64_t next_seq_ = 1;
+  uint64_t since_floor_ = 0;  // set_since_floor
   uint64_t events_in_ = 0;
   uint64_t invalid_lines_ = 0;
   uint64_t lines_ = 0;  // every ingest() call: the line number when none is given

@@ -11,14 +11,11 @@
 #include <cstddef>
 #include <string_view>
 
+#include "smws/embedded_asset.h"
+
 namespace smws::web {
 
-struct Asset {
-  std::string_view name;          // file name in web/dashboard, e.g. "dashboard.js"
-  std::string_view content_type;  // e.g. "text/javascript; charset=utf-8"
-  std::string_view bytes;         // the file's content, exactly
-  std::string_view etag;          // quoted: "\"<16 hex digits of its SHA-256>\""
-};
+using Asset = ::smws::EmbeddedAsset;  // name, content_type, bytes, etag
 
 // The asset with that file name, or nullptr.
 const Asset* find_asset(std::string_view name);

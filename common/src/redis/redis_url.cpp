@@ -113,4 +113,34 @@ Status parse_url(const std::string& text, RedisUrl* out) {
   return Status::Ok();
 }
 
+std::string HostPort::display() const {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+Status parse_sentinel(const std::string& text, HostPort* out) {
+  auto bad = [&](const std::string& why) {
+    return Status::Error(Status::kUsage, "--redis-sentinel '" + text + "': " + why + " (expected HOST[:PORT])");
+  };
+  if (text.empty()) return bad("empty");
+  if (text.find_first_of("@/") != std::string::npos || text.find("://") != std::string::npos) {
+    return bad("a Sentinel is HOST:PORT, not a URL");
+  }
+  RedisUrl url;
+  const bool has_port = text.back() != ']' && text.find(':', text.rfind(']') == std::string::npos
+                                                                   ? 0
+                                                                   : text.rfind(']')) != std::string::npos;
+  Status st = parse_url("redis://" + text, &url);
+  if (!st.ok()) {
+    // "--redis 'redis://TEXT': why (expected ...)": keep the why.
+    const size_t from = st.message.find("': ");
+    const size_t to = st.message.rfind(" (expected");
+    return bad(from != std::string::npos && to != std::string::npos && to > from + 3
+                   ? st.message.substr(from + 3, to - from - 3)
+                   : st.message);
+  }
+  out->host = url.host;
+  out->port = has_port ? url.port : 26379;
+  return Status::Ok();
+}
+
 }  // namespace smws::redis

@@ -9,6 +9,7 @@
 #include "smws/clock.h"
 #include "smws/duration_text.h"
 #include "smws/log.h"
+#include "smws/relay/redis_flags.h"
 
 namespace smws::relay {
 namespace {
@@ -47,6 +48,7 @@ GroupMember::GroupMember(RelayState* state, RelayIo* io, Audience* audience, Dec
   so.max_machines = HubOptions{}.max_machines;  // evicted as the relays' tables evict
   so.relay_id = relay_id_;
   so.epoch_candidate = random_hex(8);
+  (void)group_stream_options(options, &so);  // Sentinel and WAIT; run_ws_relay checked them
   stream_ = std::make_unique<redis::RedisStream>(so, this);
   audience_->hold_new_clients();
 }
@@ -227,6 +229,7 @@ void GroupMember::on_loaded(const redis::GroupSnapshot& snap, bool first) {
     for (const auto& e : snap.recent) state_->hub.apply(e.seq, e.event, now);
     for (const std::string& m : redis::machine_replay(snap)) state_->hub.table(m, now);
     state_->hub.set_last_seq(snap.last_seq);
+    state_->hub.set_since_floor(snap.start);  // a ?since= from before the epoch: gap or snapshot
     state_->hitl = HitlTable(HitlOptions{options_.hitl_timeout, kHitlMaxPending});
     std::unordered_map<std::string, std::string> still_ours;
     for (const redis::GroupSnapshot::Pending& p : snap.pending) {

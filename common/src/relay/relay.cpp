@@ -90,7 +90,7 @@ HubOptions hub_options(const RelayOptions& o, bool seq) {
   h.machine_history_bytes = o.machine_history_bytes;
   // In a group, `?since=` may resume anywhere in the last --redis-history
   // events, so that many are held (the replay to new clients stays --history).
-  if (!o.redis.empty()) h.hold = o.redis_history;
+  if (!o.redis.empty() || !o.redis_sentinels.empty()) h.hold = o.redis_history;
   return h;
 }
 

@@ -20,6 +20,8 @@ std::string healthz_text(const net::ServerStats& s, const RelayCounters& c) {
   if (c.group) {
     j["relay_id"] = c.group->relay_id;
     j["redis"] = c.group->up ? "up" : "down";
+    if (!c.group->stream.master.empty()) j["redis_master"] = c.group->stream.master;
+    j["redis_failovers"] = c.group->stream.failovers;
     if (!c.group->up) reasons.push_back("redis: " + c.group->down_reason);
   }
   if (c.audit) {
@@ -133,6 +135,15 @@ std::string metrics_text(const net::ServerStats& s, const RelayCounters& c) {
                 "Client decisions that won in Redis and were lost with its data before the "
                 "tail read them (the client is told).",
                 c.group->decisions_lost);
+    out.counter("ws_relay_redis_failovers_total",
+                "Failovers followed: the master changed (Sentinel's answer or +switch-master).", g.failovers);
+    out.counter("ws_relay_redis_wait_timeouts_total",
+                "WAITs (--redis-replicas) answered by fewer replicas within --redis-wait-timeout; asked again.",
+                g.wait_timeouts);
+    if (!g.master.empty()) {
+      out.gauge("ws_relay_redis_master_info", "The Redis in use (1, labelled with its address).", "address",
+                PrometheusText::Samples{{g.master, 1}});
+    }
   }
   return out.text();
 }

@@ -8,22 +8,21 @@
 // nothing else), so the caller never waits longer than its deadline.
 //
 // Threads: resolve_host() may be called from any thread; each call starts at
-// most one lookup thread (none for a numeric address).
+// most one lookup thread (none for a numeric address). The lookup thread is
+// smws::AsyncLookup (async_lookup.h), shared with ws-relay's Redis link.
 #pragma once
 
 #include <functional>
 #include <string>
 
+#include "smws/async_lookup.h"
 #include "smws/status.h"
 
 namespace smws::net {
 
-// A lookup: fills *address with a numeric address ("192.0.2.1", "::1") for
-// host, or returns why not. The seam a test replaces with a slow one.
-using LookupFn = std::function<Status(const std::string& host, std::string* address)>;
-
-// getaddrinfo(), IPv4 preferred (POCO's SocketAddress order), TCP.
-Status system_lookup(const std::string& host, std::string* address);
+// The lookup seam and the system's lookup (async_lookup.h).
+using ::smws::LookupFn;
+using ::smws::system_lookup;
 
 // *address: host itself when it is numeric, else the lookup's answer.
 // kUnavailable when the name does not resolve, kTimedOut when the lookup has

@@ -57,6 +57,13 @@ struct RelayOptions {
   std::vector<std::string> approvers;         // --approvers GROUP|@NAME (repeatable)
   std::string policy;                         // --policy FILE
   std::string reply_dir;                      // --reply-dir DIR
+  // Redis that fails over (docs/scale-out.md, "Sentinel"): --redis-sentinel
+  // HOST:PORT (repeatable) with --redis-master NAME; --redis-replicas N and
+  // --redis-wait-timeout SECONDS for WAIT.
+  std::vector<std::string> redis_sentinels;
+  std::string redis_master;
+  int redis_replicas = 0;
+  double redis_wait_timeout = 1.0;
   CommonFlags common;
 };
 
