@@ -18,6 +18,11 @@ using RouteHandler = std::function<HttpReply(const HttpRequest& request)>;
 enum class RouteAccess {
   kPublic,  // served to anyone (health checks must work without the token)
   kToken,   // needs the server's token, when one is set (401 otherwise)
+  // Public, and served whatever the request's Host (the server's Host rule,
+  // HostRule, does not apply): for health checks, whose load balancer or
+  // orchestrator sends any Host, and which tell nothing a rebinding page
+  // could use.
+  kAnyHost,
 };
 
 class HttpRoutes {
@@ -30,6 +35,9 @@ class HttpRoutes {
   // "WWW-Authenticate: Bearer"; token_ok's rules), then the handler's reply.
   // The server drops the body for HEAD.
   HttpReply serve(const HttpRequest& request, const std::string& token) const;
+
+  // True when `path` is a kAnyHost route.
+  bool any_host(const std::string& path) const;
 
  private:
   struct Route {
