@@ -31,6 +31,9 @@ DEB_PACKAGES += dpkg-dev lintian systemd man-db groff-base zsh fish
 # make fuzz: libFuzzer comes with clang's runtime libraries.
 DEB_PACKAGES += clang libclang-rt-14-dev
 
+# ws-relay's identities: PyJWT mints the tokens its integration tests present.
+DEB_PACKAGES += python3-jwt
+
 .PHONY: all deps build release test bench install deb run clean fuzz fuzz-build soak tsan
 
 all: build

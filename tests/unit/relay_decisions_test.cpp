@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: Apache-2.0
+// relay::Decisions without sockets: stdin interrupts, client decisions and
+// timeouts, and --audit's record-then-deliver, read through RecordingIo.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "relay_test_io.h"
+#include "smws/relay/audience.h"
+#include "smws/relay/decisions.h"
+
+using nlohmann::json;
+using smws::HitlOptions;
+using smws::HubOptions;
+using smws::IngestResult;
+using smws::MutexLock;
+using smws::RelayHub;
+using smws::relay::Audience;
+using smws::relay::Decisions;
+using smws::relay::RelayState;
+using smws::test::RecordingIo;
+
+namespace {
+
+// A relay of its own, as Relay wires it: the hub's interrupt interceptor is
+// Decisions'. mono/wall are the clocks the test moves.
+struct LocalRelay {
+  explicit LocalRelay(bool audit) : decisions(&state, &io, &audience, audit) {
+    MutexLock lock(&state.mu);
+    state.hub.set_interceptor("interrupt", [this](std::string_view event, double) {
+      decisions.assert_locked();
+      return decisions.on_stdin_interrupt(event, mono);
+    });
+  }
+  // One stdin line, as StdinSource hands it to the hub.
+  IngestResult stdin_line(const json& event) {
+    MutexLock lock(&state.mu);
+    return state.hub.ingest(event.dump(), wall, ++line);
+  }
+  bool pending(const std::string& id) {
+    MutexLock lock(&state.mu);
+    return state.hitl.is_pending(id);
+  }
+  void decide(smws::net::ClientId client, const json& decision) {
+    decisions.decide(client, decision, "127.0.0.1:4000", mono, wall);
+  }
+
+  RecordingIo io;
+  RelayState state{RelayHub(HubOptions{}), HitlOptions{300, 100}};
+  Audience audience{&state, &io, false};
+  Decisions decisions;
+  double mono = 1000, wall = 1.7e9;
+  uint64_t line = 0;
+};
+
+json interrupt(const std::string& id, const std::string& reply_to = "") {
+  json j = {{"type", "interrupt"},
+            {"interrupt_id", id},
+            {"action_requests", {{{"name", "deploy"}, {"args", {{"env", "prod"}}}}}},
+            {"review_configs", {{{"action_name", "deploy"}, {"allowed_decisions", {"approve", "reject"}}}}},
+            {"timeout", 30}};
+  if (!reply_to.empty()) j["reply_to"] = reply_to;
+  return j;
+}
+
+json approve(const std::string& id) {
+  return {{"type", "decision"}, {"interrupt_id", id}, {"decisions", {{{"type", "approve"}}}}};
+}
+
+}  // namespace
+
+TEST_CASE("without --audit a valid decision is broadcast, printed and sent to reply_to at once",
+          "[relay][decisions]") {
+  LocalRelay r(false);
+  REQUIRE(r.stdin_line(interrupt("i-1", "/tmp/reply.sock")).ok());
+  REQUIRE(r.pending("i-1"));
+  REQUIRE(r.io.records.empty());
+
+  r.decide(7, approve("i-1"));
+  REQUIRE(r.io.broadcasts.size() == 1);
+  CHECK(r.io.broadcasts[0]["type"] == "decision");
+  CHECK(r.io.broadcasts[0]["interrupt_id"] == "i-1");
+  CHECK(r.io.broadcasts[0]["client"] == "127.0.0.1:4000");
+  REQUIRE(r.io.printed.size() == 1);
+  CHECK(r.io.printed[0]["interrupt_id"] == "i-1");
+  REQUIRE(r.io.replies.size() == 1);
+  CHECK(r.io.replies[0].first == "/tmp/reply.sock");
+  CHECK(r.io.replies[0].second["decisions"][0]["type"] == "approve");
+  CHECK_FALSE(r.pending("i-1"));
+  CHECK(r.io.sent.empty());
+}
+
+TEST_CASE("a wrong or late decision is answered to its sender only and changes nothing",
+          "[relay][decisions]") {
+  LocalRelay r(false);
+  REQUIRE(r.stdin_line(interrupt("i-1")).ok());
+  json edit = {{"type", "decision"}, {"interrupt_id", "i-1"}, {"decisions", {{{"type", "edit"}}}}};
+  r.decide(3, edit);  // edit is not allowed by review_configs
+  REQUIRE(r.io.sent.size() == 1);
+  CHECK(r.io.sent[0].id == 3);
+  CHECK(r.io.sent[0].message["type"] == "error");
+  CHECK(r.io.broadcasts.empty());
+  CHECK(r.pending("i-1"));
+
+  r.decide(4, approve("i-1"));
+  r.decide(5, approve("i-1"));
+  REQUIRE(r.io.sent.size() == 2);
+  CHECK(r.io.sent[1].id == 5);
+  CHECK(r.io.sent[1].message["error"] == "not pending");
+  CHECK(r.io.broadcasts.size() == 1);
+  CHECK(r.io.printed.size() == 1);
+}
+
+TEST_CASE("with --audit a decision is delivered only once its record is written", "[relay][decisions]") {
+  LocalRelay r(true);
+  REQUIRE(r.stdin_line(interrupt("i-1", "/tmp/r.sock")).status == IngestResult::Status::kHeld);
+  REQUIRE(r.io.records.size() == 1);  // the interrupt, first
+  CHECK(r.io.records[0].record["interrupt_id"] == "i-1");
+  CHECK_FALSE(r.pending("i-1"));  // not pending before its record is written
+  CHECK(r.io.broadcasts.empty());
+  r.io.post_outcome(&r.state, 0);
+  CHECK(r.decisions.handle_outcomes(r.mono, r.wall));  // stdin may read on
+  CHECK(r.pending("i-1"));
+  REQUIRE(r.io.broadcasts.size() == 1);
+  CHECK(r.io.broadcasts[0]["type"] == "interrupt");
+
+  r.decide(9, approve("i-1"));
+  REQUIRE(r.io.records.size() == 2);
+  CHECK(r.io.records[1].record["type"] == "decision");
+  CHECK(r.io.broadcasts.size() == 1);  // nothing delivered yet
+  CHECK(r.io.printed.empty());
+  CHECK(r.io.replies.empty());
+  r.io.post_outcome(&r.state, 1);
+  CHECK_FALSE(r.decisions.handle_outcomes(r.mono, r.wall));
+  REQUIRE(r.io.broadcasts.size() == 2);
+  CHECK(r.io.broadcasts[1]["type"] == "decision");
+  CHECK(r.io.printed.size() == 1);
+  CHECK(r.io.replies.size() == 1);
+  CHECK_FALSE(r.pending("i-1"));
+  CHECK(r.decisions.audit_error().empty());
+}
+
+TEST_CASE("with --audit a decision whose record fails is refused and stays pending", "[relay][decisions]") {
+  LocalRelay r(true);
+  r.stdin_line(interrupt("i-1"));
+  r.io.post_outcome(&r.state, 0);
+  r.decisions.handle_outcomes(r.mono, r.wall);
+
+  r.decide(9, approve("i-1"));
+  r.io.post_outcome(&r.state, 1, "audit file a.log: No space left on device");
+  r.decisions.handle_outcomes(r.mono, r.wall);
+  REQUIRE(r.io.sent.size() == 1);
+  CHECK(r.io.sent[0].id == 9);
+  CHECK(r.io.sent[0].message["reason"] == "audit failed");
+  CHECK(r.io.sent[0].message["interrupt_id"] == "i-1");
+  CHECK(r.io.broadcasts.size() == 1);  // only the interrupt
+  CHECK(r.io.printed.empty());
+  CHECK(r.pending("i-1"));
+  CHECK(r.decisions.audit_failures() == 1);
+  CHECK(r.decisions.audit_error() == "audit file a.log: No space left on device");
+
+  // Pending again exactly as before: the next decision is accepted.
+  r.decide(10, approve("i-1"));
+  r.io.post_outcome(&r.state, 2);
+  r.decisions.handle_outcomes(r.mono, r.wall);
+  CHECK(r.io.broadcasts.size() == 2);
+  CHECK_FALSE(r.pending("i-1"));
+  CHECK(r.decisions.audit_error().empty());
+}
+
+TEST_CASE("with --audit an interrupt whose record fails is neither pending nor broadcast",
+          "[relay][decisions]") {
+  LocalRelay r(true);
+  r.stdin_line(interrupt("i-1"));
+  r.io.post_outcome(&r.state, 0, "audit file a.log: Read-only file system");
+  CHECK(r.decisions.handle_outcomes(r.mono, r.wall));
+  CHECK_FALSE(r.pending("i-1"));
+  CHECK(r.io.broadcasts.empty());
+  MutexLock lock(&r.state.mu);
+  CHECK_FALSE(r.state.held_interrupt.has_value());
+}
+
+TEST_CASE("a timeout resolves as a timed-out reject; with --audit a failed record is retried",
+          "[relay][decisions]") {
+  SECTION("without --audit") {
+    LocalRelay r(false);
+    r.stdin_line(interrupt("i-1", "/tmp/r.sock"));
+    r.decisions.tick(r.mono + 29, r.wall);
+    CHECK(r.io.broadcasts.empty());
+    r.decisions.tick(r.mono + 31, r.wall);
+    REQUIRE(r.io.broadcasts.size() == 1);
+    CHECK(r.io.broadcasts[0]["timed_out"] == true);
+    CHECK(r.io.broadcasts[0]["decisions"][0]["type"] == "reject");
+    CHECK(r.io.replies.size() == 1);
+  }
+  SECTION("with --audit") {
+    LocalRelay r(true);
+    r.stdin_line(interrupt("i-1"));
+    r.io.post_outcome(&r.state, 0);
+    r.decisions.handle_outcomes(r.mono, r.wall);
+    r.decisions.tick(r.mono + 31, r.wall);
+    REQUIRE(r.io.records.size() == 2);
+    r.io.post_outcome(&r.state, 1, "audit file a.log: No space left on device");
+    r.decisions.handle_outcomes(r.mono + 31, r.wall);
+    CHECK(r.pending("i-1"));
+    CHECK(r.io.broadcasts.size() == 1);
+    r.decisions.tick(r.mono + 32, r.wall);  // due again: retried
+    REQUIRE(r.io.records.size() == 3);
+    r.io.post_outcome(&r.state, 2);
+    r.decisions.handle_outcomes(r.mono + 32, r.wall);
+    REQUIRE(r.io.broadcasts.size() == 2);
+    CHECK(r.io.broadcasts[1]["timed_out"] == true);
+    CHECK_FALSE(r.pending("i-1"));
+  }
+}
