@@ -234,8 +234,14 @@ TEST_CASE("an address over its handshakes in flight gets 503 at once; an exempt 
     });
     handler.stop();
     loop.join();
-    CHECK(server.stats().refused_by_reason[static_cast<size_t>(RefusalReason::kHandshakesPerAddress)] ==
-          (exempt ? 0u : 1u));
+    // (The real client may be refused too while the idle ones' ends are
+    // still on their way: it retries.)
+    uint64_t refused = server.stats().refused_by_reason[static_cast<size_t>(RefusalReason::kHandshakesPerAddress)];
+    if (exempt) {
+      CHECK(refused == 0);
+    } else {
+      CHECK(refused >= 1);
+    }
   }
 }
 

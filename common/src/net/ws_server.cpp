@@ -91,7 +91,8 @@ struct Conn {
     kLinger,     // done: write side shut, reading until EOF or deadline
   };
 
-  // Which per-address count holds this connection (Impl::slots_by_key).
+  // Which count of connections not yet open holds this one (Impl::handshaking,
+  // and per AddressKey handshakes_by_key or refusing_by_key).
   enum class Slot : uint8_t {
     kNone,
     kHandshake,  // in its handshake: counted in handshaking and handshakes_by_key
