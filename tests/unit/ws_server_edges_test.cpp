@@ -198,7 +198,7 @@ TEST_CASE("open clients are limited per address key, which the tool may take fro
   CHECK(server.stats().refused_by_reason[static_cast<size_t>(RefusalReason::kMaxClientsPerAddress)] >= 1);
 }
 
-TEST_CASE("an address over its handshakes in flight gets 503 at once; an exempt key does not",
+TEST_CASE("an address over its handshakes in flight gets 503 at once, an exempt key does not",
           "[ws_server][edges]") {
   for (bool exempt : {false, true}) {
     INFO("exempt " << exempt);
