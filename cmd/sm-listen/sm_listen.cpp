@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "sm_listen.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <string>
+#include <unordered_map>
 
 #include "smws/exit_code.h"
 #include "smws/log.h"
@@ -82,6 +86,62 @@ class InvalidReporter {
   uint64_t suppressed_ = 0;
 };
 
+// User names for the "sender" of each event, from the kernel's uid.
+//
+// sm-listen reads /etc/passwd itself rather than calling getpwuid_r: the
+// release binary is linked statically, and a static glibc's getpwuid_r
+// loads the NSS modules (libnss_*.so) at run time, which works only with
+// the exact glibc it was linked against and can crash with another. The
+// cost: users known only through NSS (LDAP, sssd) are not named; their
+// events carry "uid" and "pid" without "user" (docs/man/sm-listen.1).
+// Names are cached; a uid not in the cache re-reads the file, at most once
+// per kPasswdRereadSeconds, so a burst from an unknown uid costs one read.
+constexpr double kPasswdRereadSeconds = 1.0;
+constexpr size_t kMaxCachedUsers = 4096;
+
+class UserNames {
+ public:
+  // The name of uid, or "" when /etc/passwd does not list it.
+  const std::string& name(long uid) {
+    auto it = names_.find(uid);
+    if (it != names_.end()) return it->second;
+    const auto now = Clock::now();
+    if (!read_once_ || now - last_read_ >= std::chrono::duration<double>(kPasswdRereadSeconds)) {
+      read_once_ = true;
+      last_read_ = now;
+      reread();
+      it = names_.find(uid);
+      if (it != names_.end()) return it->second;
+    }
+    static const std::string kNone;
+    return kNone;
+  }
+
+ private:
+  void reread() {
+    std::ifstream in("/etc/passwd");
+    std::string line;
+    std::unordered_map<long, std::string> fresh;
+    while (std::getline(in, line) && fresh.size() < kMaxCachedUsers) {
+      // name:password:uid:gid:gecos:home:shell
+      const size_t a = line.find(':');
+      const size_t b = a == std::string::npos ? a : line.find(':', a + 1);
+      const size_t c = b == std::string::npos ? b : line.find(':', b + 1);
+      if (c == std::string::npos || a == 0) continue;
+      const std::string uid_text = line.substr(b + 1, c - b - 1);
+      char* end = nullptr;
+      const long uid = std::strtol(uid_text.c_str(), &end, 10);
+      if (uid_text.empty() || *end != '\0' || uid < 0) continue;
+      fresh.emplace(uid, line.substr(0, a));  // the first line for a uid wins, as getpwuid's
+    }
+    names_.swap(fresh);
+  }
+
+  std::unordered_map<long, std::string> names_;
+  bool read_once_ = false;
+  Clock::time_point last_read_{};
+};
+
 bool parse_mode(const std::string& text, mode_t* mode) {
   if (text.empty() || text.size() > 5) return false;
   char* end = nullptr;
@@ -94,7 +154,9 @@ bool parse_mode(const std::string& text, mode_t* mode) {
 class Listener {
  public:
   explicit Listener(const SmListenOptions& o)
-      : o_(o), out_(STDOUT_FILENO, 64 * 1024, &shutdown::requested), batch_(batch_slots(o.max_size), o.max_size) {}
+      : o_(o),
+        out_(STDOUT_FILENO, 64 * 1024, &shutdown::requested),
+        batch_(DatagramBatch::with_credentials(batch_slots(o.max_size), o.max_size)) {}
 
   int run() {
     mode_t mode = 0;
@@ -107,6 +169,11 @@ class Listener {
     if (!st.ok()) {
       log::error(st.message);
       return exit_code_for(st);
+    }
+    // Every event gets the kernel's word on who sent it ("sender").
+    if (auto cred = sock_.pass_credentials(); !cred.ok()) {
+      log::error(cred.message);
+      return kExitCantCreate;
     }
     int granted = sock_.set_receive_buffer(kReceiveBuffer);
     log::note(1, "listening on " + path + " (receive buffer " + std::to_string(granted) + " bytes)");
@@ -195,15 +262,46 @@ class Listener {
       ++filtered_;
       return false;
     }
-    auto text = event::trim(bytes);
-    if (text.find_first_of("\r\n") == std::string_view::npos) {
-      out_.write_line(text);
-    } else {
-      event::append_single_line(&out_.buffer(), text);
-      out_.end_line();
+    std::string_view text = event::trim(bytes);
+    if (text.find_first_of("\r\n") != std::string_view::npos) {
+      line_.clear();
+      event::append_single_line(&line_, text);
+      text = line_;
     }
+    sender_json(i);
+    if (!scan_.has_sender) {
+      event::append_with_field(&out_.buffer(), text, "sender", sender_);
+    } else {
+      // The datagram claims a sender: the kernel's replaces it (the slow
+      // path, through a DOM; a forged claim is not worth a fast one).
+      std::string replaced(text);
+      std::string error;
+      if (!event::set_member(&replaced, "sender", sender_, &error)) {
+        ++invalid_;
+        invalid_reporter_.report(received_, bytes.size(), error, bytes);
+        return false;
+      }
+      out_.buffer() += replaced;
+    }
+    out_.end_line();
     ++printed_;
     return true;
+  }
+
+  // sender_ = {"uid":N,"user":"NAME","pid":N} from datagram i's
+  // credentials (SO_PASSCRED); "user" left out when /etc/passwd does not
+  // name the uid; null when the kernel gave no credentials (it always does
+  // for a Unix socket with SO_PASSCRED; never trust a claim instead).
+  void sender_json(size_t i) {
+    const long uid = batch_.sender_uid(i);
+    if (uid < 0) {
+      sender_ = "null";
+      return;
+    }
+    sender_ = "{\"uid\":" + std::to_string(uid);
+    const std::string& name = users_.name(uid);
+    if (!name.empty()) sender_ += ",\"user\":" + event::json_quote(name);
+    sender_ += ",\"pid\":" + std::to_string(batch_.sender_pid(i)) + "}";
   }
 
   // Flushes stdout; returns the exit code when the run must end, else -1.
@@ -233,6 +331,9 @@ class Listener {
   ndjson::Writer out_;
   DatagramBatch batch_;
   event::Scan scan_;
+  UserNames users_;
+  std::string sender_;  // the current event's "sender" JSON
+  std::string line_;    // scratch: an event with its raw CR/LF dropped
   InvalidReporter invalid_reporter_;
   uint64_t received_ = 0, printed_ = 0, filtered_ = 0, invalid_ = 0;
   uint64_t wakeups_ = 0;  // receive calls that returned datagrams

@@ -21,6 +21,7 @@
 #include "smws/duration_text.h"
 #include "smws/exit_code.h"
 #include "smws/hitl.h"
+#include "smws/hitl_refusal.h"
 #include "smws/log.h"
 #include "smws/ndjson.h"
 #include "smws/protocol.h"
@@ -201,6 +202,30 @@ std::string reply_socket_path(const std::string& dir) {
   return dir + name;
 }
 
+// --wait-reply's interrupt_id when the event has none: 128 bits from
+// getrandom(2), so that nobody who sees other interrupts (every viewer of the
+// relay sees their ids) can guess ours and answer it. No fallback to a clock
+// or a pid: an id someone can guess is worse than no event.
+constexpr size_t kInterruptIdBytes = 16;
+
+bool random_interrupt_id(std::string* id) {
+  unsigned char bytes[kInterruptIdBytes];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<size_t>(n);
+  }
+  static const char kHex[] = "0123456789abcdef";
+  *id = "sm-";
+  for (unsigned char b : bytes) {
+    *id += kHex[b >> 4];
+    *id += kHex[b & 15];
+  }
+  return true;
+}
+
 SocketStatus bind_reply_socket(const ReplyPlace& place, UnixDatagramSocket* reply) {
   if (int err = writable_dir_error(place.dir); err != 0) {
     return SocketStatus::Error(err == EACCES || err == EPERM ? SocketStatus::kPermission
@@ -266,19 +291,36 @@ int wait_for_reply(const SmSendOptions& o, const UnixDatagramSocket& reply,
         continue;
       }
       auto type = j.find("type");
-      if (type == j.end() || !type->is_string() || *type != "decision") {
+      const bool is_decision = type != j.end() && type->is_string() && *type == "decision";
+      const bool is_error = type != j.end() && type->is_string() && *type == "error";
+      if (!is_decision && !is_error) {
         log::warn("ignoring a reply that is not a decision: " + event::excerpt(text));
         continue;
       }
+      // Only a reply that names our interrupt is believed. Anyone who could
+      // see an interrupt's reply_to could send a second, harmless interrupt
+      // with our reply_to and have it approved: its decision would arrive
+      // here, for another interrupt_id. Our id is unguessable (we made it,
+      // 128 random bits, unless the caller gave one), so a reply naming it
+      // is an answer to this request.
       auto id = j.find("interrupt_id");
-      if (place.shared && (id == j.end() || !id->is_string())) {
-        log::warn("ignoring a decision that names no interrupt_id");
+      if (id == j.end() || !id->is_string()) {
+        log::warn(std::string("ignoring a") + (is_error ? "n error" : " decision") + " that names no interrupt_id");
         continue;
       }
-      if (!interrupt_id.empty() && id != j.end() && id->is_string() && *id != interrupt_id) {
-        log::warn("ignoring a decision for another interrupt (" +
+      if (*id != interrupt_id) {
+        log::warn(std::string("ignoring a") + (is_error ? "n error" : " decision") + " for another interrupt (" +
                   event::excerpt(id->get<std::string>()) + ")");
         continue;
+      }
+      if (is_error) {
+        // The relay refused the interrupt (hitl_refusal.h): say why and stop
+        // waiting, with the exit code of the reason.
+        auto refusal = parse_interrupt_refusal(j);
+        const std::string why = refusal && !refusal->error.empty() ? refusal->error : std::string("no reason given");
+        log::error("the relay refused the interrupt: " + event::excerpt(why) +
+                   (refusal && !refusal->reason_text.empty() ? " (" + event::excerpt(refusal->reason_text) + ")" : ""));
+        return interrupt_refusal_exit_code(refusal ? refusal->reason : InterruptRefusalReason::kOther);
       }
       std::string line;
       event::append_single_line(&line, text);
@@ -347,8 +389,21 @@ int send_one(const SmSendOptions& o) {
       datagram.swap(with_reply);
     }
     auto j = nlohmann::json::parse(datagram, nullptr, false);
-    if (j.is_object() && j.contains("interrupt_id") && j["interrupt_id"].is_string()) {
-      interrupt_id = j["interrupt_id"].get<std::string>();
+    auto id = j.is_object() ? j.find("interrupt_id") : j.end();
+    if (j.is_object() && id != j.end()) {
+      if (!id->is_string() || id->get_ref<const std::string&>().empty()) {
+        log::error("event: interrupt_id must be a non-empty string (--wait-reply matches the reply by it)");
+        return kExitDataErr;
+      }
+      interrupt_id = id->get<std::string>();
+    } else {
+      if (!random_interrupt_id(&interrupt_id)) {
+        log::error("cannot make an interrupt_id: getrandom: " + log::errno_text(errno));
+        return kExitSoftware;
+      }
+      std::string with_id;
+      event::append_with_field(&with_id, datagram, "interrupt_id", event::json_quote(interrupt_id));
+      datagram.swap(with_id);
     }
   }
 
@@ -660,8 +715,13 @@ void setup_sm_send(CLI::App& app, SmSendOptions& o) {
   app.footer(
       "FIELD forms (HTTPie): key=value (string into \"data\"), key:=json (raw JSON into \"data\"),\n"
       "@key=value / @key:=json (top-level members). A timestamp is added when missing.\n"
-      "Exit: 0 sent (or no listener), 1 rejected, 64 usage, 65 bad event, 69 no listener\n"
-      "(--strict, --wait-reply), 73 cannot create the reply socket, 75 no reply in time, 77 permission.");
+      "--wait-reply adds an unguessable interrupt_id unless the event has one, and takes only\n"
+      "a reply that names it.\n"
+      "Exit: 0 sent (or no listener), 1 rejected, 64 usage, 65 bad event (or the relay refused it as\n"
+      "invalid), 66 --replay FILE cannot be read, 69 no listener (--strict, --wait-reply),\n"
+      "73 cannot create the reply socket,\n"
+      "74 the relay could not record it (audit), 75 no reply in time (or the relay's table was full),\n"
+      "77 permission.");
   app.add_option("TYPE", o.type, "Event type, or - to send NDJSON lines from stdin")
       ->type_name("")
       ->each([&o](const std::string&) { o.type_given = true; });

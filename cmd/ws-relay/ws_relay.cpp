@@ -4,14 +4,19 @@
 // main thread runs the server's loop; relay.h says which thread calls what.
 #include "ws_relay.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "smws/auth/audit_chain.h"
+#include "smws/auth/users_file.h"
 #include "smws/clock.h"
 #include "smws/exit_code.h"
 #include "smws/hitl.h"
@@ -21,6 +26,7 @@
 #include "smws/protocol.h"
 #include "smws/protocol_messages.h"
 #include "smws/redis_stream.h"
+#include "smws/auth/cidr.h"
 #include "smws/relay/fd_budget.h"
 #include "smws/relay/relay.h"
 #include "smws/relay/routes.h"
@@ -101,6 +107,41 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
       ->capture_default_str();
   app.add_option("--audit", o.audit, "Append interrupts and decisions to FILE (NDJSON, fsynced)")
       ->type_name("FILE");
+  // Who may decide (SPEC "Who may decide"; docs/hitl.md, "Who may decide").
+  app.add_option("--users", o.users,
+                 "People and their token hashes: NAME GROUP[,GROUP...] sha256:HEX per line (--new-token makes one)")
+      ->envname("WS_RELAY_USERS")
+      ->type_name("FILE");
+  app.add_option("--jwt-key", o.jwt_keys, "PEM public key(s) verifying JWT bearer tokens: RS256, ES256 (repeatable)")
+      ->type_name("FILE")
+      ->allow_extra_args(false);
+  app.add_option("--jwt-secret-file", o.jwt_secret_file, "File holding the HS256 secret verifying JWT bearer tokens")
+      ->type_name("FILE");
+  app.add_option("--jwt-audience", o.jwt_audience, "A JWT's aud must name this")->type_name("AUD");
+  app.add_option("--jwt-name-claim", o.jwt_name_claim, "The JWT claim naming the person")
+      ->type_name("CLAIM")
+      ->capture_default_str();
+  app.add_option("--jwt-groups-claim", o.jwt_groups_claim, "The JWT claim listing the person's groups")
+      ->type_name("CLAIM")
+      ->capture_default_str();
+  app.add_option("--trusted-proxy", o.trusted_proxies,
+                 "An SSO proxy's address range whose --user-header names the person (repeatable)")
+      ->type_name("CIDR")
+      ->allow_extra_args(false);
+  app.add_option("--user-header", o.user_header, "Header a trusted proxy names the person in")
+      ->type_name("H")
+      ->capture_default_str();
+  app.add_option("--groups-header", o.groups_header, "Header a trusted proxy lists the groups in (comma-separated)")
+      ->type_name("H")
+      ->capture_default_str();
+  app.add_option("--approvers", o.approvers,
+                 "Who may decide any interrupt: GROUP or @NAME (repeatable) [default: the group approvers]")
+      ->type_name("WHO")
+      ->allow_extra_args(false);
+  app.add_option("--policy", o.policy, "Per-action approvers, quorum and self-approval (JSON lines; SIGHUP re-reads)")
+      ->type_name("FILE");
+  app.add_option("--reply-dir", o.reply_dir, "Send reply datagrams only to sockets inside DIR")
+      ->type_name("DIR");
   app.add_option("--route", o.routes,
                  "Serve PATH as a WebSocket endpoint whose clients get FILTER by default "
                  "(repeatable; FILTER: type:GLOB[,GLOB...] and/or machine:GLOB[,...] joined by ';')")
@@ -134,6 +175,46 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
       ->type_name("N")
       ->capture_default_str();
   add_common_flags(app, o.common);
+}
+
+void setup_ws_relay_one_shot(CLI::App& app, RelayOneShot& one) {
+  app.add_option("--new-token", one.new_token,
+                 "Print a new random token on stdout and its users-file line on stderr, then exit "
+                 "(GROUPS: a,b or -)")
+      ->expected(2)
+      ->type_name("NAME GROUPS");
+  app.add_option("--verify-audit", one.verify_audit,
+                 "Check an --audit file's hash chain, then exit: 0 intact, 1 a line changed, "
+                 "removed or inserted")
+      ->type_name("FILE");
+}
+
+int run_ws_relay_one_shot(const RelayOneShot& one) {
+  if (!one.new_token.empty() && !one.verify_audit.empty()) {
+    log::error("--new-token and --verify-audit are separate modes; give one");
+    return kExitUsage;
+  }
+  if (one.new_token.size() == 2) {
+    auth::NewToken t;
+    if (Status st = auth::new_token(one.new_token[0], one.new_token[1], &t); !st.ok()) {
+      log::error("--new-token: " + st.message);
+      return exit_code_for(st);
+    }
+    std::printf("%s\n", t.token.c_str());
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s\n", t.line.c_str());
+    return kExitOk;
+  }
+  if (!one.verify_audit.empty()) {
+    auth::AuditVerdict v;
+    if (Status st = auth::verify_audit(one.verify_audit, &v); !st.ok()) {
+      log::error(st.message);
+      return kExitNoInput;  // missing or unreadable: 66, as the man page says
+    }
+    std::printf("%s\n", v.text().c_str());
+    return v.intact ? kExitOk : kExitNegative;
+  }
+  return -1;
 }
 
 int run_ws_relay(const RelayOptions& o) {
@@ -231,8 +312,36 @@ int run_ws_relay(const RelayOptions& o) {
     }
   }
 
+  relay::Identities identities;
+  if (Status st = relay::load_identities(o, &identities); !st.ok()) {
+    log::error(st.message);
+    return exit_code_for(st);
+  }
+  const bool names_connections = identities.roles();
   relay::Relay relay(o, &audit, o.redis.empty() ? nullptr : &redis_url);
   relay.set_routes(std::move(routes));
+  relay.set_identities(std::move(identities));
+  if (names_connections) {
+    // The relay names every connection (the shared --token is one of its
+    // sources then), never the client.
+    so.token.clear();
+    so.authenticate = [&relay](const net::HttpRequest& request) { return relay.authenticate(request); };
+  }
+  if (!o.trusted_proxies.empty()) {
+    // Per-address limits behind a trusted proxy: its clients count by the
+    // X-Forwarded-For entry it added; its own handshakes (every client's)
+    // are not limited per address at accept.
+    auth::TrustedProxies proxies;
+    if (Status st = auth::TrustedProxies::parse(o.trusted_proxies, &proxies); st.ok()) {
+      so.address_key = [proxies](const std::string& peer, const net::HttpRequest* request) -> std::string {
+        if (!proxies.contains(peer)) return peer;
+        if (!request) return std::string();
+        const std::string* xff = request->header("x-forwarded-for");
+        std::optional<std::string> client = xff ? auth::forwarded_client(*xff) : std::nullopt;
+        return client ? *client : peer;
+      };
+    }
+  }
   net::WsServer server(so, &relay);
   relay.attach(&server);
   if (Status st = server.open(); !st.ok()) {
@@ -243,6 +352,26 @@ int run_ws_relay(const RelayOptions& o) {
   // Always shown (unless -q): scripts and tests read the port from it.
   log::note(0, "listening on " + server.url());
   relay.start_group();
+  // SIGHUP: identities and policies read again (a self-pipe the loop watches).
+  static int hup_pipe[2] = {-1, -1};
+  if (::pipe2(hup_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {
+      char one = 1;
+      [[maybe_unused]] ssize_t n = ::write(hup_pipe[1], &one, 1);
+    };
+    ::sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    ::sigaction(SIGHUP, &sa, nullptr);
+    server.watch(hup_pipe[0], [&relay] {
+      char buf[64];
+      while (::read(hup_pipe[0], buf, sizeof buf) > 0) {
+      }
+      if (Status st = relay.reload(); !st.ok()) {
+        log::error("SIGHUP: " + st.message + "; keeping the identities and policies in force");
+      }
+    });
+  }
 
   int stop_fd = -1;
   std::thread reader;

@@ -64,6 +64,9 @@ class ScanHandler {
     } else if (k == "reply_to") {
       pending_ = Key::kOther;
       out_->has_reply_to = true;
+    } else if (k == "sender") {
+      pending_ = Key::kOther;
+      out_->has_sender = true;
     } else {
       pending_ = Key::kOther;
     }
@@ -339,7 +342,7 @@ bool scan(std::string_view bytes, Scan* out, Members* members) {
   enum class Key { kNone, kType, kOther } pending = Key::kNone;
   enum class Kind { kNone, kString, kOther } type_kind = Kind::kNone;
   const unsigned char *type_begin = nullptr, *type_end = nullptr;
-  bool has_timestamp = false, has_reply_to = false;
+  bool has_timestamp = false, has_reply_to = false, has_sender = false;
   bool plain = true;
   // With members: where the top-level value being read goes (nullptr: not
   // wanted) and where it starts.
@@ -397,6 +400,8 @@ bool scan(std::string_view bytes, Scan* out, Members* members) {
               if (members) field = &members->timestamp;
             } else if (key_is(kb, ke, "reply_to", 8)) {
               has_reply_to = true;
+            } else if (key_is(kb, ke, "sender", 6)) {
+              has_sender = true;
             } else if (members) {
               if (key_is(kb, ke, "seq", 3)) {
                 members->has_seq = true;
@@ -466,6 +471,7 @@ bool scan(std::string_view bytes, Scan* out, Members* members) {
                            static_cast<size_t>(type_end - type_begin));
           out->has_timestamp = has_timestamp;
           out->has_reply_to = has_reply_to;
+          out->has_sender = has_sender;
           if (members) {
             members->settled = true;
             members->plain = plain;
@@ -503,6 +509,7 @@ bool scan_reference(std::string_view bytes, Scan* out) {
   out->type.clear();
   out->has_timestamp = false;
   out->has_reply_to = false;
+  out->has_sender = false;
 
   ScanHandler handler(out);
   const char* begin = bytes.data();

@@ -359,11 +359,19 @@ json HitlTable::pending_json(double now) const {
   json out = json::array();
   for (const Pending* pending : ordered) {
     json event = pending->event;
+    // reply_to names a socket on the relay's host: for the relay only
+    // (SPEC "Replies bound to their request"), never shown to clients.
+    event.erase("reply_to");
     // Milliseconds are plenty for a countdown shown to a human.
     event["expires_in"] = std::round(std::max(0.0, pending->deadline - now) * 1000.0) / 1000.0;
     out.push_back(std::move(event));
   }
   return out;
+}
+
+const json* HitlTable::pending_event(const std::string& interrupt_id) const {
+  auto it = pending_.find(interrupt_id);
+  return it == pending_.end() ? nullptr : &it->second.event;
 }
 
 bool HitlTable::is_pending(const std::string& interrupt_id) const {
@@ -519,18 +527,22 @@ bool AuditLog::check_path(std::string& error) {
 }
 
 bool AuditLog::append(const json& record, std::string& error) {
+  json line = record;
+  if (line.is_object()) {
+    line["logged_at"] = wall_seconds();
+  }
+  return append_line(line.dump(-1, ' ', false, json::error_handler_t::replace), error);
+}
+
+bool AuditLog::append_line(const std::string& line, std::string& error) {
   if (fd_ < 0) {
     error = "audit file is not open";
     return false;
   }
   if (!check_path(error)) return false;
-  json line = record;
-  if (line.is_object()) {
-    line["logged_at"] = wall_seconds();
-  }
   // One write(2) per record so that a reader (tail -f) never sees half a
   // line; O_APPEND keeps concurrent writers' lines whole too.
-  std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  std::string text = line + "\n";
   // Where the record starts: a record that fails is cut off again, so the
   // file never holds half a record or one reported as not written.
   struct stat before {};

@@ -336,18 +336,32 @@ SocketStatus UnixDatagramSocket::pass_credentials() {
   return SocketStatus::Ok();
 }
 
-long DatagramBatch::sender_uid(size_t i) const {
-  if (control_size_ == 0 || i >= max_messages_) return -1;
-  const msghdr& h = mm_[i].msg_hdr;
+namespace {
+
+// The SCM_CREDENTIALS of one received message, if it carries them.
+bool message_credentials(const msghdr& h, ucred* out) {
   for (const cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), const_cast<cmsghdr*>(c))) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
         c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
-      ucred cred{};
-      std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
-      return static_cast<long>(cred.uid);
+      std::memcpy(out, CMSG_DATA(c), sizeof *out);
+      return true;
     }
   }
-  return -1;
+  return false;
+}
+
+}  // namespace
+
+long DatagramBatch::sender_uid(size_t i) const {
+  if (control_size_ == 0 || i >= max_messages_) return -1;
+  ucred cred{};
+  return message_credentials(mm_[i].msg_hdr, &cred) ? static_cast<long>(cred.uid) : -1;
+}
+
+long DatagramBatch::sender_pid(size_t i) const {
+  if (control_size_ == 0 || i >= max_messages_) return -1;
+  ucred cred{};
+  return message_credentials(mm_[i].msg_hdr, &cred) ? static_cast<long>(cred.pid) : -1;
 }
 
 SocketStatus UnixDatagramSocket::set_receive_timeout(double seconds) {

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from datagram_test import Listener, leave_stale_socket, sender
+from datagram_test import Listener, kernel_sender, leave_stale_socket, sender, with_sender
 from smws_test import Proc, rmtree, run, short_tmpdir, tool, wait_for
 
 
@@ -30,7 +30,7 @@ def test_a_lone_event_reaches_the_pipe_at_once(tmp):
     with Listener(path) as l:
         sender(path).send(b'{"type":"lone"}')
         # sm-listen keeps running: the line arrives only because it flushed.
-        assert l.out.next() == '{"type":"lone"}'
+        assert l.out.next() == with_sender('{"type":"lone"}', os.getpid())
         assert l.proc.p.poll() is None
 
 
@@ -59,7 +59,7 @@ def test_invalid_datagrams_are_skipped_while_neighbours_arrive_in_order(tmp):
             s.send(d)
         events = l.events(8)
         assert [e["n"] for e in events] == [1, 2, 3, 4, 5, 6, 7, 8]
-        assert l.out.all[-2] == '{"type":"g","n":7}'   # trimmed, bytes as sent
+        assert l.out.all[-2] == with_sender('{"type":"g","n":7}', os.getpid())   # trimmed, bytes as sent, + sender
         assert "\n" not in l.out.all[-1]                 # one NDJSON line
         l.proc.signal(signal.SIGTERM)
         assert l.wait() == 0
@@ -110,7 +110,7 @@ def test_a_stale_socket_is_replaced(tmp):
     leave_stale_socket(path)
     with Listener(path) as l:
         sender(path).send(b'{"type":"fresh"}')
-        assert l.events(1) == [{"type": "fresh"}]
+        assert l.events(1) == [{"type": "fresh", "sender": kernel_sender(os.getpid())}]
 
 
 def test_a_second_listener_is_refused_and_the_first_keeps_working(tmp):
@@ -120,7 +120,7 @@ def test_a_second_listener_is_refused_and_the_first_keeps_working(tmp):
         assert r.returncode == 69 and "in use" in r.stderr
         assert os.path.exists(path)
         sender(path).send(b'{"type":"still-here"}')
-        assert l.events(1) == [{"type": "still-here"}]
+        assert l.events(1) == [{"type": "still-here", "sender": kernel_sender(os.getpid())}]
 
 
 def test_a_missing_directory_cannot_create_the_socket(tmp):
@@ -133,7 +133,7 @@ def test_a_signal_ends_cleanly_and_removes_the_socket(tmp, sig):
     path = os.path.join(tmp, "s.sock")
     with Listener(path) as l:
         sender(path).send(b'{"type":"x"}')
-        assert l.out.next() == '{"type":"x"}'
+        assert l.out.next() == with_sender('{"type":"x"}', os.getpid())
         l.proc.signal(sig)
         assert l.wait() == 0
     assert not os.path.exists(path)
@@ -149,7 +149,7 @@ def test_a_closed_stdout_ends_sm_listen_with_0(tmp):
             s = sender(path)
             s.send(b'{"type":"first"}')
             ready, _, _ = select.select([r], [], [], 10)
-            assert ready and os.read(r, 100) == b'{"type":"first"}\n'
+            assert ready and os.read(r, 1000) == with_sender('{"type":"first"}', os.getpid()).encode() + b"\n"
             os.close(r)
             r = -1
             # The next write meets EPIPE; keep sending until sm-listen notices.
@@ -178,7 +178,7 @@ def test_sm_socket_is_honoured(tmp):
         wait_for(lambda: os.path.exists(path), what="the SM_SOCKET path to be bound")
         sender(path).send(b'{"type":"via-env"}')
         assert p.wait(10) == 0
-        assert p.p.stdout.read() == b'{"type":"via-env"}\n'
+        assert p.p.stdout.read() == with_sender('{"type":"via-env"}', os.getpid()).encode() + b"\n"
 
 
 def test_type_filter_is_repeatable(tmp):
@@ -218,7 +218,7 @@ def test_idle_timeout_counts_from_the_last_event(tmp):
     with Listener(path, "--idle-timeout", "2") as l:
         sender(path).send(b'{"type":"one"}')
         assert l.wait(10) == 0
-        assert l.out.rest() == ['{"type":"one"}']
+        assert l.out.rest() == [with_sender('{"type":"one"}', os.getpid())]
     assert not os.path.exists(path)
 
 
@@ -247,7 +247,7 @@ def test_oversize_datagrams_are_invalid_not_truncated(tmp):
         assert len(exact) == 100
         s.send(b'{"type":"x","p":"' + b"b" * 200 + b'"}')
         s.send(exact)
-        assert l.out.next() == exact.decode()
+        assert l.out.next() == with_sender(exact.decode(), os.getpid())  # the limit is on the datagram
         assert "over the 100-byte limit" in l.err.next()
 
 
@@ -282,3 +282,52 @@ def test_sm_send_follows_a_restarted_listener(tmp):
             assert l.events(1)[0]["type"] == "two"
             p.p.stdin.close()
             assert p.wait(10) == 0
+
+
+# --- "sender": who sent each event, from the kernel (SO_PASSCRED) ----------
+
+def test_every_event_carries_the_kernels_sender(tmp):
+    path = os.path.join(tmp, "s.sock")
+    with Listener(path) as l:
+        sender(path).send(b'{"type":"lone","n":1}')
+        assert l.out.next() == with_sender('{"type":"lone","n":1}', os.getpid())
+        r = run([tool("sm-send"), "--socket", path, "--json", '{"type":"from-sm-send","timestamp":1}'])
+        assert r.returncode == 0, r.stderr
+        (event,) = l.events(1)
+        assert event["type"] == "from-sm-send"
+        assert event["sender"]["uid"] == os.getuid() and event["sender"]["user"] == kernel_sender(0)["user"]
+        assert event["sender"]["pid"] not in (os.getpid(), l.proc.p.pid)  # sm-send's own
+
+
+def test_a_forged_sender_in_the_datagram_is_replaced(tmp):
+    path = os.path.join(tmp, "s.sock")
+    with Listener(path) as l:
+        s = sender(path)
+        forged = {"uid": 0, "user": "ceo", "pid": 1}
+        s.send(json.dumps({"type": "interrupt", "sender": forged, "interrupt_id": "i-1"}).encode())
+        # The key spelled with an escape is the same key to every JSON parser.
+        s.send(b'{"type":"interrupt","\\u0073ender":{"user":"ceo"},"interrupt_id":"i-2"}')
+        # Twice: a parser that keeps the first or the last must both see the truth.
+        s.send(b'{"type":"interrupt","sender":{"user":"ceo"},"sender":{"user":"cfo"},"interrupt_id":"i-3"}')
+        for event, line in zip(l.events(3), l.out.all[-3:]):
+            assert event["sender"] == kernel_sender(os.getpid()), event
+            assert "ceo" not in line and "cfo" not in line
+        assert [json.loads(x)["interrupt_id"] for x in l.out.all[-3:]] == ["i-1", "i-2", "i-3"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to send as another user")
+def test_the_sender_names_the_user_who_sent_it(tmp):
+    import pwd
+    path = os.path.join(tmp, "s.sock")
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(tmp, 0o755)
+    with Listener(path, "--mode", "0666") as l:
+        code = ("import socket, sys\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+                "s.sendto(b'{\"type\":\"x\",\"sender\":{\"user\":\"root\"}}', sys.argv[1])\n")
+        r = run(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", "--",
+                 "/usr/bin/python3", "-c", code, path])
+        assert r.returncode == 0, r.stderr
+        (event,) = l.events(1)
+        assert event["sender"]["uid"] == nobody.pw_uid
+        assert event["sender"]["user"] == "nobody"

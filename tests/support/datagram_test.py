@@ -4,7 +4,9 @@ whose stdout lines can be awaited, and raw datagram sockets for the test's
 own side of the conversation. Every wait has a timeout."""
 import json
 import os
+import pwd
 import queue
+import re
 import socket
 import subprocess
 import threading
@@ -111,3 +113,32 @@ def leave_stale_socket(path):
     s.bind(path)
     s.close()
     assert os.path.exists(path)
+
+
+def kernel_sender(pid, uid=None):
+    """The "sender" sm-listen adds to an event sent by process pid (SPEC
+    "Policies": from the kernel's credentials, never the datagram's)."""
+    uid = os.getuid() if uid is None else uid
+    return {"uid": uid, "user": pwd.getpwuid(uid).pw_name, "pid": pid}
+
+
+def with_sender(line, pid, uid=None):
+    """The line sm-listen prints for `line` (an event without a sender, as
+    sent, trimmed) from process pid: the sender appended as its last member."""
+    assert line.endswith("}")
+    return line[:-1] + ',"sender":' + json.dumps(kernel_sender(pid, uid), separators=(",", ":")) + "}"
+
+
+SENDER_AT_END = re.compile(r'(.*),"sender":(\{"uid":\d+(?:,"user":"[^"]*")?,"pid":-?\d+\})\}')
+
+
+def without_sender(line, uid=None):
+    """An sm-listen line with the "sender" it appended taken off again (after
+    checking it names this uid, or `uid`): the event as sent, byte for byte."""
+    m = SENDER_AT_END.fullmatch(line)
+    assert m, f"no sender appended: {line[:200]}"
+    sender = json.loads(m.group(2))
+    expected = os.getuid() if uid is None else uid
+    assert sender["uid"] == expected and sender["user"] == pwd.getpwuid(expected).pw_name, sender
+    return m.group(1) + "}"
+

@@ -67,7 +67,7 @@ TEST_CASE("an event the stdin thread posted before a client joined reaches it on
   CHECK(f.take_inbox().empty());
 }
 
-TEST_CASE("a filtered client gets only what its filter takes; a bad query keeps the default view",
+TEST_CASE("a filtered client gets only what its filter takes, and a bad query keeps the default view",
           "[relay][audience]") {
   Fixture f;
   f.open(1, {{"machine", "m1"}});
@@ -88,7 +88,7 @@ TEST_CASE("a filtered client gets only what its filter takes; a bad query keeps 
   CHECK(f.audience.filtered_out() == 1);
 }
 
-TEST_CASE("--route gives a path its filter, and subscribe changes a client's view", "[relay][audience]") {
+TEST_CASE("a --route gives a path its filter, and subscribe changes a client's view", "[relay][audience]") {
   Fixture f;
   smws::Filter only_m1;
   json sub_m1 = {{"type", "subscribe"}, {"machines", {"m1"}}};

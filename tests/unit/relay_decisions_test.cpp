@@ -7,6 +7,7 @@
 #include "relay_test_io.h"
 #include "smws/relay/audience.h"
 #include "smws/relay/decisions.h"
+#include "smws/auth/identity.h"
 
 using nlohmann::json;
 using smws::HitlOptions;
@@ -40,9 +41,20 @@ struct LocalRelay {
     MutexLock lock(&state.mu);
     return state.hitl.is_pending(id);
   }
-  void decide(smws::net::ClientId client, const json& decision) {
-    decisions.decide(client, decision, "127.0.0.1:4000", mono, wall);
+  void decide(smws::net::ClientId client, const json& decision,
+              smws::auth::Identity who = smws::auth::Identity::anonymous()) {
+    decisions.decide(client, decision, smws::relay::Peer{"127.0.0.1:4000", std::move(who), std::nullopt}, mono,
+                     wall);
   }
+  // Roles on (as with --users): `approvers` may decide; policy rules given.
+  void roles(std::vector<std::string> approvers, std::vector<smws::auth::PolicyRule> rules = {}) {
+    REQUIRE(policy.set_approvers(approvers).ok());
+    policy.set_rules(std::move(rules));
+    policy.set_roles_enabled(true);
+    decisions.set_rules(smws::relay::IntakeRules{&policy, reply_dir});
+  }
+  smws::auth::Policy policy;
+  std::string reply_dir;
 
   RecordingIo io;
   RelayState state{RelayHub(HubOptions{}), HitlOptions{300, 100}};
@@ -179,7 +191,7 @@ TEST_CASE("with --audit an interrupt whose record fails is neither pending nor b
   CHECK_FALSE(r.state.held_interrupt.has_value());
 }
 
-TEST_CASE("a timeout resolves as a timed-out reject; with --audit a failed record is retried",
+TEST_CASE("a timeout resolves as a timed-out reject, and with --audit a failed record is retried",
           "[relay][decisions]") {
   SECTION("without --audit") {
     LocalRelay r(false);
@@ -211,4 +223,130 @@ TEST_CASE("a timeout resolves as a timed-out reject; with --audit a failed recor
     CHECK(r.io.broadcasts[1]["timed_out"] == true);
     CHECK_FALSE(r.pending("i-1"));
   }
+}
+
+namespace {
+
+smws::auth::Identity person(const std::string& name, std::vector<std::string> groups) {
+  smws::auth::Identity i;
+  i.name = name;
+  i.groups = std::move(groups);
+  i.via = "users";
+  return i;
+}
+
+}  // namespace
+
+TEST_CASE("reply_to is never shown to clients, and a bad interrupt is answered on it at once",
+          "[relay][decisions]") {
+  LocalRelay r(false);
+  IngestResult ok = r.stdin_line(interrupt("i-1", "/tmp/r.sock"));
+  REQUIRE(ok.ok());
+  CHECK(json::parse(*ok.payload).count("reply_to") == 0);
+  {
+    MutexLock lock(&r.state.mu);
+    CHECK(r.state.hitl.pending_json(r.mono)[0].count("reply_to") == 0);
+  }
+  json bad = interrupt("i-2", "/tmp/r2.sock");
+  bad["action_requests"] = json::array();
+  CHECK_FALSE(r.stdin_line(bad).ok());
+  REQUIRE(r.io.replies.size() == 1);
+  CHECK(r.io.replies[0].first == "/tmp/r2.sock");
+  CHECK(r.io.replies[0].second["type"] == "error");
+  CHECK(r.io.replies[0].second["interrupt_id"] == "i-2");
+  CHECK(r.io.replies[0].second["reason"] == "invalid");
+}
+
+TEST_CASE("a --reply-dir refuses an interrupt whose reply_to is elsewhere, and sends it nothing",
+          "[relay][decisions]") {
+  LocalRelay r(false);
+  r.reply_dir = "/run/smws/replies";
+  r.decisions.set_rules(smws::relay::IntakeRules{nullptr, r.reply_dir});
+  CHECK_FALSE(r.stdin_line(interrupt("i-1", "/home/victim/.sock")).ok());
+  CHECK_FALSE(r.stdin_line(interrupt("i-2", "/run/smws/replies/../../x.sock")).ok());
+  CHECK(r.io.replies.empty());
+  CHECK(r.stdin_line(interrupt("i-3", "/run/smws/replies/sm-reply-1.sock")).ok());
+}
+
+TEST_CASE("with roles only an approver decides, and the relay writes who decided", "[relay][decisions]") {
+  LocalRelay r(false);
+  r.roles({"ops"});
+  REQUIRE(r.stdin_line(interrupt("i-1", "/tmp/r.sock")).ok());
+  {
+    MutexLock lock(&r.state.mu);
+    const json* stored = r.state.hitl.pending_event("i-1");
+    REQUIRE(stored);
+    CHECK((*stored)["policy"]["approvers"] == json{"ops"});
+    CHECK((*stored)["policy"]["required"] == 1);
+  }
+  json claimed = approve("i-1");
+  claimed["decided_by"] = "ceo@corp (verified via SSO)";
+  r.decide(1, claimed, person("mallory", {"dev"}));
+  REQUIRE(r.io.sent.size() == 1);
+  CHECK(r.io.sent[0].message["error"] == "not allowed: mallory may not decide deploy (approvers: ops)");
+  CHECK(r.io.broadcasts.empty());
+  CHECK(r.decisions.not_allowed() == 1);
+  // A token holder without a verified identity watches only.
+  r.decide(2, approve("i-1"), smws::auth::Identity::shared_token());
+  CHECK(r.io.sent.size() == 2);
+  CHECK(r.pending("i-1"));
+
+  r.decide(3, claimed, person("alice", {"ops"}));
+  REQUIRE(r.io.broadcasts.size() == 1);
+  const json& d = r.io.broadcasts[0];
+  CHECK(d["decided_by"] == json{{"name", "alice"}, {"via", "users"}});
+  CHECK(d["claimed_by"] == "ceo@corp (verified via SSO)");
+  CHECK(r.io.replies.size() == 1);
+}
+
+TEST_CASE("without roles the claimed name stays, marked unverified", "[relay][decisions]") {
+  LocalRelay r(false);
+  r.stdin_line(interrupt("i-1"));
+  json claimed = approve("i-1");
+  claimed["decided_by"] = "alice";
+  r.decide(1, claimed);
+  REQUIRE(r.io.broadcasts.size() == 1);
+  CHECK(r.io.broadcasts[0]["decided_by"] == "alice");
+  CHECK(r.io.broadcasts[0]["verified"] == false);
+}
+
+TEST_CASE("a quorum of two: a vote first, the second person decides, the same person twice is refused",
+          "[relay][decisions]") {
+  LocalRelay r(false);
+  smws::auth::PolicyRule rule;
+  rule.action = "deploy*";
+  rule.approvers = {"ops"};
+  rule.required = 2;
+  r.roles({"ops"}, {rule});
+  r.stdin_line(interrupt("i-1", "/tmp/r.sock"));
+  r.decide(1, approve("i-1"), person("alice", {"ops"}));
+  REQUIRE(r.io.broadcasts.size() == 1);
+  CHECK(r.io.broadcasts[0]["type"] == "vote");
+  CHECK(r.io.broadcasts[0]["have"] == 1);
+  CHECK(r.io.broadcasts[0]["need"] == 2);
+  CHECK(r.pending("i-1"));
+  CHECK(r.io.replies.empty());
+
+  r.decide(1, approve("i-1"), person("alice", {"ops"}));
+  REQUIRE(r.io.sent.size() == 1);
+  CHECK(r.io.sent[0].message["type"] == "error");
+
+  r.decide(2, approve("i-1"), person("bob", {"ops"}));
+  REQUIRE(r.io.broadcasts.size() == 2);
+  const json& d = r.io.broadcasts[1];
+  CHECK(d["type"] == "decision");
+  CHECK(d["decided_by"] == json{{{"name", "alice"}, {"via", "users"}}, {{"name", "bob"}, {"via", "users"}}});
+  CHECK_FALSE(r.pending("i-1"));
+  CHECK(r.io.replies.size() == 1);
+}
+
+TEST_CASE("with --audit an interrupt whose record fails is answered on reply_to with reason audit",
+          "[relay][decisions]") {
+  LocalRelay r(true);
+  r.stdin_line(interrupt("i-1", "/tmp/r.sock"));
+  r.io.post_outcome(&r.state, 0, "audit file /dev/full: No space left on device");
+  r.decisions.handle_outcomes(r.mono, r.wall);
+  REQUIRE(r.io.replies.size() == 1);
+  CHECK(r.io.replies[0].second["reason"] == "audit");
+  CHECK(r.io.replies[0].second["interrupt_id"] == "i-1");
 }

@@ -115,7 +115,7 @@ TEST_CASE("a group relay holds new clients until the group's state is loaded", "
   CHECK(g.io.broadcasts.empty());  // a first load is no resync
 }
 
-TEST_CASE("entries are applied in order and fanned out; our interrupt's decision is printed and answered",
+TEST_CASE("entries are applied in order and fanned out, and our interrupt's decision is printed and answered",
           "[relay][group]") {
   GroupRelay g;
   g.member.on_loaded(snapshot("e1", 0), true);

@@ -39,6 +39,12 @@ class RecordingIo : public relay::RelayIo {
   std::vector<nlohmann::json> printed;
   std::vector<std::pair<std::string, nlohmann::json>> replies;
   std::vector<Record> records;
+  struct Closed {
+    net::ClientId id;
+    uint16_t code;
+    std::string reason;
+  };
+  std::vector<Closed> closed;
   std::vector<int> watched;
   int wakes = 0;
   double shutdown = -1;
@@ -56,6 +62,9 @@ class RecordingIo : public relay::RelayIo {
     std::vector<nlohmann::json> messages;
     for (const net::Frame& f : first) messages.push_back(nlohmann::json::parse(frame_text(f)));
     joined.emplace_back(id, std::move(messages));
+  }
+  void close(net::ClientId id, uint16_t code, const std::string& reason) override {
+    closed.push_back({id, code, reason});
   }
   void print(std::string line) override {
     REQUIRE(!line.empty());

@@ -33,6 +33,7 @@ struct Scan {
   std::string type;             // the top-level "type", when valid
   bool has_timestamp = false;   // a top-level "timestamp" key is present
   bool has_reply_to = false;    // a top-level "reply_to" key is present
+  bool has_sender = false;      // a top-level "sender" key is present (sm-listen replaces it)
 };
 
 // Where some top-level members lie in the scanned bytes, for a caller that

@@ -168,6 +168,8 @@ class HitlTable {
 
   std::size_t pending_count() const { return pending_.size(); }
   bool is_pending(const std::string& interrupt_id) const;
+  // The pending interrupt as it was added (reply_to included), or nullptr.
+  const nlohmann::json* pending_event(const std::string& interrupt_id) const;
 
  private:
   // What an interrupt's resolution in flight is (begin_decision/begin_expire).
@@ -264,6 +266,9 @@ class AuditLog {
   // as one line and fsyncs. Returns false and sets error ("audit file PATH:
   // why", why being the errno text) when the record is not kept.
   bool append(const nlohmann::json& record, std::string& error);
+  // The same for a line the caller built (no "\n"; ws-relay's hash chain
+  // adds "prev" to each record first, smws/auth/audit_chain.h).
+  bool append_line(const std::string& line, std::string& error);
 
  private:
   // Reopens path_ when it no longer names the open file; checks it is

@@ -134,6 +134,9 @@ class DatagramBatch {
   // credentials (UnixDatagramSocket::pass_credentials) and the batch was
   // made with_credentials; -1 otherwise. Never what the sender claims.
   long sender_uid(size_t i) const;
+  // The sender's pid, likewise (-1 when not known). sm-listen writes both
+  // into every event's "sender".
+  long sender_pid(size_t i) const;
 
   // A batch that also receives each datagram's credentials.
   static DatagramBatch with_credentials(size_t max_messages, size_t max_size);

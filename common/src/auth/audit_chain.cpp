@@ -171,8 +171,10 @@ AuditVerdict verify_audit_text(std::string_view text) {
     }
     if (p[i].ok && p[i].prev == h[i - 1] && p[i].seq == p[i - 1].seq + 1) continue;
     // The first broken link is between lines i-1 and i.
-    if (links_to(i, i - 2)) return bad(m, i - 1, "inserted (line " + std::to_string(i) + " names line " +
-                                                     std::to_string(i - 2) + " as its previous)");
+    if (links_to(i, i - 2)) {
+      return bad(m, i - 1, "inserted (line " + std::to_string(i) +
+                               (i == 2 ? " begins the chain)" : " names line " + std::to_string(i - 2) + " as its previous)"));
+    }
     if (links_to(i + 1, i - 1)) return bad(m, i, "inserted (line " + std::to_string(i + 1) + " names line " +
                                                      std::to_string(i - 1) + " as its previous)");
     if (!p[i].ok) return bad(m, i, "changed (not a chained record)");
@@ -184,6 +186,12 @@ AuditVerdict verify_audit_text(std::string_view text) {
                                        : "records " + std::to_string(from) + "-" + std::to_string(to) + " are missing"));
     }
     if (i < m && !links_to(i + 1, i)) return bad(m, i, "changed");
+    if (i == m) {
+      // Nothing after the last line vouches for it: its prev or the line
+      // before may have changed.
+      return bad(m, i - 1, "changed, or line " + std::to_string(i) + "'s prev was (line " + std::to_string(i) +
+                               " names another hash for it, and no line after it tells which)");
+    }
     return bad(m, i - 1, "changed (line " + std::to_string(i) + " names another hash for it)");
   }
   if (incomplete) return bad(m, m, "incomplete (no newline at the end: a write cut short, or a line added by hand)");

@@ -210,7 +210,7 @@ struct WsServer::Impl {
   void read_some(Conn* c, double now);
   void on_bytes(Conn* c, const char* data, size_t n, double now);
   void on_head(Conn* c, double now);
-  void accept_upgrade(Conn* c, HttpRequest request, double now);
+  void accept_upgrade(Conn* c, HttpRequest request, std::optional<auth::AuthResult> who, double now);
   void refuse(Conn* c, const HttpReply& reply, bool head_only, double now);
   void plain_on_tls(Conn* c, double now);
   void on_frames(Conn* c, double now);
@@ -704,16 +704,34 @@ void WsServer::Impl::on_head(Conn* c, double now) {
       refuse(c, a.reply, false, now);
       return;
     }
+    std::optional<auth::AuthResult> who;
+    if (options.authenticate) {
+      who = options.authenticate(*request);
+      if (!who->admitted) {
+        HttpReply reply = text_reply(who->http_status ? who->http_status : 401,
+                                     who->http_status == 403 ? "forbidden: " + who->reason
+                                                             : "a valid token is required (" + who->reason + ")");
+        if (reply.status == 401) reply.headers.emplace_back("WWW-Authenticate", "Bearer");
+        ++stats.refused_by_reason[static_cast<size_t>(RefusalReason::kToken)];
+        RefusedUpgrade r{c->peer, &*request, RefusalReason::kToken,
+                         request->header("authorization") || !presented_tokens(*request).empty(), reply.status,
+                         reply.body.substr(0, reply.body.size() - 1)};
+        log::note(2, "refused WebSocket from " + c->peer + ": " + std::to_string(r.status) + " " + r.message);
+        handler->on_refused(r);
+        refuse(c, reply, false, now);
+        return;
+      }
+    }
     std::string rest = c->head.substr(end);
     c->head.clear();
     c->head.shrink_to_fit();
     c->client_key = std::move(key);
-    accept_upgrade(c, std::move(*request), now);
+    accept_upgrade(c, std::move(*request), std::move(who), now);
     // Frames the client sent right behind its request.
     if (!rest.empty() && !c->dead) on_bytes(c, rest.data(), rest.size(), now);
     return;
   }
-  refuse(c, routes.serve(*request, options.token), head_only, now);
+  refuse(c, routes.serve(*request, options.token, options.authenticate), head_only, now);
 }
 
 void WsServer::Impl::refuse(Conn* c, const HttpReply& reply, bool head_only, double now) {
@@ -739,7 +757,8 @@ void WsServer::Impl::plain_on_tls(Conn* c, double now) {
   refuse(c, reply, false, now);
 }
 
-void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, double now) {
+void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, std::optional<auth::AuthResult> who,
+                                    double now) {
   // The token a browser offers as a subprotocol is never echoed: the 101
   // names only the protocol (selected_subprotocol).
   enqueue(c, make_frame(switching_protocols_response(*request.header("sec-websocket-key"),
@@ -764,6 +783,7 @@ void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, double now) {
   info.id = c->id;
   info.peer = c->peer;
   info.request = std::move(request);
+  info.auth = std::move(who);
   handler->on_open(info);
 }
 
@@ -1101,6 +1121,12 @@ size_t WsServer::broadcast(const Frame& frame) {
     if (s.enqueue_data(s.open[i], frame, t) != SendStatus::kClosing) ++queued;
   }
   return queued;
+}
+
+void WsServer::close(ClientId id, uint16_t code, std::string_view reason) {
+  Conn* c = impl_->find(id);
+  if (!c) return;
+  impl_->begin_close(c, code, reason, true, impl_->options.close_timeout, mono_now());
 }
 
 bool WsServer::watch(int fd, std::function<void()> on_readable) {

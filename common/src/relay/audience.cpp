@@ -8,9 +8,35 @@
 #include "smws/log.h"
 
 namespace smws::relay {
+namespace {
 
-void Audience::on_open(const net::ClientInfo& client, double now) {
-  peers_[client.id] = client.peer;
+// A client's `initial` says who the relay takes it for (SPEC "Records":
+// "you"), so a page shows decision buttons only where they would count.
+// Other messages (history, a filter error) pass unchanged.
+std::string with_you(const std::string& payload, const auth::Identity& identity) {
+  constexpr std::string_view kInitial = R"({"type":"initial")";
+  if (payload.compare(0, kInitial.size(), kInitial) != 0) return payload;
+  nlohmann::json j = nlohmann::json::parse(payload, nullptr, false);
+  if (!j.is_object()) return payload;
+  j["you"] = identity.to_json();
+  return j.dump();
+}
+
+}  // namespace
+
+void Audience::on_open(const net::ClientInfo& client, double now, double mono,
+                       const auth::Identity& unverified) {
+  Peer who;
+  if (client.auth && client.auth->admitted) {
+    who.identity = client.auth->identity;
+    who.address = client.auth->client_address.empty() ? client.peer : client.auth->client_address;
+    who.expires = who.identity.monotonic_deadline(now, mono);
+  } else {
+    who.identity = unverified;
+    who.address = client.peer;
+  }
+  auth::Identity identity = who.identity;
+  peers_[client.id] = std::move(who);
   std::optional<uint64_t> since;
   if (const std::string* s = client.request.query_param("since"); s && seq_) {
     since = RelayHub::parse_since(*s);
@@ -23,7 +49,7 @@ void Audience::on_open(const net::ClientInfo& client, double now) {
   if (auto route = routes_.find(client.request.path); route != routes_.end()) {
     base = route->second;
   }
-  Waiting w{client.id, client.peer, since, {}, Status::Ok()};
+  Waiting w{client.id, client.peer, std::move(identity), since, {}, Status::Ok()};
   w.bad = filter_from_query(client.request.query, base, &w.filter);
   if (holding_) {
     // A group relay before its first load: it joins (and gets its first
@@ -70,7 +96,7 @@ void Audience::greet(const Waiting& w, double now) {
     log::note(1, "client " + w.peer + ": " + w.bad.message);
     frames.push_back(net::make_text_frame(filter_error_message(w.bad)));
   }
-  for (const Payload& p : first) frames.push_back(net::make_text_frame(*p));
+  for (const Payload& p : first) frames.push_back(net::make_text_frame(with_you(*p, w.identity)));
   io_->join(w.id, frames);
 }
 
@@ -88,6 +114,7 @@ void Audience::fan_out(const Outgoing& out) {
 }
 
 void Audience::refresh(net::ClientId id, double now) {
+  const Peer* who = client(id);
   Payload snap;
   const Filter* filter = subs_.find(id);
   {
@@ -96,7 +123,7 @@ void Audience::refresh(net::ClientId id, double now) {
   }
   // Held to --max-queue: a client asking for snapshots it never reads is a
   // slow client, not a way to grow our memory.
-  io_->send(id, net::make_text_frame(*snap));
+  io_->send(id, net::make_text_frame(who ? with_you(*snap, who->identity) : *snap));
 }
 
 void Audience::subscribe(net::ClientId id, const nlohmann::json& message, double now) {
@@ -130,14 +157,38 @@ void Audience::resync(const nlohmann::json& gap, double now) {
     io_->broadcast(net::make_text_frame(*state_->hub.snapshot(now)));
     return;
   }
-  for (const auto& [id, peer] : peers_) {
+  for (const auto& [id, who] : peers_) {
     io_->send(id, net::make_text_frame(*state_->hub.snapshot(now, subs_.find(id))));
   }
 }
 
 std::string Audience::peer(net::ClientId id) const {
   auto it = peers_.find(id);
-  return it == peers_.end() ? std::string() : it->second;
+  return it == peers_.end() ? std::string() : it->second.address;
+}
+
+const Peer* Audience::client(net::ClientId id) const {
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : &it->second;
+}
+
+std::vector<net::ClientId> Audience::expired(double mono) {
+  std::vector<net::ClientId> out;
+  for (auto& [id, who] : peers_) {
+    if (who.expires && mono >= *who.expires) {
+      out.push_back(id);
+      who.expires.reset();
+    }
+  }
+  return out;
+}
+
+std::vector<net::ClientId> Audience::select(const std::function<bool(const Peer&)>& drop) const {
+  std::vector<net::ClientId> out;
+  for (const auto& [id, who] : peers_) {
+    if (drop(who)) out.push_back(id);
+  }
+  return out;
 }
 
 }  // namespace smws::relay

@@ -67,8 +67,19 @@ RelayHub::Intercept GroupMember::check_interrupt(std::string_view event) {
   if (parsed.is_object() && (!parsed.contains("interrupt_id") || parsed["interrupt_id"].is_null())) {
     parsed["interrupt_id"] = "i-" + relay_id_ + "-" + std::to_string(state_->next_interrupt++);
   }
+  const IntakeRules& rules = decisions_->rules();
+  if (std::string problem = reply_to_problem(parsed, rules); !problem.empty()) {
+    out.ok = false;
+    out.error = "interrupt: " + problem + "; refused";
+    return out;
+  }
+  if (parsed.is_object() && rules.policy && rules.policy->roles_enabled()) {
+    parsed["policy"] = rules.policy->policy_json(auth::action_names(parsed));
+  }
+  nlohmann::json asked = parsed.is_object() ? parsed : nlohmann::json::object();
   HitlInterruptResult r = state_->hitl.prepare_interrupt(std::move(parsed));
   if (!r.ok) {
+    answer_refusal(io_, asked, rules, r.error, refusal_reason_for(r.error));
     out.ok = false;
     out.error = "interrupt: " + r.error;
     return out;
@@ -77,7 +88,9 @@ RelayHub::Intercept GroupMember::check_interrupt(std::string_view event) {
   auto reply_to = r.event.find("reply_to");
   state_->origin[state_->last_interrupt_id] =
       reply_to != r.event.end() && reply_to->is_string() ? reply_to->get<std::string>() : "";
-  out.replacement = r.event.dump();
+  // reply_to stays on this relay (origin): the stream, and so every
+  // relay's clients, never see it.
+  out.replacement = client_text(r.event);
   return out;
 }
 
@@ -94,20 +107,53 @@ void GroupMember::push() {
   stream_->flush();
 }
 
-void GroupMember::decide(net::ClientId id, const nlohmann::json& decision, const std::string& peer,
+void GroupMember::decide(net::ClientId id, const nlohmann::json& decision, const Peer& who,
                          double mono) {
   // Checked here, decided by the group: the first valid decision in Redis
   // wins and comes back through the stream to every relay.
   HitlDecisionResult r;
+  std::string refusal;
   {
     MutexLock lock(&state_->mu);
-    r = state_->hitl.on_decision(decision, peer, mono, /*resolve=*/false);
+    r = state_->hitl.on_decision(decision, who.address, mono, /*resolve=*/false);
+    const IntakeRules& rules = decisions_->rules();
+    if (r.accepted() && rules.policy && rules.policy->roles_enabled()) {
+      const nlohmann::json* interrupt =
+          state_->hitl.pending_event(r.resolved->decision["interrupt_id"].get<std::string>());
+      std::vector<std::string> actions = auth::action_names(*interrupt);
+      std::string requester;
+      if (auto s = interrupt->find("sender"); s != interrupt->end() && s->is_object()) {
+        requester = s->value("user", "");
+      }
+      bool approving = false;
+      for (const auto& e : r.resolved->decision["decisions"]) {
+        std::string t = e.is_object() ? e.value("type", "") : "";
+        approving |= t == "approve" || t == "edit";
+      }
+      auth::DecideCheck c =
+          rules.policy->may_decide(who.identity, actions, requester, approving ? "approve" : "reject");
+      if (!c.allowed) {
+        refusal = c.error;
+      } else if (rules.policy->effective(actions).required > 1) {
+        refusal = "a decision needing several approvals is not supported with --redis yet";
+      }
+    }
   }
   if (!r.accepted()) {
     io_->send_text(id, r.error.dump());
     return;
   }
   std::string interrupt_id = r.resolved->decision["interrupt_id"].get<std::string>();
+  if (!refusal.empty()) {
+    ++not_allowed_;
+    io_->send_text(id, nlohmann::json{{"type", "error"},
+                                      {"interrupt_id", interrupt_id},
+                                      {"error", refusal},
+                                      {"reason", "not allowed"}}
+                           .dump());
+    return;
+  }
+  stamp_decided_by(&r.resolved->decision, who.identity, {who.identity});
   stream_->decide(interrupt_id, r.resolved->decision.dump(),
                   [this, id, interrupt_id](redis::DecideOutcome outcome) {
                     if (outcome == redis::DecideOutcome::kWon) {
@@ -267,7 +313,12 @@ void GroupMember::on_entries(const std::vector<redis::GroupSnapshot::Entry>& ent
             id_it != dom.end() && id_it->is_string() ? id_it->get<std::string>() : "";
         if (applied.type == "interrupt" && !id.empty()) {
           HitlInterruptResult r = state_->hitl.on_interrupt(dom, monotonic_seconds());
-          if (r.ok && state_->origin.count(id)) decisions_->record(r.event);
+          if (auto o = state_->origin.find(id); r.ok && o != state_->origin.end()) {
+            // Its origin records it, with the reply_to the stream never carried.
+            nlohmann::json record = r.event;
+            if (!o->second.empty()) record["reply_to"] = o->second;
+            decisions_->record(std::move(record));
+          }
         } else if (applied.type == "decision" && !id.empty()) {
           state_->hitl.resolve_elsewhere(id, dom.value("timed_out", false));
           won_unseen_.erase(id);

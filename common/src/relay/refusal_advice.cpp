@@ -36,6 +36,12 @@ std::string refusal_line(const net::RefusedUpgrade& r, const RelayOptions& optio
       break;
     }
     case net::RefusalReason::kToken:
+      if (!options.users.empty() || !options.jwt_keys.empty() || !options.jwt_secret_file.empty() ||
+          !options.trusted_proxies.empty()) {
+        // Identities (--users, --jwt-*, --trusted-proxy): the authenticator's reason.
+        line += r.message;
+        break;
+      }
       line += r.token_sent ? "wrong token" : "no token";
       line += "; the client must send the relay's --token (Authorization: Bearer, the subprotocol "
               "smws.bearer.TOKEN or ?token=)";

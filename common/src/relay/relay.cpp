@@ -3,12 +3,14 @@
 // (relay.h says which thread calls each method).
 #include "smws/relay/relay.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 
 #include <nlohmann/json.hpp>
 
+#include "smws/auth/audit_chain.h"
 #include "smws/clock.h"
 #include "smws/duration_text.h"
 #include "smws/exit_code.h"
@@ -37,9 +39,26 @@ OutputThread::RecordSink audit_sink(AuditLog* audit) {
     uint64_t unreported = 0;
   };
   auto reports = std::make_shared<Reports>();
-  return [audit, reports](const nlohmann::json& record) -> std::string {
+  // The records are a hash chain (auth/audit_chain.h: each line names the
+  // hash of the one before; ws-relay --verify-audit checks it), picked up
+  // from the file's last line.
+  auto chain = std::make_shared<auth::AuditChain>();
+  // Only a regular file has a last line to pick up (a device such as
+  // /dev/full would be read for ever).
+  struct stat st {};
+  const bool regular = ::stat(audit->path().c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  if (Status s = regular ? auth::AuditChain::resume(audit->path(), chain.get()) : Status::Ok(); !s.ok()) {
+    log::warn("audit file " + audit->path() + ": " + s.message +
+              "; its records from here on start a new chain (--verify-audit checks them from there)");
+    *chain = auth::AuditChain();
+  }
+  return [audit, reports, chain](const nlohmann::json& record) -> std::string {
     std::string error;
-    if (audit->append(record, error)) {
+    nlohmann::json stamped = record;
+    if (stamped.is_object()) stamped["logged_at"] = wall_seconds();
+    std::string line = chain->line_for(stamped);
+    if (audit->append_line(line, error)) {
+      chain->commit(line);
       if (reports->failing) {
         log::warn("audit file " + audit->path() + ": written again; decisions are recorded and delivered");
         *reports = Reports{};
@@ -94,6 +113,7 @@ Relay::Relay(const RelayOptions& options, AuditLog* audit, const redis::RedisUrl
   }
   MutexLock lock(&state_.mu);
   state_.hub = make_hub();
+  identities_.authenticator = std::make_shared<auth::Authenticator>();
 }
 
 RelayHub Relay::make_hub() {
@@ -133,7 +153,41 @@ void Relay::finish() {
   }
 }
 
-void Relay::on_open(const net::ClientInfo& client) { audience_.on_open(client, wall_seconds()); }
+void Relay::set_identities(Identities identities) {
+  identities_ = std::move(identities);
+  decisions_.set_rules(IntakeRules{&identities_.policy, options_.reply_dir});
+}
+
+auth::AuthResult Relay::authenticate(const net::HttpRequest& request) const {
+  return identities_.authenticator->authenticate(auth_request(request, wall_seconds()));
+}
+
+Status Relay::reload() {
+  Identities fresh;
+  if (Status s = load_identities(options_, &fresh); !s.ok()) return s;
+  // Each open connection keeps its identity only while the new sources
+  // still give it: a person removed, or whose groups changed, is closed.
+  std::vector<net::ClientId> revoked;
+  if (identities_.roles()) {
+    const auto& users = fresh.authenticator->config().users;
+    revoked = audience_.select([&users](const Peer& p) {
+      if (p.identity.via != auth::kViaUsers) return false;
+      if (!users) return true;
+      const auth::UserEntry* e = users->find(p.identity.name);
+      return !e || e->groups != p.identity.groups;
+    });
+  }
+  set_identities(std::move(fresh));
+  for (net::ClientId id : revoked) io_.close(id, 1008, "credentials revoked");
+  log::note(1, "SIGHUP: identities and policies loaded again" +
+                   (revoked.empty() ? std::string() : "; closed " + std::to_string(revoked.size()) +
+                                                          " connections whose credentials were revoked"));
+  return Status::Ok();
+}
+
+void Relay::on_open(const net::ClientInfo& client) {
+  audience_.on_open(client, wall_seconds(), monotonic_seconds(), unverified_identity(options_));
+}
 
 void Relay::on_wake() {
   std::vector<Outgoing> frames;
@@ -204,18 +258,32 @@ void Relay::handle_message(net::ClientId id, std::string_view payload) {
       audience_.subscribe(id, m.json, wall_seconds());
       return;
     case ClientMessage::Kind::kForward:
+      if (identities_.roles()) {
+        // Printed with who sent it, as the relay knows them (SPEC "Records").
+        if (const Peer* who = audience_.client(id)) {
+          nlohmann::json j = nlohmann::json::parse(m.line, nullptr, false);
+          if (j.is_object()) {
+            j["from"] = who->identity.to_json();
+            io_.print(j.dump() + "\n");
+            return;
+          }
+        }
+      }
       io_.print(std::move(m.line));
       return;
     case ClientMessage::Kind::kError:
       io_.send_text(id, m.reply);
       return;
-    case ClientMessage::Kind::kDecision:
+    case ClientMessage::Kind::kDecision: {
+      const Peer* who = audience_.client(id);
+      if (!who) return;  // closing
       if (group_) {
-        group_->decide(id, m.json, audience_.peer(id), monotonic_seconds());
+        group_->decide(id, m.json, *who, monotonic_seconds());
       } else {
-        decisions_.decide(id, m.json, audience_.peer(id), monotonic_seconds(), wall_seconds());
+        decisions_.decide(id, m.json, *who, monotonic_seconds(), wall_seconds());
       }
       return;
+    }
   }
 }
 
@@ -229,6 +297,8 @@ void Relay::on_tick() {
     log::warn("refused " + std::to_string(s.refused) + " more connections from " + from +
               " (counted in /metrics: ws_relay_handshakes_refused_total)");
   }
+  // A JWT's exp reached while its connection is open (SPEC: 1008).
+  for (net::ClientId id : audience_.expired(now)) io_.close(id, 1008, "token expired");
   if (group_) {
     group_->tick(now);
   } else {
@@ -257,6 +327,7 @@ RelayCounters Relay::counters() {
   c.uptime_s = monotonic_seconds() - started_;
   if (decisions_.audit()) c.audit = AuditCounters{decisions_.audit_error(), decisions_.audit_failures()};
   if (group_) c.group = group_->counters();
+  c.decisions_not_allowed = decisions_.not_allowed() + (group_ ? group_->not_allowed() : 0);
   return c;
 }
 

@@ -17,6 +17,10 @@ void ServerIo::send_text(net::ClientId id, const std::string& text) { server_->s
 
 void ServerIo::join(net::ClientId id, const std::vector<net::Frame>& first) { server_->join(id, first); }
 
+void ServerIo::close(net::ClientId id, uint16_t code, const std::string& reason) {
+  server_->close(id, code, reason);
+}
+
 void ServerIo::print(std::string line) { output_->line(std::move(line)); }
 
 void ServerIo::reply(const std::string& to, const std::string& text) {

@@ -87,6 +87,9 @@ std::string metrics_text(const net::ServerStats& s, const RelayCounters& c) {
               "Machines forgotten by the snapshot table at its bound, least recently active first.",
               c.machines_evicted);
   out.gauge("ws_relay_hitl_pending", "Interrupts waiting for a decision.", c.hitl_pending);
+  out.counter("ws_relay_decisions_not_allowed_total",
+              "Decisions refused because no policy lets their sender decide (--users, --jwt-*, --trusted-proxy).",
+              c.decisions_not_allowed);
   if (c.audit) {
     out.gauge("ws_relay_audit_ok", "1 while the --audit file takes records (0 from a refused record until one is written).",
               c.audit->error.empty() ? 1 : 0);

@@ -9,6 +9,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "smws/auth/authenticator.h"
 #include "smws/net/handshake.h"
 
 namespace smws::net {
@@ -34,7 +35,10 @@ class HttpRoutes {
   // (404 naming it), the token for kToken routes (401 with
   // "WWW-Authenticate: Bearer"; token_ok's rules), then the handler's reply.
   // The server drops the body for HEAD.
-  HttpReply serve(const HttpRequest& request, const std::string& token) const;
+  // authenticate: when set, a kToken route asks it instead of checking
+  // token (ServerOptions::authenticate).
+  HttpReply serve(const HttpRequest& request, const std::string& token,
+                  const std::function<auth::AuthResult(const HttpRequest&)>& authenticate = {}) const;
 
   // True when `path` is a kAnyHost route.
   bool any_host(const std::string& path) const;

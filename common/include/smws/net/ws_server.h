@@ -58,10 +58,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "smws/auth/authenticator.h"
 #include "smws/net/handshake.h"
 #include "smws/net/http_routes.h"
 #include "smws/net/send_queue.h"
@@ -117,6 +119,12 @@ struct ServerOptions {
   std::vector<std::string> allow_hosts;
   std::vector<std::string> allow_origins;  // empty: same host only
   std::string token;                       // empty: no token required
+  // Who a request is (ws-relay's --users, --jwt-*, --trusted-proxy:
+  // smws::auth). When set, it is asked instead of `token` for every
+  // upgrade that passes the RFC 6455, Origin and room checks, and for every
+  // kToken route; a refusal is answered with its status (401/403) and
+  // counted as RefusalReason::kToken. Loop thread.
+  std::function<auth::AuthResult(const HttpRequest&)> authenticate;
   std::string tls_cert, tls_key;           // both set: wss/https
   // An HTTP request head or TLS handshake must complete within this (slowloris).
   double handshake_timeout = protocol::kHandshakeTimeout;
@@ -180,6 +188,9 @@ struct ClientInfo {
   ClientId id = 0;
   std::string peer;      // "ip:port"
   HttpRequest request;   // the upgrade request (query, headers)
+  // What ServerOptions::authenticate said (admitted); without it, nothing:
+  // the tool knows what its --token alone means.
+  std::optional<auth::AuthResult> auth;
 };
 
 // Called on the loop thread only. Methods must not block.
@@ -249,6 +260,9 @@ class WsServer {
   bool join(ClientId id, const std::vector<Frame>& first = {});
   // Queues the frame to every joined client. Returns how many queued it.
   size_t broadcast(const Frame& frame);
+  // Starts a close handshake with one client (unsent data after the frame
+  // being written is discarded): ws-relay's revoked or expired credentials.
+  void close(ClientId id, uint16_t code, std::string_view reason);
   // Watches another fd (a tool's stdin) for readability: on_readable runs
   // on the loop thread, level-triggered (again on the next turn while the fd
   // stays readable, so read once per call). False when epoll cannot watch it

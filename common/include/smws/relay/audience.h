@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -23,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "smws/auth/identity.h"
 #include "smws/net/ws_server.h"
 #include "smws/relay/relay_io.h"
 #include "smws/relay/relay_state.h"
@@ -30,6 +32,14 @@
 #include "smws/subscription.h"
 
 namespace smws::relay {
+
+// Who a client is, as the relay established it (identities.h): never
+// what the client claims.
+struct Peer {
+  std::string address;     // "ip:port", or the trusted proxy's X-Forwarded-For entry
+  auth::Identity identity;
+  std::optional<double> expires;  // monotonic deadline of a JWT's exp
+};
 
 class Audience {
  public:
@@ -46,7 +56,10 @@ class Audience {
   bool serving() const { return !holding_; }
   void serve(double now);  // now: wall seconds, for the snapshots
 
-  void on_open(const net::ClientInfo& client, double now);
+  // now: wall seconds (snapshots); mono: monotonic (a JWT's deadline).
+  // unverified: the identity when the server named none (identities.h).
+  void on_open(const net::ClientInfo& client, double now, double mono = 0,
+               const auth::Identity& unverified = auth::Identity::anonymous());
   void on_close(net::ClientId id);
   // Queues one broadcast to the clients whose filter takes it.
   void fan_out(const Outgoing& out);
@@ -62,6 +75,13 @@ class Audience {
 
   // The address the client connected from ("" once gone).
   std::string peer(net::ClientId id) const;
+  // Who it is (nullptr once gone).
+  const Peer* client(net::ClientId id) const;
+  // The open clients whose identity expired by mono (a JWT's exp); each is
+  // returned once (the caller closes it).
+  std::vector<net::ClientId> expired(double mono);
+  // The open clients whose identity satisfies keep() no more (SIGHUP).
+  std::vector<net::ClientId> select(const std::function<bool(const Peer&)>& drop) const;
   size_t subscribed() const { return subs_.filtered(); }
   uint64_t filtered_out() const { return filtered_out_; }
 
@@ -70,6 +90,7 @@ class Audience {
   struct Waiting {
     net::ClientId id;
     std::string peer;
+    auth::Identity identity;
     std::optional<uint64_t> since;
     Filter filter;
     Status bad;  // a bad query filter, answered with an error
@@ -81,7 +102,7 @@ class Audience {
   const bool seq_;
   bool holding_ = false;
   std::vector<Waiting> waiting_;                          // held new clients
-  std::unordered_map<net::ClientId, std::string> peers_;  // id -> address
+  std::unordered_map<net::ClientId, Peer> peers_;          // id -> who
   SubscriptionIndex subs_;                                // open clients' filters
   std::unordered_map<std::string, Filter> routes_;        // --route: path -> filter
   std::vector<SubscriberId> recipients_;                  // fan_out's scratch

@@ -28,12 +28,41 @@
 
 #include <nlohmann/json.hpp>
 
+#include "smws/auth/policy.h"
+#include "smws/auth/quorum.h"
 #include "smws/hitl.h"
+#include "smws/hitl_refusal.h"
 #include "smws/relay/audience.h"
 #include "smws/relay/relay_io.h"
 #include "smws/relay/relay_state.h"
 
 namespace smws::relay {
+
+// What every stdin interrupt is held to before it is pending (here, and in
+// the group member): where its reply may go, and the policy it carries.
+struct IntakeRules {
+  // Roles on: each interrupt carries "policy":{"approvers","required"}.
+  const auth::Policy* policy = nullptr;
+  // --reply-dir: a reply_to outside it is refused (no datagram is sent there).
+  std::string reply_dir;
+};
+
+// "" when reply_to may be answered under rules, else why not.
+std::string reply_to_problem(const nlohmann::json& interrupt, const IntakeRules& rules);
+// The interrupt as clients see it: without reply_to (SPEC "Replies bound to
+// their request": kept for the relay and the audit only).
+std::string client_text(const nlohmann::json& interrupt);
+// Answers a refused interrupt's reply_to at once (hitl_refusal.h), when it
+// has one the rules allow, so its sm-send stops waiting.
+void answer_refusal(RelayIo* io, const nlohmann::json& interrupt, const IntakeRules& rules,
+                    const std::string& error, InterruptRefusalReason reason);
+// The refusal reason for HitlTable's error text (a full table, or a bad interrupt).
+InterruptRefusalReason refusal_reason_for(const std::string& table_error);
+// Writes who decided (SPEC "Records"): a verified identity's {"name","via"}
+// as decided_by (one per voter for a quorum), a different claimed name kept
+// as claimed_by; without one, the claim stays and "verified":false is added.
+void stamp_decided_by(nlohmann::json* decision, const auth::Identity& who,
+                      const std::vector<auth::Identity>& deciders);
 
 class Decisions {
  public:
@@ -41,6 +70,9 @@ class Decisions {
   // anything is delivered).
   Decisions(RelayState* state, RelayIo* io, Audience* audience, bool audit)
       : state_(state), io_(io), audience_(audience), audit_(audit) {}
+  // Before run(), and on SIGHUP (loop thread). The policy outlives its use.
+  void set_rules(IntakeRules rules) { rules_ = std::move(rules); }
+  const IntakeRules& rules() const { return rules_; }
 
   // The hub's interceptor for a stdin interrupt (no --redis): checked,
   // then pending and broadcast at once, or (--audit) held until recorded.
@@ -50,8 +82,10 @@ class Decisions {
   void assert_locked() const ASSERT_CAPABILITY(state_->mu) { state_->mu.assert_held(); }
 
   // A client's decision: checked; a wrong one gets its error back.
-  void decide(net::ClientId id, const nlohmann::json& decision, const std::string& peer,
-              double mono, double wall);
+  // Roles on: only a person the policy names may decide; with `required`
+  // N > 1, N distinct approvals decide (each earlier one is a `vote`).
+  void decide(net::ClientId id, const nlohmann::json& decision, const Peer& who, double mono,
+              double wall);
   // Resolves the interrupts whose deadline has passed.
   void tick(double mono, double wall);
   // Acts on the records' outcomes the output thread posted. True when a
@@ -72,6 +106,7 @@ class Decisions {
   bool audit() const { return audit_; }
   const std::string& audit_error() const { return audit_error_; }
   uint64_t audit_failures() const { return audit_failures_; }
+  uint64_t not_allowed() const { return not_allowed_; }
 
  private:
   // A resolution whose record the output thread is writing, by ticket.
@@ -96,6 +131,11 @@ class Decisions {
   uint64_t next_ticket_ = 1;
   // --redis: the group's decisions whose record failed, retried on the tick.
   std::vector<HitlResolution> group_records_to_retry_;
+  IntakeRules rules_;
+  // Quorums under way: interrupt_id -> tally. Bounded by the pending table:
+  // an entry leaves when its interrupt is decided, times out or is refused.
+  std::unordered_map<std::string, auth::Quorum> quorums_;
+  uint64_t not_allowed_ = 0;     // decisions no policy allowed (/metrics)
   std::string audit_error_;      // why the last record failed; empty once one is written
   uint64_t audit_failures_ = 0;  // records refused (/metrics)
 };

@@ -58,8 +58,9 @@ class GroupMember : public redis::RedisStream::Listener {
   // Moves what stdin produced into the stream (one script call per batch).
   void push();
   // A client's decision: checked here, decided by the group.
-  void decide(net::ClientId id, const nlohmann::json& decision, const std::string& peer,
-              double mono);
+  // Roles on: the policy is checked here too; a quorum (required > 1) is
+  // not supported in a group yet and is refused with an error.
+  void decide(net::ClientId id, const nlohmann::json& decision, const Peer& who, double mono);
   // Timeouts, retries, the serving gate, the drain before exit.
   void tick(double mono);
   // stdin ended with --exit-on-eof: the buffered events reach the group
@@ -72,6 +73,7 @@ class GroupMember : public redis::RedisStream::Listener {
   void on_link(bool up) override;
 
   GroupCounters counters() const;
+  uint64_t not_allowed() const { return not_allowed_; }
 
  private:
   void propose_timeout(const std::string& interrupt_id, const std::string& text);
@@ -94,6 +96,7 @@ class GroupMember : public redis::RedisStream::Listener {
   std::unordered_map<std::string, net::ClientId> won_unseen_;
   uint64_t decisions_unavailable_ = 0;  // "redis is unavailable" answers
   uint64_t decisions_lost_ = 0;         // won, then lost with Redis's data
+  uint64_t not_allowed_ = 0;            // decisions no policy allowed (/metrics)
   std::string epoch_;                   // the epoch of the last load
 };
 

@@ -37,6 +37,7 @@
 #include "smws/relay/audience.h"
 #include "smws/relay/decisions.h"
 #include "smws/relay/group_member.h"
+#include "smws/relay/identities.h"
 #include "smws/relay/relay_io.h"
 #include "smws/relay/relay_metrics.h"
 #include "smws/relay/relay_options.h"
@@ -51,6 +52,16 @@ class Relay : public net::WsServerHandler {
   // redis_url: the parsed --redis URL, or nullptr for a relay on its own.
   // audit: the --audit file (open or not), written by the output thread.
   Relay(const RelayOptions& options, AuditLog* audit, const redis::RedisUrl* redis_url);
+
+  // Who may connect and decide (identities.h), loaded by run_ws_relay;
+  // before run(). reload() loads them again from the same flags (SIGHUP,
+  // on the loop thread): the connections of a person removed or changed
+  // are closed 1008 "credentials revoked".
+  void set_identities(Identities identities);
+  Status reload();
+  // ServerOptions::authenticate: who a request is (loop thread).
+  auth::AuthResult authenticate(const net::HttpRequest& request) const;
+  bool names_connections() const { return identities_.roles(); }
 
   // Registers the relay's HTTP routes; before server->run().
   void attach(net::WsServer* server);
@@ -94,6 +105,7 @@ class Relay : public net::WsServerHandler {
   std::unique_ptr<GroupMember> group_;  // --redis only
   StdinSource stdin_;
   net::RefusalLog refusal_log_;  // which refused upgrades to log
+  Identities identities_;        // loop thread (replaced by reload())
   bool eof_handled_ = false;
 };
 

@@ -40,6 +40,8 @@ class RelayIo {
   virtual void send_text(net::ClientId id, const std::string& text) = 0;
   // The client joins the broadcast with these first (WsServer::join).
   virtual void join(net::ClientId id, const std::vector<net::Frame>& first) = 0;
+  // Closes the client with this code and reason (a revoked or expired identity).
+  virtual void close(net::ClientId id, uint16_t code, const std::string& reason) = 0;
   // --- output (any thread) ---
   virtual void print(std::string line) = 0;  // one stdout line, with its "\n"
   // A decision (or a refusal) as one datagram to a waiting sm-send.
@@ -64,6 +66,7 @@ class ServerIo final : public RelayIo {
   void send(net::ClientId id, const net::Frame& frame) override;
   void send_text(net::ClientId id, const std::string& text) override;
   void join(net::ClientId id, const std::vector<net::Frame>& first) override;
+  void close(net::ClientId id, uint16_t code, const std::string& reason) override;
   void print(std::string line) override;
   void reply(const std::string& to, const std::string& text) override;
   void record(nlohmann::json record, uint64_t ticket) override;

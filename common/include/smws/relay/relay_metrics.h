@@ -44,6 +44,7 @@ struct RelayCounters {
   uint64_t stderr_dropped = 0;
   uint64_t stdout_dropped = 0;
   double uptime_s = 0;
+  uint64_t decisions_not_allowed = 0;  // decisions no policy allowed
   std::optional<AuditCounters> audit;  // with --audit
   std::optional<GroupCounters> group;  // with --redis
 };

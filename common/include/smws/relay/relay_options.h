@@ -48,6 +48,20 @@ struct RelayOptions {
   std::string redis_stream = "smws";
   size_t redis_history = 10000;
   size_t redis_buffer = 100000;
+  // Who may decide (SPEC "Who may decide"; docs/hitl.md, "Who may decide"): identity
+  // sources, then policies, then where replies may go.
+  std::string users;                          // --users FILE
+  std::vector<std::string> jwt_keys;          // --jwt-key FILE (repeatable)
+  std::string jwt_secret_file;                // --jwt-secret-file FILE
+  std::string jwt_audience;                   // --jwt-audience A
+  std::string jwt_name_claim = "sub";         // --jwt-name-claim
+  std::string jwt_groups_claim = "groups";    // --jwt-groups-claim
+  std::vector<std::string> trusted_proxies;   // --trusted-proxy CIDR (repeatable)
+  std::string user_header = "X-Forwarded-User";
+  std::string groups_header = "X-Forwarded-Groups";
+  std::vector<std::string> approvers;         // --approvers GROUP|@NAME (repeatable)
+  std::string policy;                         // --policy FILE
+  std::string reply_dir;                      // --reply-dir DIR
   CommonFlags common;
 };
 
