@@ -114,6 +114,8 @@ def test_the_human_report_ends_with_a_timeline_strip():
     strip = [l for l in lines if l.startswith("  timeline")]
     assert len(strip) == 1, result.stdout
     bar = strip[0].split("|")[1]
-    assert bar[0] == "M" and bar[-1] == "F"  # a message at the start, the FIN at the end
+    # A message near the start (the fixture greets at once; a loaded machine
+    # may put it a column or two in), the FIN at the end.
+    assert "M" in bar[:6] and bar[-1] == "F"
     assert "." in bar  # the silence before the drop
     assert "legend" in result.stdout
