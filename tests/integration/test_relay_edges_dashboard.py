@@ -82,7 +82,7 @@ def test_the_legend_shows_the_states_in_view_and_stays_bounded(browser):
         browser.wait_js("document.querySelectorAll('#legend li').length > 1", what="the legend")
         # Each lane's current state leads the legend; the rest are counted.
         wait_for(lambda: "s-9999" in browser.js("return document.getElementById('legend').innerText"),
-                 what="the newest state in the legend")
+                 timeout=30, what="the newest state in the legend")
         items = browser.js("return [...document.querySelectorAll('#legend li')].map(li => li.textContent)")
         assert len(items) <= 33, len(items)
         assert items[-1].endswith(" more states"), items[-1]
