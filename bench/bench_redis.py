@@ -49,7 +49,8 @@ import bench_relay  # noqa: E402  (Server, Load, event_line, Lines)
 from redis_support import RedisServer, Sentinel, start_replica  # noqa: E402
 
 QUICK = "--quick" in sys.argv
-RELAY_ARGS = ["--max-queue", "1000000"]
+RELAY_ARGS = ["--max-queue", "1000000", "--max-queue-bytes", "1099511627776",
+              "--max-clients-per-ip", "1000000"]
 
 
 class Relay(bench_relay.Server):

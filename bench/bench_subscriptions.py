@@ -37,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_relay  # noqa: E402  (the same harness: Server, Lines)
-from bench_relay import LOAD, RELAY, Lines, Server  # noqa: E402
+from bench_relay import LOAD, LOAD_INFLIGHT, RELAY, Lines, Server  # noqa: E402
 
 import subprocess  # noqa: E402
 
@@ -58,7 +58,8 @@ def event_line(i, t, size=100):
 class Load:
     def __init__(self, port, clients, path, expect, spread=0, timeout=300):
         args = [LOAD, "--port", str(port), "--clients", str(clients), "--path", path,
-                "--expect", str(expect), "--wait-initial", "--timeout", str(timeout)]
+                "--expect", str(expect), "--wait-initial", "--timeout", str(timeout),
+                "--max-inflight", LOAD_INFLIGHT]
         if spread:
             args += ["--spread", str(spread)]
         self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -161,7 +162,8 @@ def main():
             return 69
     # The relay's defaults, except room for the clients and a queue that a
     # busy shared machine cannot overflow (then the run would measure 1013s).
-    bench_relay.RELAY_ARGS = ["--max-clients", "20000", "--max-queue", "100000"]
+    bench_relay.RELAY_ARGS = ["--max-clients", "20000", "--max-queue", "100000",
+                              "--max-queue-bytes", "1099511627776", "--max-clients-per-ip", "1000000"]
     la = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load average {la[0]:.1f} {la[1]:.1f}", flush=True)
     print(f"events over {MACHINES} machines; filtered clients each on one machine", flush=True)
@@ -188,15 +190,20 @@ def main():
 def before_after(baseline, pairs=3):
     n = 20000 if QUICK else 200000
     current = bench_relay.RELAY
-    bench_relay.RELAY_ARGS = ["--max-queue", "1000000"]  # bench_relay's own setting
+    # bench_relay's own setting; a baseline built before --max-queue-bytes
+    # (issue 20) knows only --max-queue, and had no byte bound.
+    saved_args = bench_relay.RELAY_ARGS
     runs = {"before": [], "after": []}
     try:
         for _ in range(pairs):
             for name, binary in (("before", baseline), ("after", current)):
                 bench_relay.RELAY = binary
+                bench_relay.RELAY_ARGS = (["--max-queue", "1000000"] if name == "before"
+                                          else ["--max-queue", "1000000", "--max-queue-bytes", "1099511627776"])
                 runs[name].append(bench_relay.fanout("relay", 10, n))
     finally:
         bench_relay.RELAY = current
+        bench_relay.RELAY_ARGS = saved_args
     med = {k: (statistics.median(r["rate"] for r in v),
                statistics.median(r["cpu_per_m"] for r in v)) for k, v in runs.items()}
     (rb, cb), (ra, ca) = med["before"], med["after"]

@@ -27,6 +27,8 @@
 #include "smws/protocol_messages.h"
 #include "smws/redis_stream.h"
 #include "smws/relay/redis_flags.h"
+#include "smws/auth/cidr.h"
+#include "smws/relay/fd_budget.h"
 #include "smws/relay/relay.h"
 #include "smws/relay/routes.h"
 #include "smws/status.h"
@@ -61,6 +63,22 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
                  "Close a client (1008) whose pong is this late [default: 2x interval]")
       ->check(kSeconds);
   app.add_flag("--app-ping", o.app_ping, "Also send {\"type\":\"ping\"} messages at each ping");
+  app.add_option("--max-queue-bytes", o.max_queue_bytes,
+                 "Bytes queued per client (snapshot, history and replies included) before it counts "
+                 "as slow")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 40).description(""))
+      ->type_name("BYTES")
+      ->capture_default_str();
+  app.add_option("--max-clients-per-ip", o.max_clients_per_ip,
+                 "Most WebSocket clients from one address (then HTTP 503)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20).description(""))
+      ->type_name("N")
+      ->capture_default_str();
+  app.add_option("--allow-host", o.allow_host,
+                 "Host name answered besides localhost, 127.0.0.1 and [::1] (repeatable; on a "
+                 "non-loopback --listen: the only names answered) [default: any on non-loopback]")
+      ->type_name("NAME")
+      ->allow_extra_args(false);  // one NAME per --allow-host
   app.add_option("--max-clients", o.max_clients, "Most WebSocket clients at once (then HTTP 503)")
       ->check(CLI::Range(size_t{1}, size_t{1} << 20).description(""))
       ->type_name("N")
@@ -73,7 +91,7 @@ void setup_ws_relay(CLI::App& app, RelayOptions& o) {
                  "Origin allowed to connect (repeatable; '*' any) [default: same host]")
       ->type_name("ORIGIN")
       ->allow_extra_args(false);  // one ORIGIN per --allow-origin
-  app.add_option("--token", o.token, "Require this token (Authorization: Bearer or ?token=)")
+  app.add_option("--token", o.token, "Require this token (Authorization: Bearer, subprotocol smws.bearer.TOKEN, or ?token=)")
       ->envname("WS_RELAY_TOKEN")
       ->type_name("TOKEN");
   app.add_option("--tls-cert", o.tls_cert, "PEM certificate: serve wss:// and https://")
@@ -253,6 +271,37 @@ int run_ws_relay(const RelayOptions& o) {
   if (o.app_ping) so.keepalive = [] { return protocol::app_ping_message(wall_seconds()); };
   so.max_message = o.max_message;
   so.max_clients = o.max_clients;
+  so.max_clients_per_address = o.max_clients_per_ip;
+  so.max_queue_bytes = o.max_queue_bytes;
+  for (const std::string& h : o.allow_host) {
+    // A name or address as a Host header carries it, without port or path.
+    bool ok = !h.empty() && h.size() <= 255 &&
+              h.find_first_of("/ \t,;@?#") == std::string::npos &&
+              (h.find(':') == std::string::npos || h.front() == '[' ||
+               h.find(':') != h.rfind(':'));  // "name:port" is not a name; IPv6 has several ':'
+    if (!ok) {
+      log::error("--allow-host '" + h + "': must be a host name or address without port "
+                 "(e.g. relay.example.com, 10.0.0.5, [fd00::5])");
+      return kExitUsage;
+    }
+  }
+  so.allow_hosts = o.allow_host;
+  // Descriptors: clients, handshakes and the relay's own must fit the
+  // open-file limit (raised to the hard limit first); refusing to start
+  // says so once, where running out under load would fail clients at random.
+  {
+    relay::FdLimit limit = relay::raise_fd_limit();
+    if (limit.was < limit.soft) {
+      log::note(1, "open-file limit raised from " + std::to_string(limit.was) + " to " +
+                       std::to_string(limit.soft));
+    }
+    Status st = relay::check_fd_budget(limit, o.max_clients, protocol::kMaxHandshaking,
+                                       protocol::kReservedFds);
+    if (!st.ok()) {
+      log::error(st.message);
+      return exit_code_for(st);
+    }
+  }
   so.allow_origins = o.allow_origin;
   so.token = o.token;
   so.tls_cert = o.tls_cert;
@@ -300,6 +349,21 @@ int run_ws_relay(const RelayOptions& o) {
     // sources then), never the client.
     so.token.clear();
     so.authenticate = [&relay](const net::HttpRequest& request) { return relay.authenticate(request); };
+  }
+  if (!o.trusted_proxies.empty()) {
+    // Per-address limits behind a trusted proxy: its clients count by the
+    // X-Forwarded-For entry it added; its own handshakes (every client's)
+    // are not limited per address at accept.
+    auth::TrustedProxies proxies;
+    if (Status st = auth::TrustedProxies::parse(o.trusted_proxies, &proxies); st.ok()) {
+      so.address_key = [proxies](const std::string& peer, const net::HttpRequest* request) -> std::string {
+        if (!proxies.contains(peer)) return peer;
+        if (!request) return std::string();
+        const std::string* xff = request->header("x-forwarded-for");
+        std::optional<std::string> client = xff ? auth::forwarded_client(*xff) : std::nullopt;
+        return client ? *client : peer;
+      };
+    }
   }
   net::WsServer server(so, &relay);
   relay.attach(&server);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "smws/ws_frame.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace smws::ws {
@@ -153,6 +154,25 @@ bool parse_close_payload(std::string_view payload, uint16_t* code, std::string* 
 
 FrameReader::FrameReader(Role role, size_t max_message) : role_(role), max_message_(max_message) {}
 
+namespace {
+
+// std::string grows (append and reserve alike) to at least twice its
+// capacity: a message just over 1 MiB would hold 2 MiB. A reader's buffers
+// are held per client, so they grow to a capacity chosen here instead.
+void grow_to(std::string* s, size_t capacity) {
+  std::string bigger;
+  bigger.reserve(capacity);  // from an empty string: exactly (above 30 bytes)
+  bigger.append(*s);
+  s->swap(bigger);
+}
+
+// Past this, the fed-bytes buffer grows by what is needed plus this, not by
+// doubling: a large frame arriving in 64 KiB reads costs a few copies, and
+// the buffer stays within a frame plus 256 KiB.
+constexpr size_t kBufferSlack = 256 * 1024;
+
+}  // namespace
+
 void FrameReader::feed(const char* data, size_t size) {
   if (error_code_ != 0) return;
   // Drop the consumed prefix before growing, so the buffer holds at most one
@@ -160,6 +180,10 @@ void FrameReader::feed(const char* data, size_t size) {
   if (pos_ > 0 && (pos_ == buffer_.size() || pos_ >= 64 * 1024)) {
     buffer_.erase(0, pos_);
     pos_ = 0;
+  }
+  const size_t need = buffer_.size() + size;
+  if (need > buffer_.capacity()) {
+    grow_to(&buffer_, std::max(need, std::min(2 * buffer_.capacity(), need + kBufferSlack)));
   }
   buffer_.append(data, size);
 }
@@ -264,6 +288,11 @@ FrameReader::Status FrameReader::next(Message* out) {
       utf8_.reset();
     }
     const size_t start = message_.size();
+    // An unfinished message holds at most max_message_ bytes, capacity
+    // included (start + size <= max_message_ was checked with the header).
+    if (start + size > message_.capacity()) {
+      grow_to(&message_, std::min(max_message_, std::max(start + size, 2 * message_.capacity())));
+    }
     message_.append(payload, size);
     if (masked) apply_mask(message_.data() + start, size, key);
     const bool check_text = message_opcode_ == Opcode::kText && !message_compressed_;

@@ -13,6 +13,7 @@ import glob
 import gzip
 import json
 import os
+import stat as stat_mod
 import re
 import selectors
 import shutil
@@ -477,7 +478,14 @@ async def approve_from_a_browser(url, service, root):
             msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
             if msg.get("type") == "interrupt":
                 break
-        reply_to = msg["reply_to"]
+        # reply_to never reaches a client (SPEC "Replies bound to their
+        # request"); the impostor finds the socket in the shared directory.
+        assert "reply_to" not in msg, msg
+        reply_dir = os.path.join(service.run_dir, "reply")
+        socks = [os.path.join(d, n) for d, _, names in os.walk(reply_dir) for n in names
+                 if stat_mod.S_ISSOCK(os.stat(os.path.join(d, n)).st_mode)]
+        assert len(socks) == 1, socks
+        reply_to = socks[0]
         assert reply_to.startswith(os.path.join(service.run_dir, "reply") + "/"), reply_to
         st = os.stat(reply_to)
         assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (PRODUCER_UID, SERVICE_GID, 0o660)

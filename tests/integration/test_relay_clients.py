@@ -184,7 +184,7 @@ def test_a_client_that_stops_reading_before_a_quiet_spell_is_closed_1008_not_lef
     # that the peer's TCP takes no byte while the ping waits, or never
     # received the ping, and the ping times out.
     with Relay("-v", "--ping-interval", "0.5", "--ping-timeout", "1", "--max-queue", "1000000",
-               "--slow-client", policy) as relay:
+               "--max-queue-bytes", "1099511627776", "--slow-client", policy) as relay:
         stalled = RawWs(relay.port, rcvbuf=4096)
         assert stalled.recv_json()["type"] == "initial"
         with open("/proc/sys/net/ipv4/tcp_wmem") as f:

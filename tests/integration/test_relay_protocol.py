@@ -458,7 +458,7 @@ def test_sigterm_during_a_long_drain_ends_it_within_the_close_grace():
     # ignored (begin_shutdown returned at once when already shutting down),
     # so a client that never reads held the exit for the whole drain. Now the
     # signal cuts every grace to the 2 s close grace.
-    with Relay("-v", "--ping-interval", "0", "--max-queue", "100000",
+    with Relay("-v", "--ping-interval", "0", "--max-queue", "100000", "--max-queue-bytes", "1099511627776",
                "--exit-on-eof", "--drain-timeout", "60") as r:
         c = RawClient(r.port, rcvbuf=4096)  # never reads: its close cannot go out
         assert c.status == 101
@@ -495,7 +495,8 @@ def test_sigterm_sends_1001_next_to_a_client_with_a_backlog():
     # seeing 1001. Now unstarted data is discarded and 1001 goes out next;
     # only the --exit-on-eof drain still delivers queues first.
     from smws_test import wait_for
-    with Relay("--ping-interval", "0", "--max-queue", "100000") as r:
+    # (Both queue bounds out of reach: the 20 MB backlog must stay queued.)
+    with Relay("--ping-interval", "0", "--max-queue", "100000", "--max-queue-bytes", "1099511627776") as r:
         c = RawClient(r.port, rcvbuf=4096)  # paused: reads nothing yet
         assert c.status == 101
         r.send_raw((BACKLOG_LINE * BACKLOG_COUNT).encode())

@@ -181,7 +181,8 @@ def screenshot_dir():
 class CuttableProxy:
     """127.0.0.1:port -> 127.0.0.1:target, on threads. cut() drops every
     forwarded connection (the browser sees 1006) and refuses new ones until
-    resume(). `requests` holds the first line of each forwarded request."""
+    resume(). `requests` holds the first line of each forwarded request,
+    `heads` its whole head (what a proxy's access log could show)."""
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -192,6 +193,7 @@ class CuttableProxy:
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
         self.requests = []
+        self.heads = []
         self._lock = threading.Lock()
         self._pairs = []           # GUARDED_BY(_lock): (client, upstream) sockets
         self._open = True          # GUARDED_BY(_lock): forward new connections
@@ -238,6 +240,7 @@ class CuttableProxy:
                     break
                 if first:
                     self.requests.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
+                    self.heads.append(data.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
                     first = False
                 dst.sendall(data)
         except OSError:

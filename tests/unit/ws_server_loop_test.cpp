@@ -399,12 +399,6 @@ TEST_CASE("open() says what failed with a Status code, not only in its text", "[
 
 namespace {
 
-// A tool's per-client state, as subscriptions would attach it.
-struct Topic : ClientState {
-  explicit Topic(std::string n) : name(std::move(n)) {}
-  std::string name;
-};
-
 // What Joiner and BacklogHandler share: each wake runs `on_step` on the loop
 // thread, and step() wakes the loop and waits until it handled that wake.
 class SteppedHandler : public WsServerHandler {
@@ -429,18 +423,12 @@ class SteppedHandler : public WsServerHandler {
 };
 
 // on_open: broadcasts "before" (the new client has not joined: not for it),
-// then joins it with `first`; the client named in topics gets a Topic.
+// then joins it with `first`.
 class Joiner : public SteppedHandler {
  public:
-  std::vector<std::string> topics;  // given in connection order
-
   void on_open(const ClientInfo& client) override {
     server->broadcast(make_text_frame("before"));
     server->join(client.id, first);
-    int n = opened.load();
-    if (n < static_cast<int>(topics.size())) {
-      server->set_state(client.id, std::make_unique<Topic>(topics[static_cast<size_t>(n)]));
-    }
     ++opened;
   }
 };
@@ -485,41 +473,6 @@ TEST_CASE("a client gets broadcasts only once joined, its first messages ahead a
   }
   loop.join();
   CHECK(server.stats().slow_client_closes == 0);
-}
-
-TEST_CASE("broadcast_if reaches the clients whose state wants it, broadcast all",
-          "[ws_server]") {
-  Joiner handler;
-  handler.topics = {"a", "b"};
-  ServerOptions options;
-  options.port = 0;
-  options.path = "/ws";
-  options.ping_interval = 0;
-  WsServer server(options, &handler);
-  handler.server = &server;
-  REQUIRE(server.open().ok());
-  std::thread loop([&] { server.run(); });
-  {
-    RawClient a(server.bound_port());
-    wait_until([&] { return handler.opened.load() == 1; });
-    RawClient b(server.bound_port());
-    wait_until([&] { return handler.opened.load() == 2; });
-    CHECK(a.next()->payload == "before");  // b's on_open broadcast, a had joined
-    handler.on_step = [&] {
-      server.broadcast_if(make_text_frame("for a"), [](const ClientState* s) {
-        auto* t = dynamic_cast<const Topic*>(s);
-        return t && t->name == "a";
-      });
-      server.broadcast(make_text_frame("for all"));
-    };
-    handler.step();
-    CHECK(a.next()->payload == "for a");
-    CHECK(a.next()->payload == "for all");
-    CHECK(b.next()->payload == "for all");
-    handler.on_step = [&] { server.begin_shutdown(1); };
-    handler.step();
-  }
-  loop.join();
 }
 
 TEST_CASE("the tool's keepalive message goes out with each ping", "[ws_server]") {

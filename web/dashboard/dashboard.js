@@ -31,6 +31,8 @@
   const SUMMARY_CHARS = 240;         // JSON shown in a collapsed log row
   const NARROW_MAX = 20;             // a machine filter matching 1..this many ids subscribes to them
   const SUBSCRIBE_DEBOUNCE_MS = 300; // typing in the filter sends one subscribe, not one per key
+  const LEGEND_MAX = 32;             // legend items; the rest are counted in one "+N more"
+  const STATE_COLOURS_MAX = 256;     // colours remembered; past it, states no longer shown are forgotten
 
   const $ = (id) => document.getElementById(id);
   const el = (tag, cls, text) => {
@@ -46,6 +48,20 @@
 
   const wsPath = (document.querySelector('meta[name="smws-ws-path"]') || {}).content || '/ws/events';
   const pageParams = new URLSearchParams(location.search);
+  // A ?token= moves into this closure at once and leaves the address bar and
+  // the history (so bookmarks, the tab's history and a shared screenshot do
+  // not carry it). The WebSocket offers it as the subprotocol
+  // smws.bearer.TOKEN beside smws.v1: no URL a proxy logs holds it. (A
+  // reload then lacks it: the relay asks for it again with 401.)
+  const pageToken = pageParams.get('token') || '';
+  if (pageParams.has('token')) {
+    pageParams.delete('token');
+    const rest = pageParams.toString();
+    history.replaceState(history.state, '', location.pathname + (rest ? '?' + rest : '') + location.hash);
+  }
+  // A subprotocol is an HTTP token (RFC 6455 §4.1, RFC 7230 §3.2.6); a token
+  // with other characters can only travel in the URL, as before.
+  const tokenAsSubprotocol = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(pageToken);
 
   // --- counters (read by tests through window.smwsDashboard) ---------------
   const counters = {
@@ -98,8 +114,7 @@
 
   function socketUrl() {
     const params = new URLSearchParams();
-    const token = pageParams.get('token');
-    if (token) params.set('token', token);
+    if (pageToken && !tokenAsSubprotocol) params.set('token', pageToken);
     // The relay's own filters pass through: /?machine=worker-* shows those only.
     for (const key of ['type', 'machine', 'hitl']) {
       for (const value of pageParams.getAll(key)) params.append(key, value);
@@ -123,7 +138,8 @@
     setConnState('connecting', conn.lastClose ? 'reconnecting… (last close ' + conn.lastClose + ')' : 'connecting…');
     let socket;
     try {
-      socket = new WebSocket(socketUrl());
+      socket = new WebSocket(socketUrl(), tokenAsSubprotocol && pageToken
+        ? ['smws.v1', 'smws.bearer.' + pageToken] : ['smws.v1']);
     } catch (err) {
       scheduleRetry('could not open: ' + err.message);
       return;
@@ -552,16 +568,31 @@
   // each one, and the table shows the state as text besides the swatch.
   const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07aa1', '#edc948', '#76b7b2',
                    '#ff9da7', '#9c755f', '#bab0ac', '#2f4b7c', '#a05195'];
+  // The legend names the states the timeline shows now (legendStates, set
+  // by drawTimeline), at most LEGEND_MAX of them: 10,000 distinct states
+  // seen over a day must not make 10,000 items, nor keep 10,000 colours.
   const stateColours = new Map();
+  let coloursGiven = 0;
+  let legendStates = [];
   let legendDirty = false;
   function colourOf(state) {
     let c = stateColours.get(state);
     if (!c) {
-      c = PALETTE[stateColours.size % PALETTE.length];
+      c = PALETTE[coloursGiven++ % PALETTE.length];
       stateColours.set(state, c);
-      legendDirty = true;
     }
     return c;
+  }
+  // Forgets the colours of states no machine is in and the timeline does not
+  // show; called when there are too many (each state's colour stays the same
+  // while it is in view).
+  function pruneColours() {
+    if (stateColours.size <= STATE_COLOURS_MAX) return;
+    const keep = new Set(legendStates);
+    for (const m of machines.values()) keep.add(m.state);
+    for (const state of [...stateColours.keys()]) {
+      if (!keep.has(state)) stateColours.delete(state);
+    }
   }
   function textColourOn(hex) {
     const n = parseInt(hex.slice(1), 16);
@@ -573,13 +604,16 @@
     const list = $('legend');
     list.textContent = '';
     const frag = document.createDocumentFragment();
-    for (const [state, colour] of stateColours) {
+    for (const state of legendStates.slice(0, LEGEND_MAX)) {
       const item = el('li');
       const sw = el('span', 'swatch');
-      sw.style.background = colour;
+      sw.style.background = colourOf(state);
       sw.setAttribute('aria-hidden', 'true');
       item.append(sw, document.createTextNode(state || '(no state)'));
       frag.append(item);
+    }
+    if (legendStates.length > LEGEND_MAX) {
+      frag.append(el('li', 'more', '+' + (legendStates.length - LEGEND_MAX) + ' more states'));
     }
     list.append(frag);
     legendDirty = false;
@@ -676,6 +710,7 @@
       ctx.fillText(label, Math.min(width - w - 2, Math.max(LABEL, xx - w / 2)), axisY);
     }
     ctx.stroke();
+    const shownStates = new Map();  // state -> when it was last in force, in the window
     lanes.forEach((m, i) => {
       const y = i * LANE;
       ctx.fillStyle = t.fg;
@@ -694,6 +729,8 @@
         const [from, state] = m.segs[s];
         const to = s + 1 < m.segs.length ? m.segs[s + 1][0] : now;
         if (to < start) continue;
+        // In the window, even where narrower than a pixel.
+        shownStates.set(state, Math.max(shownStates.get(state) || 0, to));
         const x0 = Math.max(x(from), painted), x1 = Math.max(x0 + 1, x(to));
         if (x1 <= painted + 0.5) continue;
         const colour = colourOf(state);
@@ -707,6 +744,14 @@
         }
       }
     });
+    // The legend follows what is drawn, the states in force most recently
+    // first (the lanes' current states lead).
+    const states = [...shownStates.entries()].sort((a, b) => b[1] - a[1]).map((e) => e[0]);
+    if (states.length !== legendStates.length || states.some((state, k) => state !== legendStates[k])) {
+      legendStates = states;
+      legendDirty = true;
+    }
+    pruneColours();
     $('timeline').setAttribute('aria-label', 'States of ' + lanes.length +
       ' machines over the last five minutes; the table lists each one\'s state as text');
     lastTimelineDraw = performance.now();
@@ -1411,7 +1456,8 @@
 
   window.smwsDashboard = Object.freeze({
     counters: () => Object.assign({}, counters, { logRows: log.view.length, logDomRows: $('log-body').childElementCount,
-                                                  machines: machines.size, cards: cards.size }),
+                                                  machines: machines.size, cards: cards.size,
+                                                  stateColours: stateColours.size, legendStates: legendStates.length }),
     timings: () => Object.assign({}, timings),
     // The log's rows as their JSON text, newest first (only some are in the DOM).
     logRows: () => log.view.map((e) => ({ type: e.type, kind: e.kind, raw: e.raw, note: e.note, mark: e.mark })),

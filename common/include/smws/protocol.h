@@ -34,6 +34,31 @@ inline constexpr size_t kDefaultMaxClients = 10000;
 // 10k events/s before a client is judged slow.
 inline constexpr size_t kDefaultMaxQueue = 1024;
 
+// ... and 8 MiB of them (--max-queue-bytes), counting snapshot, history,
+// refresh and subscribe replies: 1,024 events of ~1 KiB fit with room, a
+// snapshot of 10,000 machines (~2-3 MB) fits, and a client asking for
+// snapshots it never reads is closed as slow after a few, not after 1,024
+// of them (hundreds of MB with a large table).
+inline constexpr size_t kDefaultMaxQueueBytes = size_t{8} << 20;
+
+// Open WebSocket clients from one address (--max-clients-per-ip): more
+// than a busy NAT's worth of dashboards, far below --max-clients, so one
+// address cannot take every slot.
+inline constexpr size_t kDefaultMaxClientsPerIp = 256;
+
+// Connections in their handshake, in all and from one address. Each holds
+// a descriptor and up to 16 KiB of request head until kHandshakeTimeout. A
+// real handshake takes a round trip or two, so even a reconnect storm of
+// thousands keeps far fewer in flight; 1,024 x 16 KiB bounds head buffers
+// at 16 MiB. 64 from one address lets a NAT's browsers reconnect at once
+// while a slowloris from one address holds 64 descriptors, not all.
+inline constexpr size_t kMaxHandshaking = 1024;
+inline constexpr size_t kMaxHandshakingPerIp = 64;
+
+// Descriptors ws-relay needs besides clients and handshakes: stdio, the
+// listener, epoll, eventfds, the audit file, Redis, connections closing.
+inline constexpr size_t kReservedFds = 64;
+
 // 20 s pings keep nginx's 60 s proxy_read_timeout and most NAT tables happy;
 // twice the interval before a client is declared dead.
 inline constexpr double kDefaultPingInterval = 20.0;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "smws/net/handshake.h"
 
+#include <arpa/inet.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
@@ -42,6 +43,7 @@ const char* reason_phrase(int status) {
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 421: return "Misdirected Request";
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -196,11 +198,17 @@ std::optional<HttpReply> check_upgrade(const HttpRequest& request) {
   return std::nullopt;
 }
 
-std::string switching_protocols_response(std::string_view client_key) {
+std::string switching_protocols_response(std::string_view client_key,
+                                         std::string_view subprotocol) {
   std::string out = "HTTP/1.1 101 Switching Protocols\r\n";
   out += "Upgrade: websocket\r\n";
   out += "Connection: Upgrade\r\n";
   out += "Sec-WebSocket-Accept: " + websocket_accept_key(client_key) + "\r\n";
+  if (!subprotocol.empty()) {
+    out += "Sec-WebSocket-Protocol: ";
+    out += subprotocol;
+    out += "\r\n";
+  }
   out += "Server: ws-relay\r\n";
   out += "\r\n";
   return out;
@@ -219,17 +227,108 @@ bool origin_allowed(const HttpRequest& request, const std::vector<std::string>& 
   });
 }
 
-bool token_ok(const HttpRequest& request, const std::string& token) {
-  if (token.empty()) return true;
-  bool ok = false;
+namespace {
+
+// Calls f(name) for each comma-separated entry of Sec-WebSocket-Protocol
+// (surrounding blanks removed) until f returns true.
+template <typename F>
+bool each_subprotocol(const HttpRequest& request, F f) {
+  const std::string* value = request.header("sec-websocket-protocol");
+  if (!value) return false;
+  std::string_view v(*value);
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t end = v.find(',', start);
+    if (end == std::string_view::npos) end = v.size();
+    size_t a = start, b = end;
+    while (a < b && (v[a] == ' ' || v[a] == '\t')) ++a;
+    while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t')) --b;
+    if (b > a && f(v.substr(a, b - a))) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool offers_subprotocol(const HttpRequest& request, std::string_view name) {
+  return each_subprotocol(request, [&](std::string_view p) { return p == name; });
+}
+
+std::string selected_subprotocol(const HttpRequest& request) {
+  return offers_subprotocol(request, kSubprotocol) ? std::string(kSubprotocol) : std::string();
+}
+
+std::vector<std::string> presented_tokens(const HttpRequest& request) {
+  std::vector<std::string> out;
   if (const std::string* auth = request.header("authorization")) {
     static constexpr std::string_view kBearer = "bearer ";
     if (auth->size() > kBearer.size() && ascii_lower(auth->substr(0, kBearer.size())) == kBearer) {
-      ok |= constant_time_equal(auth->substr(kBearer.size()), token);
+      out.push_back(auth->substr(kBearer.size()));
     }
   }
-  if (const std::string* q = request.query_param("token")) ok |= constant_time_equal(*q, token);
+  each_subprotocol(request, [&](std::string_view p) {
+    if (p.size() > kBearerSubprotocolPrefix.size() &&
+        p.substr(0, kBearerSubprotocolPrefix.size()) == kBearerSubprotocolPrefix) {
+      out.emplace_back(p.substr(kBearerSubprotocolPrefix.size()));
+      return true;
+    }
+    return false;
+  });
+  if (const std::string* q = request.query_param("token")) out.push_back(*q);
+  return out;
+}
+
+std::optional<std::string> request_token(const HttpRequest& request) {
+  std::vector<std::string> all = presented_tokens(request);
+  if (all.empty()) return std::nullopt;
+  return std::move(all.front());
+}
+
+bool token_ok(const HttpRequest& request, const std::string& token) {
+  if (token.empty()) return true;
+  bool ok = false;
+  // Every presented token is compared (no early exit), each in constant time.
+  for (const std::string& t : presented_tokens(request)) ok |= constant_time_equal(t, token);
   return ok;
+}
+
+std::string normalize_host_name(std::string_view name) {
+  std::string n = ascii_lower(name);
+  while (!n.empty() && n.back() == '.') n.pop_back();
+  if (n.find(':') != std::string::npos && n.front() != '[') n = "[" + n + "]";
+  return n;
+}
+
+std::string host_name(const HttpRequest& request) {
+  const std::string* host = request.header("host");
+  if (!host) return {};
+  std::string_view h(*host);
+  if (!h.empty() && h.front() == '[') {
+    size_t close = h.find(']');
+    return normalize_host_name(close == std::string_view::npos ? h : h.substr(0, close + 1));
+  }
+  size_t colon = h.rfind(':');
+  return normalize_host_name(colon == std::string_view::npos ? h : h.substr(0, colon));
+}
+
+bool host_allowed(const HttpRequest& request, const HostRule& rule) {
+  if (!rule.loopback && rule.allow_hosts.empty()) return true;
+  if (!request.header("host")) return true;
+  std::string name = host_name(request);
+  if (rule.loopback && (name == "localhost" || name == "127.0.0.1" || name == "[::1]")) return true;
+  return std::find(rule.allow_hosts.begin(), rule.allow_hosts.end(), name) != rule.allow_hosts.end();
+}
+
+bool is_loopback_address(std::string_view host) {
+  std::string h = ascii_lower(host);
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
 }
 
 }  // namespace smws::net

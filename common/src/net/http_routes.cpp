@@ -35,4 +35,9 @@ HttpReply HttpRoutes::serve(const HttpRequest& request, const std::string& token
   return it->second.handler(request);
 }
 
+bool HttpRoutes::any_host(const std::string& path) const {
+  auto it = routes_.find(path);
+  return it != routes_.end() && it->second.access == RouteAccess::kAnyHost;
+}
+
 }  // namespace smws::net

@@ -7,7 +7,7 @@
 namespace smws::net {
 
 Admission admit_upgrade(const HttpRequest& request, const AdmissionRules& rules,
-                        size_t open_clients, bool shutting_down) {
+                        size_t open_clients, bool shutting_down, size_t open_from_address) {
   Admission out;
   if (!is_upgrade_request(request)) {
     out.verdict = Admission::Verdict::kNotUpgrade;
@@ -22,21 +22,45 @@ Admission admit_upgrade(const HttpRequest& request, const AdmissionRules& rules,
     out.reason = RefusalReason::kOrigin;
   }
   if (!refusal && !token_ok(request, rules.token)) {
-    refusal = text_reply(401, "a valid token is required (Authorization: Bearer or ?token=)");
+    refusal = text_reply(401, "a valid token is required (Authorization: Bearer, subprotocol smws.bearer.TOKEN or ?token=)");
     refusal->headers.emplace_back("WWW-Authenticate", "Bearer");
     out.reason = RefusalReason::kToken;
-    out.token_sent = request.header("authorization") || request.query_param("token");
+    out.token_sent = request.header("authorization") || !presented_tokens(request).empty();
   }
   if (!refusal && (open_clients >= rules.max_clients || shutting_down)) {
     refusal = text_reply(503, shutting_down ? "shutting down" : "too many clients");
     refusal->headers.emplace_back("Retry-After", "5");
     out.reason = shutting_down ? RefusalReason::kShuttingDown : RefusalReason::kMaxClients;
   }
+  if (!refusal && rules.max_clients_per_address > 0 &&
+      open_from_address >= rules.max_clients_per_address) {
+    refusal = text_reply(503, "too many clients from this address");
+    refusal->headers.emplace_back("Retry-After", "5");
+    out.reason = RefusalReason::kMaxClientsPerAddress;
+  }
   if (refusal) {
     out.verdict = Admission::Verdict::kRefuse;
     out.reply = std::move(*refusal);
   }
   return out;
+}
+
+std::optional<HttpReply> host_refusal(const HttpRequest& request, const HostRule& rule) {
+  if (host_allowed(request, rule)) return std::nullopt;
+  std::vector<std::string> names;
+  if (rule.loopback) names = {"localhost", "127.0.0.1", "[::1]"};
+  names.insert(names.end(), rule.allow_hosts.begin(), rule.allow_hosts.end());
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+  // The reply goes to the client that sent the Host: no one else reads it.
+  return text_reply(421, "this server does not answer to the name '" + host_name(request) +
+                             "' (Host); it answers to: " + list);
+}
+
+HttpReply handshakes_per_address_refusal() {
+  HttpReply r = text_reply(503, "too many connections from this address are in their handshake");
+  r.headers.emplace_back("Retry-After", "5");
+  return r;
 }
 
 const char* refusal_reason_name(RefusalReason reason) {
@@ -47,6 +71,9 @@ const char* refusal_reason_name(RefusalReason reason) {
     case RefusalReason::kMaxClients: return "max_clients";
     case RefusalReason::kShuttingDown: return "shutting_down";
     case RefusalReason::kNotTls: return "not_tls";
+    case RefusalReason::kMaxClientsPerAddress: return "max_clients_per_ip";
+    case RefusalReason::kHost: return "host";
+    case RefusalReason::kHandshakesPerAddress: return "handshakes_per_ip";
   }
   return "unknown";
 }

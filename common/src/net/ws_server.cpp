@@ -45,8 +45,18 @@ constexpr size_t kReadChunk = 64 * 1024;
 constexpr size_t kMaxReadPerTurn = 256 * 1024;
 // Connections accepted per listener event before serving the others.
 constexpr int kMaxAcceptPerTurn = 256;
-// After EMFILE/ENFILE the listener pauses this long instead of spinning.
+// After EMFILE/ENFILE the listener pauses instead of spinning: 100 ms, then
+// twice as long after each failure in a row, up to 2 s; the warning is
+// logged at most once per 10 s, counting the failures in between (a
+// descriptor shortage lasts; a line every 100 ms only floods the journal).
 constexpr double kAcceptPause = 0.1;
+constexpr double kAcceptPauseMax = 2.0;
+constexpr double kAcceptWarnInterval = 10.0;
+// Connections refused at accept (503: too many handshakes from their
+// address) that may still be closing, per address; beyond, new ones from
+// it are closed at once. Each lingers until the peer's FIN or the close
+// grace, so a flood from one address holds at most these descriptors more.
+constexpr size_t kMaxRefusingPerAddress = 16;
 
 std::string format_addr(const sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -81,10 +91,22 @@ struct Conn {
     kLinger,     // done: write side shut, reading until EOF or deadline
   };
 
+  // Which count of connections not yet open holds this one (Impl::handshaking,
+  // and per AddressKey handshakes_by_key or refusing_by_key).
+  enum class Slot : uint8_t {
+    kNone,
+    kHandshake,  // in its handshake: counted in handshaking and handshakes_by_key
+    kRefusing,   // refused at accept, closing: counted in handshaking and refusing_by_key
+  };
+
   ClientId id = 0;
   Transport io;
   Phase phase = Phase::kHandshake;
   std::string peer;
+  std::string address;        // the peer's IP, without port
+  Slot slot = Slot::kNone;
+  std::string handshake_key;  // its AddressKey at accept ("" : not counted per address)
+  std::string client_key;     // its AddressKey as an open client ("" : not counted)
   double deadline = 0;  // for every phase but kOpen: when it is dropped
 
   std::string head;  // kHandshake: request bytes so far
@@ -122,8 +144,6 @@ struct Conn {
   uint64_t stall_acked = 0;
   uint64_t ping_counter = 0;
 
-  std::unique_ptr<ClientState> state;  // the tool's (set_state)
-
   bool has_unwritten() const { return !queue.empty() || io.has_staged(); }
 };
 
@@ -150,11 +170,21 @@ struct WsServer::Impl {
   uint16_t port = 0;
   bool listener_paused = false;
   double resume_accept_at = 0;
+  double accept_pause = 0;         // the pause after the next accept failure (0: the first)
+  double next_accept_warning = 0;  // a warning before this is not logged, only counted
+  uint64_t accept_errors_untold = 0;
   bool shutdown_fd_watched = false;
   std::vector<std::unique_ptr<Watch>> watches;  // freed with the server
   bool shutting_down = false;
-  size_t handshaking = 0;     // conns in Phase::kHandshake (max_handshaking)
+  size_t handshaking = 0;     // conns in Slot::kHandshake or kRefusing (max_handshaking)
   bool warned_shed = false;   // the first shed accept was logged
+  HostRule host_rule;
+  // Per AddressKey: connections in their handshake, refused at accept and
+  // closing, open clients. An entry goes when its count reaches 0, so the
+  // maps hold only addresses with connections.
+  std::unordered_map<std::string, size_t> handshakes_by_key;
+  std::unordered_map<std::string, size_t> refusing_by_key;
+  std::unordered_map<std::string, size_t> clients_by_key;
 
   std::atomic<bool> wake_pending{false};
 
@@ -193,8 +223,16 @@ struct WsServer::Impl {
   void begin_close(Conn* c, uint16_t code, std::string_view reason, bool discard,
                    double grace, double now);
   void leave_open(Conn* c);
+  // The connection's handshake is over (answered, upgraded or gone): its
+  // Slot::kHandshake is freed. A kRefusing slot is held until destroy().
   void leave_handshake(Conn* c) {
-    if (c->phase == Conn::Phase::kHandshake) --handshaking;
+    if (c->slot == Conn::Slot::kHandshake) release_slot(c);
+  }
+  void release_slot(Conn* c);
+  void refuse_at_accept(Conn* c, double now);
+  void note_accept_error(int error, double now);
+  std::string key_of(const std::string& address, const HttpRequest* request) const {
+    return options.address_key ? options.address_key(address, request) : address;
   }
   void start_shutdown(double seconds, bool discard, double now);
   void on_signal(double now);
@@ -299,6 +337,11 @@ Status WsServer::open() {
   s.admission.allow_origins = s.options.allow_origins;
   s.admission.token = s.options.token;
   s.admission.max_clients = s.options.max_clients;
+  s.admission.max_clients_per_address = s.options.max_clients_per_address;
+  s.host_rule.loopback = is_loopback_address(s.options.host);
+  for (const std::string& h : s.options.allow_hosts) {
+    s.host_rule.allow_hosts.push_back(normalize_host_name(h));
+  }
   if (!s.options.tls_cert.empty() || !s.options.tls_key.empty()) {
     if (s.options.tls_cert.empty() || s.options.tls_key.empty()) {
       return Status::Error(Status::kUsage, "TLS needs both a certificate and a key");
@@ -433,13 +476,11 @@ void WsServer::Impl::accept_all(double now) {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        log::warn("cannot accept more connections: " + log::errno_text(errno) +
-                  " (pausing 100 ms)");
-        ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, nullptr);
-        listener_paused = true;
-        resume_accept_at = now + kAcceptPause;
+        note_accept_error(errno, now);
+        return;
       }
-      return;  // EAGAIN: all taken
+      accept_pause = 0;  // EAGAIN: all taken, no shortage
+      return;
     }
     if (handshaking >= options.max_handshaking) {
       // Idle connects must not hold every descriptor: the newest is closed
@@ -454,12 +495,32 @@ void WsServer::Impl::accept_all(double now) {
       }
       continue;
     }
+    std::string peer = format_addr(ss);
+    std::string address = address_of_peer(peer);
+    std::string key = options.max_handshaking_per_address > 0 ? key_of(address, nullptr) : std::string();
+    bool over_address = false;
+    if (!key.empty()) {
+      auto it = handshakes_by_key.find(key);
+      over_address = it != handshakes_by_key.end() && it->second >= options.max_handshaking_per_address;
+    }
+    if (over_address) {
+      // A reply can be written only on plain TCP before the client speaks
+      // (TLS first needs its handshake), and only so many may be closing.
+      auto it = refusing_by_key.find(key);
+      if (tls || (it != refusing_by_key.end() && it->second >= kMaxRefusingPerAddress)) {
+        ::close(fd);
+        ++stats.accepts_shed;
+        ++stats.refused_by_reason[static_cast<size_t>(RefusalReason::kHandshakesPerAddress)];
+        continue;
+      }
+    }
     int one = 1;
     // Events are small and latency matters; writes are already batched.
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto* c = new Conn;
     c->id = next_id++;
-    c->peer = format_addr(ss);
+    c->peer = std::move(peer);
+    c->address = std::move(address);
     c->deadline = now + options.handshake_timeout;
     if (!c->io.attach(fd, tls.get())) {
       log::warn("TLS: cannot set up a connection from " + c->peer);
@@ -470,12 +531,64 @@ void WsServer::Impl::accept_all(double now) {
     conns.push_back(c);
     ++handshaking;
     ++stats.tcp_connections;
+    c->handshake_key = key;
+    if (over_address) {
+      c->slot = Conn::Slot::kRefusing;
+      if (!key.empty()) ++refusing_by_key[key];
+    } else {
+      c->slot = Conn::Slot::kHandshake;
+      if (!key.empty()) ++handshakes_by_key[key];
+    }
     // Edge-triggered, registered once: no epoll_ctl per blocked write.
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = c;
     ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+    if (over_address) refuse_at_accept(c, now);
   }
+}
+
+void WsServer::Impl::note_accept_error(int error, double now) {
+  ++stats.accept_errors;
+  accept_pause = accept_pause == 0 ? kAcceptPause : std::min(accept_pause * 2, kAcceptPauseMax);
+  if (now >= next_accept_warning) {
+    log::warn("cannot accept more connections: " + log::errno_text(error) +
+              (accept_errors_untold > 0
+                   ? " (" + std::to_string(accept_errors_untold) + " more times since the last line)"
+                   : std::string()) +
+              "; pausing accepts for up to " + duration_text(kAcceptPauseMax) +
+              " at a time (raise the open-file limit, or allow fewer clients)");
+    next_accept_warning = now + kAcceptWarnInterval;
+    accept_errors_untold = 0;
+  } else {
+    ++accept_errors_untold;
+  }
+  ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, nullptr);
+  listener_paused = true;
+  resume_accept_at = now + accept_pause;
+}
+
+// 503 with Retry-After before any request was read: the client reads it
+// as the answer to the request it sends (or has sent); kReply discards
+// that request while the answer goes out, then lingers as any reply does.
+void WsServer::Impl::refuse_at_accept(Conn* c, double now) {
+  HttpReply reply = handshakes_per_address_refusal();
+  ++stats.refused_by_reason[static_cast<size_t>(RefusalReason::kHandshakesPerAddress)];
+  RefusedUpgrade r{c->peer, nullptr, RefusalReason::kHandshakesPerAddress, false, reply.status,
+                   reply.body.substr(0, reply.body.size() - 1)};
+  log::note(2, "connection from " + c->peer + ": 503 " + r.message);
+  handler->on_refused(r);
+  refuse(c, reply, false, now);
+}
+
+void WsServer::Impl::release_slot(Conn* c) {
+  if (c->slot == Conn::Slot::kNone) return;
+  auto& by_key = c->slot == Conn::Slot::kHandshake ? handshakes_by_key : refusing_by_key;
+  c->slot = Conn::Slot::kNone;
+  --handshaking;
+  if (c->handshake_key.empty()) return;
+  auto it = by_key.find(c->handshake_key);
+  if (it != by_key.end() && --it->second == 0) by_key.erase(it);
 }
 
 void WsServer::Impl::handle_event(Conn* c, uint32_t events, double now) {
@@ -556,16 +669,32 @@ void WsServer::Impl::on_head(Conn* c, double now) {
   }
   request->peer = c->peer;
   bool head_only = request->method == "HEAD";
+  if (!routes.any_host(request->path)) {
+    if (std::optional<HttpReply> wrong_host = host_refusal(*request, host_rule)) {
+      ++stats.refused_by_reason[static_cast<size_t>(RefusalReason::kHost)];
+      RefusedUpgrade r{c->peer, &*request, RefusalReason::kHost, false, wrong_host->status,
+                       wrong_host->body.substr(0, wrong_host->body.size() - 1)};
+      log::note(2, "refused a request from " + c->peer + ": 421 " + r.message);
+      handler->on_refused(r);
+      refuse(c, *wrong_host, head_only, now);
+      return;
+    }
+  }
   if (request->path == options.path ||
       std::find(options.extra_paths.begin(), options.extra_paths.end(), request->path) !=
           options.extra_paths.end()) {
-    Admission a = admit_upgrade(*request, admission, stats.clients, shutting_down);
+    std::string key = options.max_clients_per_address > 0 ? key_of(c->address, &*request) : std::string();
+    size_t from_address = 0;
+    if (!key.empty()) {
+      auto it = clients_by_key.find(key);
+      if (it != clients_by_key.end()) from_address = it->second;
+    }
+    Admission a = admit_upgrade(*request, admission, stats.clients, shutting_down, from_address);
     if (a.verdict == Admission::Verdict::kNotUpgrade) {
       refuse(c, a.reply, head_only, now);
       return;
     }
     if (a.verdict == Admission::Verdict::kRefuse) {
-      ++stats.handshakes_refused;
       ++stats.refused_by_reason[static_cast<size_t>(a.reason)];
       RefusedUpgrade r{c->peer, &*request, a.reason, a.token_sent, a.reply.status,
                        a.reply.body.substr(0, a.reply.body.size() - 1)};
@@ -583,10 +712,9 @@ void WsServer::Impl::on_head(Conn* c, double now) {
                                      who->http_status == 403 ? "forbidden: " + who->reason
                                                              : "a valid token is required (" + who->reason + ")");
         if (reply.status == 401) reply.headers.emplace_back("WWW-Authenticate", "Bearer");
-        ++stats.handshakes_refused;
         ++stats.refused_by_reason[static_cast<size_t>(RefusalReason::kToken)];
         RefusedUpgrade r{c->peer, &*request, RefusalReason::kToken,
-                         request->header("authorization") || request->query_param("token"), reply.status,
+                         request->header("authorization") || !presented_tokens(*request).empty(), reply.status,
                          reply.body.substr(0, reply.body.size() - 1)};
         log::note(2, "refused WebSocket from " + c->peer + ": " + std::to_string(r.status) + " " + r.message);
         handler->on_refused(r);
@@ -597,12 +725,12 @@ void WsServer::Impl::on_head(Conn* c, double now) {
     std::string rest = c->head.substr(end);
     c->head.clear();
     c->head.shrink_to_fit();
+    c->client_key = std::move(key);
     accept_upgrade(c, std::move(*request), std::move(who), now);
     // Frames the client sent right behind its request.
     if (!rest.empty() && !c->dead) on_bytes(c, rest.data(), rest.size(), now);
     return;
   }
-  ++stats.http_requests;
   refuse(c, routes.serve(*request, options.token, options.authenticate), head_only, now);
 }
 
@@ -619,7 +747,6 @@ void WsServer::Impl::refuse(Conn* c, const HttpReply& reply, bool head_only, dou
 // nginx, instead of a TLS alert the client cannot show. The request is not
 // read; kReply discards it while the answer goes out.
 void WsServer::Impl::plain_on_tls(Conn* c, double now) {
-  ++stats.handshakes_refused;
   ++stats.refused_by_reason[static_cast<size_t>(RefusalReason::kNotTls)];
   HttpReply reply = text_reply(
       400, "this port speaks TLS: use https:// or wss:// (a plain HTTP request was sent to it)");
@@ -632,7 +759,10 @@ void WsServer::Impl::plain_on_tls(Conn* c, double now) {
 
 void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, std::optional<auth::AuthResult> who,
                                     double now) {
-  enqueue(c, make_frame(switching_protocols_response(*request.header("sec-websocket-key"))),
+  // The token a browser offers as a subprotocol is never echoed: the 101
+  // names only the protocol (selected_subprotocol).
+  enqueue(c, make_frame(switching_protocols_response(*request.header("sec-websocket-key"),
+                                                     selected_subprotocol(request))),
           EntryKind::kRaw);
   leave_handshake(c);
   c->phase = Conn::Phase::kOpen;
@@ -643,6 +773,7 @@ void WsServer::Impl::accept_upgrade(Conn* c, HttpRequest request, std::optional<
   double spread = 0.5 + 0.5 * std::fmod(static_cast<double>(c->id) * 0.6180339887, 1.0);
   c->next_ping = now + options.ping_interval * spread;
   c->counted_open = true;
+  if (!c->client_key.empty()) ++clients_by_key[c->client_key];
   by_id[c->id] = c;
   ++stats.http_status[101];
   ++stats.clients;
@@ -715,33 +846,40 @@ void WsServer::Impl::on_frames(Conn* c, double now) {
 
 SendStatus WsServer::Impl::enqueue_data(Conn* c, const Frame& frame, double now, bool bounded) {
   if (c->dead || c->phase != Conn::Phase::kOpen || c->close_queued) return SendStatus::kClosing;
+  // Full: max_queue messages (unless unbounded by count: what join() queues
+  // first), or max_queue_bytes of them (always).
+  auto full = [&] {
+    return (bounded && c->queue.data_queued() >= options.max_queue) ||
+           (options.max_queue_bytes > 0 && c->queue.data_bytes() >= options.max_queue_bytes);
+  };
   // A full queue only means "slow" when the kernel will not take more either:
   // one stdin read can post thousands of events at once, and a fast client
   // must not be closed for the size of a burst. So write now and look again.
-  if (c->queue.data_queued() >= options.max_queue && bounded && !c->write_blocked) {
+  if (full() && !c->write_blocked) {
     flush(c, now);
     if (c->dead) return SendStatus::kClosing;
   }
-  if (c->queue.data_queued() < options.max_queue || !bounded) {
+  if (!full()) {
     enqueue(c, frame, EntryKind::kData);
     return SendStatus::kQueued;
   }
   if (options.slow_client == SlowClientPolicy::kDisconnect) {
     ++stats.slow_client_closes;
     log::note(1, "client " + std::to_string(c->id) + " (" + c->peer + ") is too slow: " +
-                     std::to_string(c->queue.data_queued()) + " messages queued; closing with 1013");
+                     std::to_string(c->queue.data_queued()) + " messages (" +
+                     std::to_string(c->queue.data_bytes()) + " bytes) queued; closing with 1013");
     begin_close(c, ws::kCloseTryAgainLater, "try again later", true, options.close_timeout, now);
     return SendStatus::kClosing;
   }
-  // kDrop: the oldest unwritten message makes room; a notice stands in its
+  // kDrop: the oldest unwritten messages make room; a notice stands in their
   // place, so the client learns how many it missed, right where it missed them.
   if (!c->warned_drop) {
     c->warned_drop = true;
     log::warn("client " + std::to_string(c->id) + " (" + c->peer +
               ") is too slow: dropping its oldest messages (counted in /metrics)");
   }
-  ++stats.dropped;
-  c->queue.drop_oldest_and_push(frame);
+  stats.dropped += c->queue.drop_oldest_and_push(
+      frame, options.max_queue_bytes > 0 ? options.max_queue_bytes : SIZE_MAX);
   mark_dirty(c);
   return SendStatus::kDropped;
 }
@@ -867,6 +1005,10 @@ void WsServer::Impl::leave_open(Conn* c) {
   if (!c->counted_open) return;
   c->counted_open = false;
   --stats.clients;
+  if (!c->client_key.empty()) {
+    auto it = clients_by_key.find(c->client_key);
+    if (it != clients_by_key.end() && --it->second == 0) clients_by_key.erase(it);
+  }
   closed_ids.push_back(c->id);
   needs_reap = true;  // compacts `open`
 }
@@ -874,13 +1016,12 @@ void WsServer::Impl::leave_open(Conn* c) {
 void WsServer::Impl::destroy(Conn* c) {
   if (c->dead) return;
   leave_open(c);
-  leave_handshake(c);
+  release_slot(c);
   c->dead = true;
   by_id.erase(c->id);
   c->io.close();  // also removes it from the epoll set
   --stats.tcp_connections;
   c->queue.clear();
-  c->state.reset();
   needs_reap = true;
 }
 
@@ -963,7 +1104,9 @@ bool WsServer::join(ClientId id, const std::vector<Frame>& first) {
   Conn* c = impl_->find(id);
   if (!c || c->joined || !c->counted_open || c->close_queued) return false;
   double t = mono_now();
-  for (const Frame& f : first) impl_->enqueue_data(c, f, t, false);
+  for (const Frame& f : first) {
+    if (impl_->enqueue_data(c, f, t, false) == SendStatus::kClosing) return false;
+  }
   c->joined = true;
   impl_->open.push_back(c);
   return true;
@@ -980,32 +1123,10 @@ size_t WsServer::broadcast(const Frame& frame) {
   return queued;
 }
 
-size_t WsServer::broadcast_if(const Frame& frame,
-                              const std::function<bool(const ClientState*)>& want) {
-  Impl& s = *impl_;
-  double t = mono_now();
-  size_t queued = 0;
-  for (size_t i = 0; i < s.open.size(); ++i) {
-    Conn* c = s.open[i];
-    if (!want(c->state.get())) continue;
-    if (s.enqueue_data(c, frame, t) != SendStatus::kClosing) ++queued;
-  }
-  return queued;
-}
-
-void WsServer::set_state(ClientId id, std::unique_ptr<ClientState> state) {
-  if (Conn* c = impl_->find(id)) c->state = std::move(state);
-}
-
-ClientState* WsServer::state(ClientId id) const {
-  Conn* c = impl_->find(id);
-  return c ? c->state.get() : nullptr;
-}
-
 void WsServer::close(ClientId id, uint16_t code, std::string_view reason) {
-  auto it = impl_->by_id.find(id);
-  if (it == impl_->by_id.end()) return;
-  impl_->begin_close(it->second, code, reason, true, impl_->options.close_timeout, mono_now());
+  Conn* c = impl_->find(id);
+  if (!c) return;
+  impl_->begin_close(c, code, reason, true, impl_->options.close_timeout, mono_now());
 }
 
 bool WsServer::watch(int fd, std::function<void()> on_readable) {

@@ -55,15 +55,9 @@ Status load_identities(const RelayOptions& o, Identities* out) {
 
 auth::AuthRequest auth_request(const net::HttpRequest& request, double now_wall) {
   auth::AuthRequest r;
-  if (const std::string* a = request.header("authorization")) {
-    constexpr std::string_view kBearer = "bearer ";
-    if (a->size() > kBearer.size() && ascii_lower(a->substr(0, kBearer.size())) == kBearer) {
-      r.token = a->substr(kBearer.size());
-    }
-  }
-  if (!r.token) {
-    if (const std::string* q = request.query_param("token")) r.token = *q;
-  }
+  // Authorization: Bearer, then the subprotocol smws.bearer.T (a
+  // browser's WebSocket), then ?token= (net/handshake.h).
+  r.token = net::request_token(request);
   r.peer = request.peer;
   r.header = [&request](std::string_view name) -> std::optional<std::string> {
     const std::string* v = request.header(ascii_lower(name));

@@ -13,8 +13,10 @@ std::string printable(std::string_view text) {
 }
 
 std::string refusal_line(const net::RefusedUpgrade& r, const RelayOptions& options, uint64_t since) {
-  std::string line = std::string(r.request ? "refused a WebSocket from " : "refused a connection from ") +
-                     r.peer + ": " + std::to_string(r.status) + " ";
+  const char* what = r.reason == net::RefusalReason::kHost ? "refused a request from "
+                     : r.request                                ? "refused a WebSocket from "
+                                                                : "refused a connection from ";
+  std::string line = what + r.peer + ": " + std::to_string(r.status) + " ";
   switch (r.reason) {
     case net::RefusalReason::kOrigin: {
       const std::string* sent = r.request ? r.request->header("origin") : nullptr;
@@ -41,7 +43,8 @@ std::string refusal_line(const net::RefusedUpgrade& r, const RelayOptions& optio
         break;
       }
       line += r.token_sent ? "wrong token" : "no token";
-      line += "; the client must send the relay's --token (Authorization: Bearer or ?token=)";
+      line += "; the client must send the relay's --token (Authorization: Bearer, the subprotocol "
+              "smws.bearer.TOKEN or ?token=)";
       break;
     case net::RefusalReason::kMaxClients:
       line += std::to_string(options.max_clients) +
@@ -53,6 +56,21 @@ std::string refusal_line(const net::RefusedUpgrade& r, const RelayOptions& optio
     case net::RefusalReason::kBadUpgrade:
       line += "not a valid WebSocket upgrade: " + printable(r.message);
       break;
+    case net::RefusalReason::kMaxClientsPerAddress:
+      line += std::to_string(options.max_clients_per_ip) +
+              " clients are connected from this address; to allow more: --max-clients-per-ip N";
+      break;
+    case net::RefusalReason::kHandshakesPerAddress:
+      line += "too many connections from this address are in their handshake (" +
+              std::to_string(protocol::kMaxHandshakingPerIp) +
+              " at most; idle connects, or a reconnect storm behind one NAT)";
+      break;
+    case net::RefusalReason::kHost: {
+      std::string name = printable(r.request ? net::host_name(*r.request) : std::string());
+      line += "Host '" + name + "' is not a name of this relay (a page of another site re-bound to " +
+              "this address? DNS rebinding); to serve it: --allow-host " + name;
+      break;
+    }
     case net::RefusalReason::kNotTls:
       line += "plain HTTP on the TLS port (--tls-cert); the client must use https:// or wss://";
       break;

@@ -18,7 +18,7 @@ void register_relay_routes(net::WsServer* server, const RelayOptions& options,
     net::HttpReply r = net::text_reply(healthz_status(c), healthz_text(server->stats(), c));
     r.content_type = "application/json";
     return r;
-  });
+  }, net::RouteAccess::kAnyHost);  // a load balancer probes it with any Host; it tells only counts
   server->route(
       "/metrics",
       [server, counters](const net::HttpRequest&) {

@@ -80,6 +80,9 @@ std::string metrics_text(const net::ServerStats& s, const RelayCounters& c) {
               "Lines (client messages, decisions) not printed: stdout was not being read.",
               c.stdout_dropped);
   out.counter("ws_relay_accepts_shed_total", "TCP connections closed at accept: too many still in their handshake.", s.accepts_shed);
+  out.counter("ws_relay_accept_errors_total",
+              "accept(2) failures for lack of descriptors or memory (EMFILE, ENFILE, ...).",
+              s.accept_errors);
   out.gauge("ws_relay_last_seq", "Last seq given (--seq).", c.last_seq);
   out.gauge("ws_relay_machines", "Machines in the snapshot table.", c.machines);
   out.counter("ws_relay_machines_evicted_total",

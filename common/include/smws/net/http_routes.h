@@ -19,6 +19,11 @@ using RouteHandler = std::function<HttpReply(const HttpRequest& request)>;
 enum class RouteAccess {
   kPublic,  // served to anyone (health checks must work without the token)
   kToken,   // needs the server's token, when one is set (401 otherwise)
+  // Public, and served whatever the request's Host (the server's Host rule,
+  // HostRule, does not apply): for health checks, whose load balancer or
+  // orchestrator sends any Host, and which tell nothing a rebinding page
+  // could use.
+  kAnyHost,
 };
 
 class HttpRoutes {
@@ -34,6 +39,9 @@ class HttpRoutes {
   // token (ServerOptions::authenticate).
   HttpReply serve(const HttpRequest& request, const std::string& token,
                   const std::function<auth::AuthResult(const HttpRequest&)>& authenticate = {}) const;
+
+  // True when `path` is a kAnyHost route.
+  bool any_host(const std::string& path) const;
 
  private:
   struct Route {

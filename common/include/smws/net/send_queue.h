@@ -5,10 +5,13 @@
 // control frames and the close frame ride in the same queue so the stream
 // stays in order. Owned by one connection, used by the loop thread only.
 //
-// The bound (max_queue) counts data messages only: our pings are one per
-// interval and pongs coalesce to one entry, so control entries are bounded
-// anyway. What the queue does on overflow under kDrop is here; deciding that
-// a client is slow (and closing it under kDisconnect) is the server's.
+// The bounds count data messages only, by number (max_queue) and by bytes
+// (max_queue_bytes, the encoded frames): our pings are one per interval and
+// pongs coalesce to one entry, so control entries are bounded anyway. A
+// count alone would let one client hold 1,024 snapshots of a large table
+// (hundreds of MB); the bytes bound that. What the queue does on overflow
+// under kDrop is here; deciding that a client is slow (and closing it under
+// kDisconnect) is the server's.
 #pragma once
 
 #include <cstddef>
@@ -66,14 +69,19 @@ class SendQueue {
   bool empty() const { return entries_.empty(); }
   size_t size() const { return entries_.size(); }
   size_t data_queued() const { return data_queued_; }
+  // Bytes of the data messages queued (whole frames, also one partly written).
+  size_t data_bytes() const { return data_bytes_; }
   // Bytes of the front entry already written (plain TCP); the rest must
   // follow before anything else or the stream breaks.
   size_t front_offset() const { return front_offset_; }
   bool has_partial_front() const { return front_offset_ > 0; }
 
   void push(Frame frame, EntryKind kind) {
+    if (kind == EntryKind::kData) {
+      ++data_queued_;
+      data_bytes_ += frame->size();
+    }
     entries_.push_back(QueueEntry{std::move(frame), kind, 0});
-    if (kind == EntryKind::kData) ++data_queued_;
   }
 
   // Answers a ping. At most one pong is queued: it carries the latest
@@ -85,9 +93,11 @@ class SendQueue {
   // removed and counted in a drop notice standing where it was (consecutive
   // drops merge into one notice), then `frame` is appended. When no data
   // message can be removed (only a partly written one is queued), `frame`
-  // itself is the one dropped and counted. Every message is therefore
-  // delivered or counted, in order.
-  void drop_oldest_and_push(const Frame& frame);
+  // itself is the one dropped and counted. Then, while the data queued is
+  // still max_bytes or more, the next oldest go the same way (a large
+  // message makes room by bytes, not by one message). Every message is
+  // therefore delivered or counted, in order. Returns how many were dropped.
+  uint64_t drop_oldest_and_push(const Frame& frame, size_t max_bytes = SIZE_MAX);
 
   // Drops the entries not yet started: data, drop notices, pings, pongs.
   // Kept: a frame partly written (its rest must follow), HTTP bytes (a 101
@@ -104,7 +114,10 @@ class SendQueue {
   void advance_front(size_t n) { front_offset_ += n; }
   // The front entry is fully written: removes it.
   void pop_front() {
-    if (entries_.front().kind == EntryKind::kData) --data_queued_;
+    if (entries_.front().kind == EntryKind::kData) {
+      --data_queued_;
+      data_bytes_ -= entries_.front().frame->size();
+    }
     front_offset_ = 0;
     entries_.pop_front();
   }
@@ -114,6 +127,7 @@ class SendQueue {
   std::deque<QueueEntry> entries_;
   size_t front_offset_ = 0;
   size_t data_queued_ = 0;   // kData entries in entries_
+  size_t data_bytes_ = 0;    // their frames' bytes
   bool pong_queued_ = false; // a kPong entry is queued and not yet encoded
   std::string pong_payload_; // what it will answer with
 };

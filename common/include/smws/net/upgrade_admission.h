@@ -2,14 +2,16 @@
 // Upgrade admission: whether a request for the WebSocket path becomes a
 // WebSocket client, and if not, the HTTP refusal that says why. Socket-free
 // (unit-tested with parsed requests); the server applies it to each request
-// head on its WebSocket path. The limit on connections still in their
-// handshake is applied earlier, at accept (ws_server.cpp), since those have
-// sent no request yet.
+// head on its WebSocket path. The limits on connections still in their
+// handshake (in all, and per address) are applied earlier, at accept
+// (ws_server.cpp), since those have sent no request yet; the Host rule
+// (host_refusal) applies to every request, plain HTTP too.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -24,6 +26,9 @@ struct AdmissionRules {
   std::vector<std::string> allow_origins;  // empty: same host only (origin_allowed)
   std::string token;                       // empty: no token required
   size_t max_clients = 0;                  // open clients at most (503 at the limit)
+  // Open clients from one address (its AddressKey) at most (503 at the
+  // limit); 0: no limit.
+  size_t max_clients_per_address = 0;
 };
 
 // Why an upgrade was refused: one per check of admit_upgrade, in its order.
@@ -37,8 +42,15 @@ enum class RefusalReason : uint8_t {
   // Not admit_upgrade's: the server's, for plain HTTP sent to its TLS port
   // (answered 400 before any request is read).
   kNotTls,
+  kMaxClientsPerAddress,  // max_clients_per_address are open from its address
+  // The server's, for any request (plain HTTP too): its Host is not one
+  // this server answers (host_refusal, 421).
+  kHost,
+  // The server's, at accept: its address already has that many connections
+  // in their handshake (503 before any request is read).
+  kHandshakesPerAddress,
 };
-constexpr size_t kRefusalReasons = 6;
+constexpr size_t kRefusalReasons = 9;
 const char* refusal_reason_name(RefusalReason reason);
 
 struct Admission {
@@ -56,9 +68,18 @@ struct Admission {
 // In order: a WebSocket upgrade at all (426 with "Upgrade: websocket"),
 // RFC 6455's checks (check_upgrade), the Origin (403), the token (401 with
 // "WWW-Authenticate: Bearer"), then room: open_clients below max_clients and
-// not shutting down (503 with "Retry-After: 5").
+// not shutting down, then fewer than max_clients_per_address open from the
+// request's address (`open_from_address`; 503 with "Retry-After: 5").
 Admission admit_upgrade(const HttpRequest& request, const AdmissionRules& rules,
-                        size_t open_clients, bool shutting_down);
+                        size_t open_clients, bool shutting_down, size_t open_from_address = 0);
+
+// The 421 for a request whose Host the rule does not accept (any path but
+// those exempt, see RouteAccess::kAnyHost), or nullopt.
+std::optional<HttpReply> host_refusal(const HttpRequest& request, const HostRule& rule);
+
+// The 503 answered at accept to a connection from an address that has
+// too many connections in their handshake already.
+HttpReply handshakes_per_address_refusal();
 
 // A summary line that is due: `refused` refusals not logged, from
 // `address`, or (address empty) from `addresses` addresses the log forgot

@@ -3,8 +3,8 @@
 // every socket (listener, handshakes, clients). It knows WebSocket and HTTP,
 // not the protocol spoken over them: the tool registers its HTTP routes,
 // gives it the messages it must send on its own (a drop notice, an
-// application keepalive), decides when a client joins the broadcast and may
-// attach state to each client. Design, threads and measurements:
+// application keepalive) and decides when a client joins the broadcast.
+// Design, threads and measurements:
 // docs/architecture.md.
 //
 // The pieces, one concept per file:
@@ -28,7 +28,8 @@
 //     resume where they stopped (same buffer for TLS), reads are bounded per
 //     turn so a flooding client cannot starve the others.
 //   - Each client has a bounded queue of shared, encoded-once frames
-//     (max_queue data messages). On overflow: kDisconnect closes it with 1013
+//     (max_queue data messages and max_queue_bytes of them; the bytes bound
+//     also holds what join() queues first). On overflow: kDisconnect closes it with 1013
 //     and drops TCP if the close is not taken within close_timeout;
 //     kDrop drops the oldest queued messages and queues the tool's
 //     drop_notice in their place, so every message is delivered or counted.
@@ -74,6 +75,17 @@ namespace smws::net {
 
 using ClientId = uint64_t;
 
+// The key per-address limits count a connection under. peer_address is the
+// TCP peer's IP (no port); request is null at accept (the limit on
+// handshakes in flight, before any byte was read) and the request head
+// after it (the limit on open clients). "" exempts the connection from the
+// per-address limit in question. The default (no function) is the peer
+// address both times; behind a trusted proxy a tool returns the proxy's
+// X-Forwarded-For entry for a request, and "" at accept for the proxy's
+// own address (all its clients' handshakes share it).
+using AddressKey = std::function<std::string(const std::string& peer_address,
+                                             const HttpRequest* request)>;
+
 struct ServerOptions {
   std::string host = protocol::kDefaultHost;
   uint16_t port = protocol::kDefaultPort;  // 0: the kernel picks; see bound_port()
@@ -82,6 +94,11 @@ struct ServerOptions {
   // which one it asked for (request.path).
   std::vector<std::string> extra_paths;
   size_t max_queue = protocol::kDefaultMaxQueue;  // data messages per client
+  // Bytes of data messages per client (their encoded frames), what join()
+  // queues first included; 0: no bound by bytes. ws-relay's default is
+  // protocol::kDefaultMaxQueueBytes; a queue at or over it is full (so one
+  // message larger than the bound still reaches a client that reads).
+  size_t max_queue_bytes = 0;
   SlowClientPolicy slow_client = SlowClientPolicy::kDisconnect;
   // kDrop: the text of the message that stands for N dropped ones (required
   // with kDrop; open() refuses kDrop without it).
@@ -93,6 +110,13 @@ struct ServerOptions {
   std::function<std::string()> keepalive;
   size_t max_message = protocol::kDefaultMaxMessage;  // largest client message (1009 above)
   size_t max_clients = protocol::kDefaultMaxClients;  // open WebSocket clients (503 above)
+  // Open WebSocket clients per address (address_key), 503 above; 0: none.
+  size_t max_clients_per_address = 0;
+  AddressKey address_key;  // empty: the peer's address
+  // Host names answered besides the loopback ones (HostRule): on a
+  // loopback `host` only localhost, 127.0.0.1, [::1] and these are; on
+  // another, when given, only these. Others get 421 (DNS rebinding).
+  std::vector<std::string> allow_hosts;
   std::vector<std::string> allow_origins;  // empty: same host only
   std::string token;                       // empty: no token required
   // Who a request is (ws-relay's --users, --jwt-*, --trusted-proxy:
@@ -105,12 +129,12 @@ struct ServerOptions {
   // An HTTP request head or TLS handshake must complete within this (slowloris).
   double handshake_timeout = protocol::kHandshakeTimeout;
   // TCP connections still in their handshake, at most; one accepted above
-  // this is closed at once. Each holds a descriptor and up to 16 KiB of
-  // request head until handshake_timeout, so idle connects could otherwise
-  // exhaust descriptors. A real handshake takes a round trip or two, so even
-  // a reconnect storm of thousands keeps far fewer than 1024 in flight;
-  // 1024 x 16 KiB bounds head buffers at 16 MiB.
-  size_t max_handshaking = 1024;
+  // this is closed at once (reasons: protocol::kMaxHandshaking).
+  size_t max_handshaking = protocol::kMaxHandshaking;
+  // ... from one address (address_key at accept); one above it gets 503
+  // with Retry-After at once (plain TCP; with TLS it is closed at once: no
+  // reply can be written before the TLS handshake). 0: no limit.
+  size_t max_handshaking_per_address = protocol::kMaxHandshakingPerIp;
   // A close we sent must be taken (and answered) within this; the SPEC's 2 s.
   double close_timeout = protocol::kSlowClientCloseGrace;
 };
@@ -129,25 +153,31 @@ struct ServerStats {
   uint64_t slow_client_closes = 0;   // closes with 1013
   uint64_t ping_timeouts = 0;        // closes with 1008 "ping timeout"
   uint64_t protocol_errors = 0;      // closes with 1002/1007/1009
-  uint64_t http_requests = 0;        // requests served by the routes
-  uint64_t handshakes_refused = 0;   // upgrade requests answered with 4xx/5xx
-  // ... of which, by reason (indexed by RefusalReason).
+  // Refused upgrades (4xx/5xx), and refusals of the server's own (421,
+  // plain HTTP on the TLS port, handshakes per address), by reason
+  // (indexed by RefusalReason).
   std::array<uint64_t, kRefusalReasons> refused_by_reason{};
   // Every HTTP answer the server wrote, by status: 101 for each upgrade,
   // the routes' replies, refusals, 400/426/431 for bad requests.
   std::map<int, uint64_t> http_status;
   uint64_t accepts_shed = 0;         // connections closed at accept: already
                                      // max_handshaking handshakes in flight
+                                     // (or, from its address, that many
+                                     // refused ones still closing)
+  uint64_t accept_errors = 0;        // accept(2) failures for lack of
+                                     // descriptors or memory (EMFILE ...)
   uint64_t writes_refused = 0;       // write calls that stopped at a full
                                      // socket buffer (short write, EAGAIN, TLS
                                      // WANT_*): a stalled client costs one
                                      // when it stalls, not one per event
 };
 
-// An upgrade request that was refused (for the tool to report it).
+// An upgrade request that was refused, or a request or connection the
+// server refused on its own (kHost, kNotTls, kHandshakesPerAddress), for the
+// tool to report it.
 struct RefusedUpgrade {
   std::string peer;             // "ip:port"
-  const HttpRequest* request;   // the refused request (null for kNotTls)
+  const HttpRequest* request;   // the refused request (null for kNotTls, kHandshakesPerAddress)
   RefusalReason reason;
   bool token_sent = false;      // kToken: a (wrong) token was sent
   int status = 0;               // the HTTP status answered
@@ -161,14 +191,6 @@ struct ClientInfo {
   // What ServerOptions::authenticate said (admitted); without it, nothing:
   // the tool knows what its --token alone means.
   std::optional<auth::AuthResult> auth;
-};
-
-// State a tool attaches to a client (issue 12's subscriptions, filters):
-// the server keeps it with the connection, hands it to broadcast filters and
-// destroys it when the connection goes.
-class ClientState {
- public:
-  virtual ~ClientState() = default;
 };
 
 // Called on the loop thread only. Methods must not block.
@@ -199,8 +221,8 @@ class WsServer {
   WsServer& operator=(const WsServer&) = delete;
 
   // Plain-HTTP routes (any path but options.path); register before run().
-  // kToken routes need options.token. Requests are counted in
-  // ServerStats::http_requests.
+  // kToken routes need options.token. Answers are counted by status in
+  // ServerStats::http_status.
   void route(std::string path, RouteHandler handler, RouteAccess access = RouteAccess::kPublic);
 
   // Loads TLS, binds and listens. On failure a Status whose code says what
@@ -224,25 +246,22 @@ class WsServer {
   void wake();
 
   // --- loop thread only ---
-  // Queues one data message, held to max_queue.
+  // Queues one data message, held to max_queue and max_queue_bytes.
   SendStatus send(ClientId id, const Frame& frame);
   SendStatus send_text(ClientId id, std::string_view payload);
   // Adds an open client to the broadcast list. `first` is queued before any
   // broadcast and is not held to max_queue: it is what the client must have
-  // before its stream starts (however long), so it cannot get the client
-  // judged slow before it could read. Returns false for an unknown or
-  // closing client.
+  // before its stream starts (however many messages), so it cannot get the
+  // client judged slow before it could read. It is held to max_queue_bytes
+  // (as every message is: a queue at or over it is full): a first batch
+  // larger than that is written out as it is queued, and a client that does
+  // not take it is slow. Returns false for an unknown or closing client (or
+  // one closed as slow while its first messages were queued).
   bool join(ClientId id, const std::vector<Frame>& first = {});
   // Queues the frame to every joined client. Returns how many queued it.
   size_t broadcast(const Frame& frame);
-  // The same, to the joined clients for which want(state) is true (state is
-  // what set_state() attached, or null).
-  size_t broadcast_if(const Frame& frame, const std::function<bool(const ClientState*)>& want);
-  // Attaches (replaces) a client's state; no-op for an unknown client.
-  void set_state(ClientId id, std::unique_ptr<ClientState> state);
-  ClientState* state(ClientId id) const;
   // Starts a close handshake with one client (unsent data after the frame
-  // being written is discarded).
+  // being written is discarded): ws-relay's revoked or expired credentials.
   void close(ClientId id, uint16_t code, std::string_view reason);
   // Watches another fd (a tool's stdin) for readability: on_readable runs
   // on the loop thread, level-triggered (again on the next turn while the fd

@@ -24,6 +24,11 @@ struct RelayOptions {
   double ping_timeout = -1;  // < 0: twice ping_interval
   bool app_ping = false;
   size_t max_clients = protocol::kDefaultMaxClients;
+  // Hostile input at the edges (SPEC): --max-clients-per-ip, --max-queue-bytes,
+  // --allow-host (repeatable).
+  size_t max_clients_per_ip = protocol::kDefaultMaxClientsPerIp;
+  size_t max_queue_bytes = protocol::kDefaultMaxQueueBytes;
+  std::vector<std::string> allow_host;
   size_t max_message = protocol::kDefaultMaxMessage;
   std::vector<std::string> allow_origin;
   std::string token;
