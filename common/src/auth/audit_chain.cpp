@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "smws/auth/audit_chain.h"
 
+#include "smws/auth/file_text.h"
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -58,20 +60,6 @@ std::vector<std::string_view> split(std::string_view text, bool* incomplete) {
   return lines;
 }
 
-Status read_all(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    return Status::Error(err == ENOENT || err == ENOTDIR ? Status::kNotFound : Status::kIo, err,
-                         "audit file " + path + ": " + std::strerror(err));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::Error(Status::kIo, EIO, "audit file " + path + ": read error");
-  *out = text.str();
-  return Status::Ok();
-}
-
 AuditVerdict bad(std::size_t records, std::size_t line, std::string what) {
   AuditVerdict v;
   v.records = records;
@@ -114,7 +102,7 @@ Status AuditChain::resume_text(std::string_view text, const std::string& source,
 
 Status AuditChain::resume(const std::string& path, AuditChain* out) {
   std::string text;
-  Status st = read_all(path, &text);
+  Status st = read_file_text(path, "audit file", &text);
   if (st.code == Status::kNotFound) {
     *out = AuditChain();
     return Status::Ok();
@@ -203,7 +191,7 @@ AuditVerdict verify_audit_text(std::string_view text) {
 
 Status verify_audit(const std::string& path, AuditVerdict* out) {
   std::string text;
-  if (auto st = read_all(path, &text); !st.ok()) return st;
+  if (auto st = read_file_text(path, "audit file", &text); !st.ok()) return st;
   *out = verify_audit_text(text);
   return Status::Ok();
 }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "smws/auth/jwt.h"
 
+#include "smws/auth/file_text.h"
+
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
@@ -43,20 +45,6 @@ int b64_value(char c) {
   if (c == '-') return 62;
   if (c == '_') return 63;
   return -1;
-}
-
-Status read_file(const std::string& path, const std::string& what, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    return Status::Error(err == ENOENT || err == ENOTDIR ? Status::kNotFound : Status::kIo, err,
-                         what + " " + path + ": " + std::strerror(err));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::Error(Status::kIo, what + " " + path + ": read error");
-  *out = text.str();
-  return Status::Ok();
 }
 
 bool text_ok(const std::string& s) {
@@ -115,7 +103,7 @@ JwtKeys& JwtKeys::operator=(JwtKeys&&) noexcept = default;
 
 Status JwtKeys::load_public_keys(const std::string& path) {
   std::string pem;
-  if (auto st = read_file(path, "--jwt-key", &pem); !st.ok()) return st;
+  if (auto st = read_file_text(path, "--jwt-key", &pem); !st.ok()) return st;
   return add_public_keys_pem(pem, path);
 }
 
@@ -195,7 +183,7 @@ Status JwtKeys::add_public_keys_pem(std::string_view pem, const std::string& sou
 
 Status JwtKeys::load_secret_file(const std::string& path) {
   std::string secret;
-  if (auto st = read_file(path, "--jwt-secret-file", &secret); !st.ok()) return st;
+  if (auto st = read_file_text(path, "--jwt-secret-file", &secret); !st.ok()) return st;
   auto st = set_secret(std::move(secret), path);
   return st;
 }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "smws/auth/policy.h"
 
+#include "smws/auth/file_text.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -143,16 +145,9 @@ Status Policy::parse_rules(std::string_view text, const std::string& source, std
 }
 
 Status Policy::load_rules(const std::string& path, std::vector<PolicyRule>* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    return Status::Error(err == ENOENT || err == ENOTDIR ? Status::kNotFound : Status::kIo, err,
-                         "--policy " + path + ": " + std::strerror(err));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::Error(Status::kIo, "--policy " + path + ": read error");
-  return parse_rules(text.str(), path, out);
+  std::string text;
+  if (Status s = read_file_text(path, "--policy", &text); !s.ok()) return s;
+  return parse_rules(text, path, out);
 }
 
 EffectivePolicy Policy::effective(const std::vector<std::string>& actions) const {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "smws/auth/users_file.h"
 
+#include "smws/auth/file_text.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -198,16 +200,9 @@ Status UsersFile::parse(std::string_view text, const std::string& source, UsersF
 }
 
 Status UsersFile::load(const std::string& path, UsersFile* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    return Status::Error(err == ENOENT || err == ENOTDIR ? Status::kNotFound : Status::kIo, err,
-                         "users file " + path + ": " + std::strerror(err));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::Error(Status::kIo, "users file " + path + ": read error");
-  return parse(text.str(), path, out);
+  std::string text;
+  if (Status s = read_file_text(path, "users file", &text); !s.ok()) return s;
+  return parse(text, path, out);
 }
 
 std::optional<Identity> UsersFile::lookup(std::string_view token) const {
