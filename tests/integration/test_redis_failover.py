@@ -142,7 +142,9 @@ def test_sentinel_failover_with_replicas_loses_nothing_and_shows_no_gap():
             kill_master_and_wait(master, sentinel)
             wait_for(lambda: on_new_master(b, master.port), 30, interval=0.05,
                      what="relay b on the promoted master")
-            time.sleep(0.3)  # events keep flowing after the failover
+            # Events keep flowing after the failover: 20 more written.
+            after = feeder.n
+            wait_for(lambda: feeder.n >= after + 20, 10, interval=0.01, what="20 events after the failover")
             last = feeder.stop()
             got = until_n(ws, last)
             assert [m for m in got if m.get("type") in ("gap", "initial")] == [], \
@@ -171,7 +173,8 @@ def test_sentinel_failover_without_replicas_shows_every_event_or_a_gap():
             kill_master_and_wait(master, sentinel)
             wait_for(lambda: on_new_master(b, master.port), 30, interval=0.05,
                      what="relay b on the promoted master")
-            time.sleep(0.3)
+            after = feeder.n
+            wait_for(lambda: feeder.n >= after + 20, 10, interval=0.01, what="20 events after the failover")
             last = feeder.stop()
             got = until_n(ws, last)
             # Every n once and in order, or a gap/resync before the jump.
