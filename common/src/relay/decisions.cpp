@@ -87,6 +87,17 @@ bool approves(const nlohmann::json& entries) {
 
 }  // namespace
 
+auth::DecideCheck check_decider(const auth::Policy& policy, const nlohmann::json& interrupt,
+                                const nlohmann::json& entries, const auth::Identity& who) {
+  return policy.may_decide(who, auth::action_names(interrupt), requester_of(interrupt),
+                           approves(entries) ? "approve" : "reject");
+}
+
+std::string not_allowed_reply(const std::string& interrupt_id, const std::string& error) {
+  return nlohmann::json{{"type", "error"}, {"interrupt_id", interrupt_id}, {"error", error}, {"reason", "not allowed"}}
+      .dump();
+}
+
 RelayHub::Intercept Decisions::on_stdin_interrupt(std::string_view event, double mono) {
   RelayHub::Intercept out;
   nlohmann::json parsed = nlohmann::json::parse(event, nullptr, false);
@@ -133,16 +144,10 @@ void Decisions::decide(net::ClientId id, const nlohmann::json& decision, const P
   if (rules_.policy && rules_.policy->roles_enabled()) {
     const nlohmann::json* interrupt = state_->hitl.pending_event(interrupt_id);
     const std::vector<std::string> actions = auth::action_names(*interrupt);
-    auth::DecideCheck allowed =
-        rules_.policy->may_decide(who.identity, actions, requester_of(*interrupt),
-                                  approves(final_decision["decisions"]) ? "approve" : "reject");
+    auth::DecideCheck allowed = check_decider(*rules_.policy, *interrupt, final_decision["decisions"], who.identity);
     if (!allowed.allowed) {
       ++not_allowed_;
-      io_->send_text(id, nlohmann::json{{"type", "error"},
-                                        {"interrupt_id", interrupt_id},
-                                        {"error", allowed.error},
-                                        {"reason", "not allowed"}}
-                             .dump());
+      io_->send_text(id, not_allowed_reply(interrupt_id, allowed.error));
       return;
     }
     auth::EffectivePolicy policy = rules_.policy->effective(actions);

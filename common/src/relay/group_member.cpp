@@ -122,21 +122,11 @@ void GroupMember::decide(net::ClientId id, const nlohmann::json& decision, const
     if (r.accepted() && rules.policy && rules.policy->roles_enabled()) {
       const nlohmann::json* interrupt =
           state_->hitl.pending_event(r.resolved->decision["interrupt_id"].get<std::string>());
-      std::vector<std::string> actions = auth::action_names(*interrupt);
-      std::string requester;
-      if (auto s = interrupt->find("sender"); s != interrupt->end() && s->is_object()) {
-        requester = s->value("user", "");
-      }
-      bool approving = false;
-      for (const auto& e : r.resolved->decision["decisions"]) {
-        std::string t = e.is_object() ? e.value("type", "") : "";
-        approving |= t == "approve" || t == "edit";
-      }
       auth::DecideCheck c =
-          rules.policy->may_decide(who.identity, actions, requester, approving ? "approve" : "reject");
+          check_decider(*rules.policy, *interrupt, r.resolved->decision["decisions"], who.identity);
       if (!c.allowed) {
         refusal = c.error;
-      } else if (rules.policy->effective(actions).required > 1) {
+      } else if (rules.policy->effective(auth::action_names(*interrupt)).required > 1) {
         refusal = "a decision needing several approvals is not supported with --redis yet";
       }
     }
@@ -148,11 +138,7 @@ void GroupMember::decide(net::ClientId id, const nlohmann::json& decision, const
   std::string interrupt_id = r.resolved->decision["interrupt_id"].get<std::string>();
   if (!refusal.empty()) {
     ++not_allowed_;
-    io_->send_text(id, nlohmann::json{{"type", "error"},
-                                      {"interrupt_id", interrupt_id},
-                                      {"error", refusal},
-                                      {"reason", "not allowed"}}
-                           .dump());
+    io_->send_text(id, not_allowed_reply(interrupt_id, refusal));
     return;
   }
   stamp_decided_by(&r.resolved->decision, who.identity, {who.identity});

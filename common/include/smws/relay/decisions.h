@@ -63,6 +63,12 @@ InterruptRefusalReason refusal_reason_for(const std::string& table_error);
 // as claimed_by; without one, the claim stays and "verified":false is added.
 void stamp_decided_by(nlohmann::json* decision, const auth::Identity& who,
                       const std::vector<auth::Identity>& deciders);
+// Roles on: may `who` give a decision with these entries on this pending
+// interrupt (its actions, its requester: sender.user)? Policy::may_decide.
+auth::DecideCheck check_decider(const auth::Policy& policy, const nlohmann::json& interrupt,
+                                const nlohmann::json& entries, const auth::Identity& who);
+// The error a decision no policy allows gets, to its sender only.
+std::string not_allowed_reply(const std::string& interrupt_id, const std::string& error);
 
 class Decisions {
  public:
