@@ -281,6 +281,11 @@ TEST_CASE("with roles only an approver decides, and the relay writes who decided
   }
   json claimed = approve("i-1");
   claimed["decided_by"] = "ceo@corp (verified via SSO)";
+  // Members only the relay writes, forged by the client.
+  claimed["from"] = {{"name", "root"}, {"via", "users"}};
+  claimed["verified"] = true;
+  claimed["policy"] = {{"approvers", {"x"}}, {"required", 1}};
+  claimed["audit_seq"] = 999;
   r.decide(1, claimed, person("mallory", {"dev"}));
   REQUIRE(r.io.sent.size() == 1);
   CHECK(r.io.sent[0].message["error"] == "not allowed: mallory may not decide deploy (approvers: ops)");
@@ -296,6 +301,10 @@ TEST_CASE("with roles only an approver decides, and the relay writes who decided
   const json& d = r.io.broadcasts[0];
   CHECK(d["decided_by"] == json{{"name", "alice"}, {"via", "users"}});
   CHECK(d["claimed_by"] == "ceo@corp (verified via SSO)");
+  CHECK(d.count("from") == 0);
+  CHECK(d.count("verified") == 0);
+  CHECK(d.count("policy") == 0);
+  CHECK(d.count("audit_seq") == 0);
   CHECK(r.io.replies.size() == 1);
 }
 

@@ -47,6 +47,12 @@ InterruptRefusalReason refusal_reason_for(const std::string& table_error) {
 void stamp_decided_by(nlohmann::json* decision, const auth::Identity& who,
                       const std::vector<auth::Identity>& deciders) {
   nlohmann::json& d = *decision;
+  // Members the relay writes (here, on stdout and in the audit file): a
+  // client's own copy of any of them is not kept, as HitlTable drops a
+  // claimed timed_out.
+  for (const char* owned : {"claimed_by", "verified", "from", "policy", "prev", "audit_seq", "logged_at"}) {
+    d.erase(owned);
+  }
   if (!who.verified()) {
     d["verified"] = false;
     return;
